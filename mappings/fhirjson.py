@@ -1,0 +1,35 @@
+"""FHIR JSON with exact decimals: ``3.50`` stays ``3.50`` and ``19`` stays ``19`` on the wire.
+
+:func:`loads` reads JSON numbers with a fraction or exponent as :class:`decimal.Decimal`;
+:func:`dumps` writes a :class:`~decimal.Decimal` verbatim (``json`` alone would refuse it, and
+fhir.resources would round-trip it through ``float``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+# A Decimal is first written as the JSON string "\0<digits>\0" (FHIR strings cannot hold NUL),
+# then the quotes and markers are removed.
+_DECIMAL_MARK = re.compile(r'"\\u0000([-+0-9.eE]+)\\u0000"')
+
+
+def _mark_decimal(value: object) -> str:
+    if isinstance(value, Decimal) and value.is_finite():
+        return f"\0{value}\0"
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(data: Any, *, indent: int | None = None) -> str:
+    """Serialise FHIR JSON, writing Decimals exactly as they are."""
+    separators = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(data, ensure_ascii=False, indent=indent, separators=separators, default=_mark_decimal)
+    return _DECIMAL_MARK.sub(r"\1", text) if "\\u0000" in text else text
+
+
+def loads(data: str | bytes) -> Any:
+    """Parse FHIR JSON, reading decimal numbers as :class:`Decimal`."""
+    return json.loads(data, parse_float=Decimal)

@@ -1,0 +1,722 @@
+"""Reader of a classic ClinicalTrials.gov study page saved as text into the neutral :class:`Protocol`.
+
+The page is loosely structured: ``Label : value`` lines, section headings (``Brief Summary:``,
+``Arm Intervention/treatment``, ``Locations``...), flattened tables, ``Layout table for ...`` lines
+and site boilerplate.  The reader works in two steps:
+
+1. split the lines into *sections* at the known headings (layout-table lines are dropped, boilerplate
+   sections such as "Resource links provided by the National Library of Medicine" are ignored);
+2. read ``Label: value`` lines (known labels only) from the label sections, and read each free-form
+   section (descriptions, the condition and arm tables, outcomes, criteria, contacts, locations,
+   investigators, keywords, MeSH terms) with its own small parser.
+
+Display forms become v2 codes and dates partial ISO dates through the helpers shared with
+:mod:`.ctgov_xml`; unknown coded values are kept verbatim and reported.  Free text is kept verbatim,
+only dedented (per paragraph, since the indentation is the page's list layout) and trimmed.
+
+Heuristics (the page leaves these facts implicit):
+
+* Flattened table rows are split at the intervention-type prefixes (``Drug:``, ``Biological:``,
+  ``Other:``...), arm-type prefixes (``Experimental:``...) and a trailing ``Phase N`` run.  A row
+  holding several conditions separated only by spaces cannot be split: it is kept as one condition.
+* An official's line (``Study Chair: Fu-Sheng Wang Beijing 302 Hospital``) is split where a known
+  organisation name (sponsor, collaborators, facilities, the responsible party's affiliation) ends
+  the line; failing that, the name is the first two capitalised words plus any middle initials,
+  name particles and degrees (``Jane K van Dam, MD PhD``) and the rest is the affiliation.
+* The responsible party (``Name, Affiliation``) is split at the first comma (degrees after it stay
+  with the name).  Its type is not printed, so it is left ``None``, except that a responsible party
+  printed as exactly the lead sponsor's name is the registry's rendering of type ``SPONSOR``.
+* A location line is a country heading (``China``, ``United States, Alabama``), a facility (the
+  line before an address ending in the heading's country) with an optional trailing recruitment
+  status, its address ``City[, State], Country[, ZIP]``, or a ``Contact:`` / investigator line.
+* "Additional relevant MeSH terms" are read as condition MeSH terms without ids; the page mixes in
+  ancestor terms and cannot tell condition from intervention terms.
+* In the arms table, an arm line is a non-indented line after a blank line (or the heading) that
+  carries an arm-type or intervention-type prefix; ``Other Name(s):`` lines under it go to the arm's
+  last intervention; every other line is the arm's description.
+* Posted dates carry no ACTUAL/ESTIMATED on the page: the type is ``None`` unless marked ``[Estimate]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .. import model as m
+from .. import vocabulary
+from ..errors import InputError, MappingError, MappingIssue
+from . import ReadResult
+from .display_forms import (
+    age,
+    clean,
+    date_type,
+    intervention_name,
+    iso_date,
+    known,
+    masking,
+    normalize_all,
+    phases,
+    sampling_method,
+    yes_no,
+)
+
+# --------------------------------------------------------------------------------------------------
+# Vocabulary-driven patterns
+# --------------------------------------------------------------------------------------------------
+
+
+def _alternation(kind: str) -> str:
+    """A regex alternation of the display forms of a code list, longest first."""
+    forms = sorted((vocabulary.display(kind, c) for c in vocabulary.codes(kind)), key=len, reverse=True)
+    return "|".join(re.escape(f) for f in forms)
+
+
+_INTERVENTION_PREFIX = re.compile(rf"(?<!\S)({_alternation('intervention_type')}):\s+")
+_ARM_TYPE_PREFIX = re.compile(rf"^({_alternation('arm_type')}):\s+")
+_FACILITY_STATUS = re.compile(rf"^(?P<facility>.+?)\s+(?P<status>{_alternation('overall_status')})$",
+                              re.IGNORECASE)
+_IPD_INFO_TYPE = re.compile(_alternation("ipd_info_type"), re.IGNORECASE)
+_OFFICIAL_LINE = re.compile(rf"^\s*(?P<role>{_alternation('official_role')})\s*:\s*(?P<value>.*)$")
+
+# --------------------------------------------------------------------------------------------------
+# Page structure
+# --------------------------------------------------------------------------------------------------
+
+#: Section headings (whole stripped lines) -> section name.  ``skip`` sections are boilerplate.
+_HEADINGS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), name) for p, name in [
+    (r"Brief Summary:", "summary"),
+    (r"Detailed Description:", "detailed"),
+    (r"Condition or disease(?P<interventions>\s+Intervention/treatment)?(?P<phase>\s+Phase)?", "conditions"),
+    (r"Layout table for study information", "design"),
+    (r"Resource links provided by .*", "skip"),
+    (r"Arm\s+Intervention/treatment", "arms"),
+    (r"(?P<kind>Primary|Secondary|Other) Outcome Measures\s*:", "outcomes"),
+    (r"Information from the National Library of Medicine", "skip"),
+    (r"Layout table for eligibility information", "eligibility"),
+    (r"Study Population", "population"),
+    (r"Criteria", "criteria"),
+    (r"Contacts and Locations", "skip"),
+    (r"Contacts", "contacts"),
+    (r"Locations", "locations"),
+    (r"Sponsors and Collaborators", "sponsors"),
+    (r"Investigators", "investigators"),
+    (r"Layout table for addit(?:i)?onal information", "additional"),  # the page spells it "additonal"
+    (r"Individual Participant Data \(IPD\) Sharing Statement:", "ipd"),
+    (r"Keywords provided by .*:", "keywords"),
+    (r"Additional relevant MeSH terms:", "mesh"),
+    (r"More Information|Publications.*|Study Results|Go to", "skip"),
+]]
+_LABEL_SECTIONS = {"top", "design", "eligibility", "additional", "ipd"}
+#: The ``Label: value`` lines the reader knows; any other line in a label section continues a value.
+_LABELS = re.compile("|".join([
+    r"ClinicalTrials\.gov Identifier", r"Recruitment Status", r"(?:Results )?First Posted",
+    r"Last Update Posted", r"Sponsor", r"Collaborators?", r"Information provided by \(Responsible Party\)",
+    r"Study Type", r"(?:Estimated|Actual|Anticipated) Enrollment", r"Allocation", r"Intervention Model",
+    r"Intervention Model Description", r"Masking", r"Masking Description", r"Primary Purpose",
+    r"Official Title", r"Acronym", r"Phase", r"Observational Model", r"Time Perspective",
+    r"Target Follow-Up Duration", r"Biospecimen Retention", r"Biospecimen Description",
+    r"(?:(?:Estimated|Actual|Anticipated) )?(?:Study Start|Primary Completion|Study Completion) Date",
+    r"Ages Eligible for Study", r"Sexes Eligible for Study", r"Gender Based",
+    r"Gender Eligibility Description", r"Accepts Healthy Volunteers", r"Sampling Method",
+    r"Responsible Party", r"Other Study ID Numbers", r"Last Verified",
+    r"(?:Has )?Data Monitoring Committee", r"Studies a U\.S\. FDA-regulated (?:Drug|Device) Product",
+    r"Product Manufactured in and Exported from the U\.S\.",
+    r"Plan to Share IPD", r"Plan Description", r"Supporting Materials", r"Time Frame", r"Access Criteria",
+    r"URL",
+]))
+_OTHER_NAMES = re.compile(r"^\s*Other Names?:\s*(.+)$")
+_LABEL_LINE = re.compile(r"^\s*(?P<label>[^:]+?)\s*:\s*(?P<value>.*)$")
+_DISCLAIMER = "The safety and scientific validity of this study"
+
+
+@dataclass
+class _Section:
+    name: str
+    heading: re.Match[str] | None
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _ArmBlock:
+    """An arm line of the arms table, the interventions it names and the description lines under it."""
+
+    arm: m.Arm
+    interventions: list[m.Intervention]
+    description: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Label:
+    value: str | None
+    more: list[str] = field(default_factory=list)
+
+    @property
+    def lines(self) -> list[str]:
+        return [v for v in [self.value, *self.more] if v]
+
+
+class _Page:
+    """The page split into sections, with its ``Label: value`` lines indexed."""
+
+    def __init__(self, text: str) -> None:
+        self.sections: list[_Section] = [_Section("top", None)]
+        for line in text.splitlines():
+            stripped = line.strip()
+            heading = next(((h.fullmatch(stripped), name) for h, name in _HEADINGS if h.fullmatch(stripped)),
+                           None)
+            if heading:
+                self.sections.append(_Section(heading[1], heading[0]))
+            elif not stripped.startswith("Layout table for"):
+                self.sections[-1].lines.append(line.rstrip())
+        self.labels: dict[str, _Label] = {}
+        for section in self.sections:
+            if section.name in _LABEL_SECTIONS:
+                self._index_labels(section.lines)
+
+    def _index_labels(self, lines: list[str]) -> None:
+        current: _Label | None = None
+        for line in lines:
+            match = _LABEL_LINE.match(line)
+            label = " ".join(match["label"].split()) if match else ""
+            if match and _LABELS.fullmatch(label):
+                current = _Label(clean(match["value"]))
+                self.labels.setdefault(label, current)  # the first occurrence wins
+            elif not line.strip():
+                current = None
+            elif current is not None:
+                current.more.append(" ".join(line.split()))
+
+    def section(self, name: str) -> _Section | None:
+        return next((s for s in self.sections if s.name == name), None)
+
+    def lines(self, name: str) -> list[str]:
+        section = self.section(name)
+        return section.lines if section else []
+
+    def entry(self, pattern: str) -> tuple[re.Match[str], _Label] | None:
+        """The first label fully matching ``pattern`` (the match gives access to its groups)."""
+        regex = re.compile(pattern)
+        return next(((mt, lab) for key, lab in self.labels.items() if (mt := regex.fullmatch(key))), None)
+
+    def value(self, pattern: str) -> str | None:
+        found = self.entry(pattern)
+        return found[1].value if found else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Small text helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _dedent(lines: list[str]) -> list[str]:
+    indents = [len(ln) - len(ln.lstrip(" ")) for ln in lines if ln.strip()]
+    cut = min(indents, default=0)
+    return [ln[cut:] for ln in lines]
+
+
+def _block(lines: Iterable[str]) -> str | None:
+    """Free text: each paragraph dedented, lines trimmed, paragraphs separated by one blank line."""
+    paragraphs: list[list[str]] = [[]]
+    for line in lines:
+        if line.strip():
+            paragraphs[-1].append(line.rstrip())
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    text = "\n\n".join("\n".join(_dedent(p)) for p in paragraphs if p)
+    return text or None
+
+
+def _nonblank(lines: Iterable[str]) -> list[str]:
+    return [c for c in (clean(ln) for ln in lines) if c]
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _split_interventions(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """``Liver Cirrhosis Drug: a Other: b`` -> ``("Liver Cirrhosis", [("Drug", "a"), ("Other", "b")])``."""
+    parts = _INTERVENTION_PREFIX.split(text)
+    pairs = [(kind, name.strip()) for kind, name in zip(parts[1::2], parts[2::2]) if name.strip()]
+    return parts[0].strip(), pairs
+
+
+# --------------------------------------------------------------------------------------------------
+# People and organisations
+# --------------------------------------------------------------------------------------------------
+
+_DEGREES = {"md", "phd", "mph", "msc", "ms", "mbbs", "mbchb", "rn", "do", "dds", "dmd", "pharmd", "mba",
+            "bsn", "np", "pa", "drph", "frcp", "frcpc", "facp", "ma", "bs", "ba", "msn", "dnp", "jr", "sr",
+            "ii", "iii", "iv", "mpharm", "dphil", "mrcp", "facs", "scd"}
+_TITLES = {"dr", "prof", "professor", "mr", "mrs", "ms", "miss"}
+_PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "del", "della", "du", "la", "le", "bin", "al",
+              "el"}
+
+
+def _bare(token: str) -> str:
+    return token.replace(".", "").rstrip(",").lower()
+
+
+def _is_degree(token: str) -> bool:
+    return _bare(token) in _DEGREES
+
+
+def _split_person(text: str) -> tuple[str, str | None]:
+    """Heuristic split of ``Jane K van Dam, MD PhD Some Hospital`` into name and affiliation.
+
+    The name is: leading titles, then the first two capitalised words plus any single-letter initials
+    and lowercase name particles between them, then degrees; whatever follows is the affiliation.
+    """
+    tokens = text.split()
+    taken, words = 0, 0
+    for token in tokens:
+        bare = _bare(token)
+        title = taken == words == 0 and bare in _TITLES
+        filler = words < 2 and (bare in _PARTICLES or re.fullmatch(r"[A-Z]\.?", token) is not None)
+        if words < 2 and not (title or filler) and token[:1].isupper():
+            words += 1
+        elif not (title or filler or (words >= 2 and _is_degree(token))):
+            break
+        taken += 1
+    name, rest = " ".join(tokens[:taken]).rstrip(","), " ".join(tokens[taken:])
+    return name or text, rest or None
+
+
+def _split_official(text: str, organisations: list[str]) -> tuple[str, str | None]:
+    """``Fu-Sheng Wang Beijing 302 Hospital`` -> name and affiliation, preferring a known organisation."""
+    for org in sorted(organisations, key=len, reverse=True):
+        if text.endswith(" " + org) and text[: -len(org)].strip():
+            return text[: -len(org)].strip().rstrip(","), org
+    return _split_person(text)
+
+
+def _split_name_affiliation(text: str) -> tuple[str, str | None]:
+    """``Name, Degree, Affiliation, Department`` -> (``Name, Degree``, ``Affiliation, Department``)."""
+    parts = [p.strip() for p in text.split(",")]
+    cut = 1
+    while cut < len(parts) and parts[cut] and all(_is_degree(t) for t in parts[cut].split()):
+        cut += 1
+    return ", ".join(parts[:cut]), ", ".join(parts[cut:]) or None
+
+
+_EMAIL = re.compile(r"\S+@\S+\.\w+")
+_PHONE_EXT = re.compile(r"\bext(?:ension)?\.?\s*:?\s*(\d+)", re.IGNORECASE)
+_PHONE = re.compile(r"\+?\(?\d[\d ().\-/]*\d\)?$")
+
+
+def _contact(text: str, role: str) -> m.Contact | None:
+    """``Ming Shi 86-10-63879735 shiming302@sina.com`` -> name, phone and e-mail split by pattern."""
+    rest = clean(text) or ""
+    email = _EMAIL.search(rest)
+    rest = _EMAIL.sub("", rest).strip()
+    ext = _PHONE_EXT.search(rest)
+    rest = _PHONE_EXT.sub("", rest).strip()
+    phone = _PHONE.search(rest)
+    if phone and len(re.sub(r"\D", "", phone.group())) < 6:
+        phone = None
+    name = (rest[: phone.start()] if phone else rest).strip(" ,")
+    if not name:
+        return None
+    return m.Contact(name, role, phone.group().strip() if phone else None,
+                     ext[1] if ext else None, email.group() if email else None)
+
+
+# --------------------------------------------------------------------------------------------------
+# The reader
+# --------------------------------------------------------------------------------------------------
+
+
+def read(text: str) -> ReadResult:
+    """Read the text of a classic ClinicalTrials.gov study page."""
+    if "ClinicalTrials.gov Identifier" not in text:
+        raise InputError("text is not a ClinicalTrials.gov study page: "
+                         "it has no 'ClinicalTrials.gov Identifier' line")
+    return _TextReader(_Page(text)).result()
+
+
+class _TextReader:
+    """Reads the facts of one :class:`_Page`; collects issues on the way."""
+
+    def __init__(self, page: _Page) -> None:
+        self.page = page
+        self.issues: list[MappingIssue] = []
+
+    def code(self, kind: str, value: str | None, field: str) -> str | None:
+        return vocabulary.normalize(kind, value, self.issues, field)
+
+    def coded(self, kind: str, label: str) -> str | None:
+        return self.code(kind, self.page.value(label), label)
+
+    def flag(self, label: str) -> bool | None:
+        return yes_no(self.page.value(label), self.issues, label)
+
+    def date(self, label: str) -> str | None:
+        return iso_date(self.page.value(label), self.issues, label)
+
+    # the protocol --------------------------------------------------------------------------------
+
+    def result(self) -> ReadResult:
+        page = self.page
+        lead, collaborators = self.sponsors()
+        mask, who = masking(page.value("Masking"), self.issues, "Masking")
+        conditions, row_interventions, row_phases = self.condition_row()
+        arms, interventions = self.arms(row_interventions)
+        locations = self.locations()
+        responsible = self.responsible_party(lead)
+        organisations = [o.name for o in [lead, *collaborators] if o]
+        organisations += [x.facility for x in locations if x.facility]
+        if responsible and responsible.investigator_affiliation:
+            affiliation = responsible.investigator_affiliation
+            organisations += [affiliation, *(affiliation.split(", ")[1:])]
+        other_ids = page.entry("Other Study ID Numbers")
+        p = m.Protocol(
+            nct_id=self.nct_id(),
+            brief_title=self.brief_title(),
+            official_title=page.value("Official Title"),
+            acronym=page.value("Acronym"),
+            org_study_id=other_ids[1].value if other_ids else None,
+            secondary_ids=[m.SecondaryId(i) for i in other_ids[1].more] if other_ids else [],
+            **self.status(),
+            start_date=self.study_date("Study Start"),
+            primary_completion_date=self.study_date("Primary Completion"),
+            completion_date=self.study_date("Study Completion"),
+            first_posted=self.posted("First Posted"),
+            last_update_posted=self.posted("Last Update Posted"),
+            status_verified_date=self.date("Last Verified"),
+            lead_sponsor=lead,
+            collaborators=collaborators,
+            responsible_party=responsible,
+            has_dmc=self.flag(r"(?:Has )?Data Monitoring Committee"),
+            is_fda_regulated_drug=self.flag(r"Studies a U\.S\. FDA-regulated Drug Product"),
+            is_fda_regulated_device=self.flag(r"Studies a U\.S\. FDA-regulated Device Product"),
+            brief_summary=_block(page.lines("summary")),
+            detailed_description=_block(page.lines("detailed")),
+            conditions=conditions,
+            keywords=_nonblank(page.lines("keywords")),
+            condition_meshes=[m.MeshTerm(t) for t in _nonblank(page.lines("mesh"))],
+            study_type=self.coded("study_type", "Study Type"),
+            phases=row_phases or phases(page.value("Phase"), self.issues, "Phase"),
+            allocation=self.coded("allocation", "Allocation"),
+            intervention_model=self.coded("intervention_model", "Intervention Model"),
+            primary_purpose=self.coded("primary_purpose", "Primary Purpose"),
+            masking=mask,
+            who_masked=who,
+            observational_model=self.coded("observational_model", "Observational Model"),
+            time_perspective=self.coded("time_perspective", "Time Perspective"),
+            enrollment=self.enrollment(),
+            arms=arms,
+            interventions=interventions,
+            **self.outcomes(),
+            eligibility=self.eligibility(),
+            central_contacts=[c for ln in page.lines("contacts") if (c := self.contact_line(ln))],
+            overall_officials=self.officials(organisations),
+            locations=locations,
+            ipd_sharing=self.ipd_sharing(),
+        )
+        return ReadResult(protocol=p, issues=self.issues)
+
+    # identification and status -------------------------------------------------------------------
+
+    def nct_id(self) -> str:
+        value = self.page.value(r"ClinicalTrials\.gov Identifier")
+        found = re.search(r"NCT\d{8}", value or "")
+        if found is None:
+            raise MappingError("the page has no NCT number after 'ClinicalTrials.gov Identifier': "
+                               "a study cannot be mapped without it")
+        return found.group()
+
+    def brief_title(self) -> str | None:
+        top = self.page.lines("top")
+        cut = next((i for i, ln in enumerate(top) if ln.strip().startswith(_DISCLAIMER)), None)
+        before = top[:cut] if cut is not None else []
+        title = next((clean(ln) for ln in reversed(before) if clean(ln)), None)
+        if title is None:
+            self.issues.append(MappingIssue("brief_title", "no title line before the disclaimer; left out"))
+        return title
+
+    def status(self) -> dict[str, str | None]:
+        """``Recruiting``; ``Terminated (why stopped)``; ``Unknown ... Recruitment status was: X``."""
+        out: dict[str, str | None] = {"overall_status": None, "why_stopped": None, "last_known_status": None}
+        found = self.page.entry("Recruitment Status")
+        if found is None or found[1].value is None:
+            return out
+        value, more = found[1].value, found[1].more
+        stopped = re.fullmatch(r"(?P<status>.+?)\s*\((?P<why>.+)\)", value)
+        if not known("overall_status", value) and stopped and known("overall_status", stopped["status"]):
+            value, out["why_stopped"] = stopped["status"], stopped["why"]
+        out["overall_status"] = self.code("overall_status", value, "Recruitment Status")
+        was = next((re.sub(r"^Recruitment status was:\s*", "", ln) for ln in more
+                    if ln.startswith("Recruitment status was:")), None)
+        out["last_known_status"] = self.code("overall_status", was, "Recruitment status was")
+        return out
+
+    def study_date(self, which: str) -> m.DateStruct | None:
+        found = self.page.entry(rf"(?:(?P<type>Estimated|Actual|Anticipated) )?{which} Date")
+        if found is None:
+            return None
+        label = found[0].group()
+        date = iso_date(found[1].value, self.issues, label)
+        return m.DateStruct(date, date_type(found[0]["type"], self.issues, label)) if date else None
+
+    def posted(self, label: str) -> m.DateStruct | None:
+        """``May 10, 2019  Key Record Dates`` -> the date; ``[Estimate]`` marks an estimated one."""
+        value = self.page.value(label) or ""
+        found = re.search(r"[A-Za-z]+\.? (?:\d{1,2}, )?\d{4}", value)
+        date = iso_date(found.group(), self.issues, label) if found else None
+        if date is None:
+            return None
+        return m.DateStruct(date, "ESTIMATED" if "estimate" in value.lower() else None)
+
+    # sponsors ------------------------------------------------------------------------------------
+
+    def sponsors(self) -> tuple[m.Organization | None, list[m.Organization]]:
+        names = _nonblank(self.page.lines("sponsors")) or _nonblank([self.page.value("Sponsor") or ""])
+        orgs = [m.Organization(n) for n in names]
+        return (orgs[0] if orgs else None), orgs[1:]
+
+    def responsible_party(self, lead: m.Organization | None) -> m.ResponsibleParty | None:
+        value = self.page.value("Responsible Party")
+        if value is None:
+            found = self.page.entry(r"Information provided by \(Responsible Party\)")
+            value = found[1].lines[0] if found and found[1].lines else None
+        if value is None:
+            return None
+        if lead is not None and value == lead.name:
+            return m.ResponsibleParty(type="SPONSOR")
+        name, affiliation = _split_name_affiliation(value)
+        return m.ResponsibleParty(investigator_name=name, investigator_affiliation=affiliation)
+
+    # conditions, design, arms --------------------------------------------------------------------
+
+    def condition_row(self) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+        """The ``Condition or disease | Intervention/treatment | Phase`` row(s)."""
+        section = self.page.section("conditions")
+        if section is None:
+            return [], [], []
+        has_phase = bool(section.heading and section.heading["phase"])
+        conditions, interventions, found_phases = [], [], []
+        for line in _nonblank(section.lines):
+            if has_phase:
+                tail = re.search(r"(?:^|\s)((?:Early Phase 1|Phase [0-4]|Not Applicable)"
+                                 r"(?:\s*/?\s*(?:Early Phase 1|Phase [0-4]))*)$", line)
+                if tail:
+                    found_phases += phases(tail[1], self.issues, "Phase")
+                    line = line[: tail.start()].strip()
+            condition, pairs = _split_interventions(line)
+            conditions += [condition] if condition else []
+            interventions += pairs
+        return conditions, interventions, found_phases
+
+    def enrollment(self) -> m.Enrollment | None:
+        found = self.page.entry(r"(?P<type>Estimated|Actual|Anticipated) Enrollment")
+        if found is None:
+            return None
+        label, value = found[0].group(), found[1].value
+        count = re.match(r"\d[\d,]*", value or "")
+        if count is None:
+            self.issues.append(MappingIssue(label, "no participant count; left out", value))
+            return None
+        kind = date_type(found[0]["type"], self.issues, label)
+        return m.Enrollment(int(count.group().replace(",", "")), kind)
+
+    def arms(self, row: list[tuple[str, str]]) -> tuple[list[m.Arm], list[m.Intervention]]:
+        """The ``Arm | Intervention/treatment`` table: an arm line, then its description lines."""
+        interventions: dict[tuple[str, str], m.Intervention] = {}
+
+        def intervention(kind: str, name: str) -> m.Intervention:
+            if (key := (kind, name)) not in interventions:
+                interventions[key] = m.Intervention(name, self.code("intervention_type", kind, "Arm"))
+            return interventions[key]
+
+        for kind, name in row:
+            intervention(kind, name)
+        blocks: list[_ArmBlock] = []
+        at_start = True  # after the heading or a blank line
+        for line in self.page.lines("arms"):
+            head = self.arm_line(line) if at_start and _indent(line) == 0 else None
+            at_start = not line.strip()
+            if head is not None or (not blocks and line.strip()):
+                arm, pairs = head or (m.Arm(clean(line) or ""), [])
+                block = _ArmBlock(arm, [intervention(k, n) for k, n in pairs])
+                arm.intervention_names = [intervention_name(i.type, i.name) for i in block.interventions]
+                for i in block.interventions:
+                    i.arm_labels.append(arm.label)
+                blocks.append(block)
+            elif blocks and (other := _OTHER_NAMES.match(line)) and blocks[-1].interventions:
+                blocks[-1].interventions[-1].other_names += _nonblank(other[1].split(";"))
+            elif blocks:
+                blocks[-1].description.append(line)
+        for block in blocks:
+            block.arm.description = _block(block.description)
+        return [b.arm for b in blocks], list(interventions.values())
+
+    def arm_line(self, line: str) -> tuple[m.Arm, list[tuple[str, str]]] | None:
+        """``Experimental: label Biological: name`` -> the arm and its interventions; None if not an arm."""
+        text = clean(line) or ""
+        typed = _ARM_TYPE_PREFIX.match(text)
+        label, pairs = _split_interventions(text[typed.end():] if typed else text)
+        if not label or not (typed or pairs):
+            return None
+        return m.Arm(label, self.code("arm_type", typed[1], "Arm") if typed else None), pairs
+
+    def outcomes(self) -> dict[str, list[m.Outcome]]:
+        out: dict[str, list[m.Outcome]] = {f"{k}_outcomes": [] for k in ("primary", "secondary", "other")}
+        for section in self.page.sections:
+            if section.name == "outcomes" and section.heading:
+                out[f"{section.heading['kind'].lower()}_outcomes"] += _outcome_items(section.lines)
+        return out
+
+    # eligibility ---------------------------------------------------------------------------------
+
+    def eligibility(self) -> m.Eligibility | None:
+        page = self.page
+        ages = page.value("Ages Eligible for Study")
+        minimum, maximum, std_ages = self.ages(ages) if ages else (None, None, [])
+        e = m.Eligibility(
+            criteria=_criteria(page.lines("criteria")),
+            healthy_volunteers=self.flag("Accepts Healthy Volunteers"),
+            sex=self.coded("sex", "Sexes Eligible for Study"),
+            gender_based=self.flag("Gender Based"),
+            gender_description=page.value("Gender Eligibility Description"),
+            minimum_age=minimum,
+            maximum_age=maximum,
+            std_ages=std_ages,
+            study_population=_block(page.lines("population")),
+            sampling_method=sampling_method(page.value("Sampling Method"), self.issues, "Sampling Method"),
+        )
+        return e if m.to_dict(e) else None
+
+    def ages(self, value: str) -> tuple[str | None, str | None, list[str]]:
+        """``18 Years to 69 Years (Adult, Older Adult)``, ``18 Years and older``, ``up to 65 Years``."""
+        unit = r"\d+\s+(?:Year|Month|Week|Day|Hour|Minute)s?"
+        split = re.fullmatch(r"(?P<range>.*?)\s*(?:\((?P<std>[^)]*)\))?", value)
+        span, std = (split["range"], split["std"]) if split else (value, None)
+        bounds = (re.fullmatch(rf"(?P<min>{unit})\s+to\s+(?P<max>{unit})", span, re.IGNORECASE)
+                  or re.fullmatch(rf"(?P<min>{unit})\s+and\s+(?:older|over)(?P<max>)", span, re.IGNORECASE)
+                  or re.fullmatch(rf"(?P<min>)up\s+to\s+(?P<max>{unit})", span, re.IGNORECASE))
+        if std is None and not re.search(r"\d", span):
+            span, std = "", span  # only the age groups are printed
+        if span and bounds is None:
+            self.issues.append(MappingIssue("Ages Eligible for Study", "age range not understood", span))
+        return (age(bounds["min"]) if bounds else None, age(bounds["max"]) if bounds else None,
+                normalize_all("std_age", (std or "").split(","), self.issues, "Ages Eligible for Study"))
+
+    # contacts, locations, officials --------------------------------------------------------------
+
+    def contact_line(self, line: str) -> m.Contact | None:
+        found = re.match(r"^\s*Contact:\s*(.*)$", line)
+        return _contact(found[1], "CONTACT") if found else None
+
+    def locations(self) -> list[m.Location]:
+        """Country headings, ``Facility [Status]`` lines, addresses, contacts and site investigators."""
+        lines = _nonblank(self.page.lines("locations"))
+        result: list[m.Location] = []
+        heading: str | None = None
+        for i, line in enumerate(lines):
+            following = lines[i + 1] if i + 1 < len(lines) else ""
+            official = _OFFICIAL_LINE.match(line)
+            if result and (contact := self.contact_line(line)):
+                result[-1].contacts.append(contact)
+            elif result and official:
+                result[-1].investigators.append(
+                    m.Official(official["value"], self.code("official_role", official["role"], "Location")))
+            elif heading and result and result[-1].country is None and (place := _address(line, heading)):
+                result[-1].city, result[-1].state, result[-1].zip, result[-1].country = place
+            elif heading and _address(following, heading):
+                status = _FACILITY_STATUS.match(line)
+                result.append(m.Location(
+                    facility=status["facility"] if status else line,
+                    status=self.code("overall_status", status["status"], "Location") if status else None,
+                ))
+            else:
+                heading = line
+        return result
+
+    def officials(self, organisations: list[str]) -> list[m.Official]:
+        result = []
+        for line in self.page.lines("investigators"):
+            found = _OFFICIAL_LINE.match(line)
+            if found and (value := clean(found["value"])):
+                name, affiliation = _split_official(value, organisations)
+                result.append(m.Official(name, self.code("official_role", found["role"], "Investigators"),
+                                         affiliation))
+        return result
+
+    # sharing -------------------------------------------------------------------------------------
+
+    def ipd_sharing(self) -> m.IpdSharing | None:
+        page = self.page
+        materials = page.entry("Supporting Materials")
+        info_types: list[str] = []
+        for line in materials[1].lines if materials else []:
+            found = [*_IPD_INFO_TYPE.findall(line), _IPD_INFO_TYPE.sub(" ", line)]  # known ones, the rest
+            info_types += normalize_all("ipd_info_type", found, self.issues, "Supporting Materials")
+        description = page.entry("Plan Description")
+        ipd = m.IpdSharing(
+            plan=self.coded("ipd_plan", "Plan to Share IPD"),
+            description=("\n".join(description[1].lines) or None) if description else None,
+            info_types=info_types,
+            time_frame=page.value("Time Frame"),
+            access_criteria=page.value("Access Criteria"),
+            url=page.value("URL"),
+        )
+        return ipd if m.to_dict(ipd) else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Section parsers without reader state
+# --------------------------------------------------------------------------------------------------
+
+_OUTCOME_ITEM = re.compile(r"^\s*(?P<number>\d+)\.\s+(?P<body>.*)$")
+_TIME_FRAME = re.compile(r"^(?P<measure>.*?)\s*\[\s*Time\s+Frame:\s*(?P<frame>.*?)\s*\]$")
+
+
+def _outcome_items(lines: list[str]) -> list[m.Outcome]:
+    """``1. Measure [ Time Frame: 96 weeks ]`` followed by indented description lines."""
+    items: list[list[str]] = []
+    item_indent = None
+    for line in lines:
+        numbered = _OUTCOME_ITEM.match(line)
+        if numbered and int(numbered["number"]) == len(items) + 1 and (
+                item_indent is None or _indent(line) <= item_indent):
+            item_indent = _indent(line)
+            items.append([numbered["body"]])
+        elif items:
+            items[-1].append(line)
+    return [_outcome(body, rest) for body, *rest in items]
+
+
+def _outcome(body: str, rest: list[str]) -> m.Outcome:
+    """One outcome item; a long measure may wrap, so the head runs to the line with the time frame."""
+    head, description = body, rest
+    if not _TIME_FRAME.match(clean(body) or ""):
+        for i, line in enumerate(rest):
+            if not line.strip():
+                break
+            if _TIME_FRAME.match(clean(" ".join([body, *rest[: i + 1]])) or ""):
+                head, description = " ".join([body, *rest[: i + 1]]), rest[i + 1:]
+                break
+    head = clean(head) or ""
+    frame = _TIME_FRAME.match(head)
+    if frame is None:
+        return m.Outcome(head, None, _block(description))
+    return m.Outcome(frame["measure"], frame["frame"], _block(description))
+
+
+def _criteria(lines: list[str]) -> str | None:
+    """The criteria text from ``Inclusion Criteria:`` (when present) to its end, dedented."""
+    start = next((i for i, ln in enumerate(lines) if ln.strip().lower().startswith("inclusion criteria")), 0)
+    return _block(lines[start:])
+
+
+def _address(line: str, heading: str) -> tuple[str, str | None, str | None, str] | None:
+    """``City[, State], Country[, ZIP]`` where Country is the heading (or its first part), else None."""
+    parts = [p.strip() for p in line.split(",")]
+    zip_code = parts.pop() if len(parts) > 2 and re.search(r"\d", parts[-1]) else None
+    text = ", ".join(parts)
+    for country in sorted({heading, heading.split(",")[0].strip()}, key=len, reverse=True):
+        if text.endswith(", " + country):
+            place = [p.strip() for p in text[: -len(country) - 2].split(",")]
+            return place[0], ", ".join(place[1:]) or None, zip_code, country
+    return None
