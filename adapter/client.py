@@ -1,0 +1,558 @@
+"""A small, careful FHIR REST client: one ``requests.Session`` per server, one place for HTTP.
+
+Every call goes through ``FhirClient._request``, which sends (always with a timeout, TLS verified
+unless configured otherwise, redirects not followed), retries, and turns statuses into the
+exceptions of :mod:`adapter.errors`, reading the OperationOutcome of error bodies.
+
+Retries (``max_retries``, exponential ``backoff`` with jitter, each wait at most ``max_delay``):
+
+* 429 and 503 are retried for every request (the server says it did not process it); 502 and 504
+  only for replay-safe requests: behind a gateway a POST may have been applied, so an unsafe POST
+  answered 502/504 raises :class:`OutcomeUnknown`.  500 is never retried: it is usually a
+  deterministic server fault, and retrying only delays the error.
+* ``Retry-After`` (seconds or HTTP-date) replaces the computed backoff; when it asks for longer
+  than ``max_delay`` the error is raised at once, with ``retry_after`` set, for the caller to plan.
+* A failure before the request was sent (connection refused, DNS, connect timeout) is retried for
+  every method.  A failure after it may have been sent (read timeout, connection dropped) is retried
+  only when replay is safe: GET, HEAD, PUT, DELETE; a POST with ``If-None-Exist``; a transaction or
+  batch whose every entry is safe (GET/HEAD/PUT/DELETE, or POST with ``ifNoneExist``).  Any other
+  POST raises :class:`OutcomeUnknown` after exactly one attempt.  TLS errors are never retried.
+* An update carrying ``If-Match`` that is refused (409/412) after an attempt that may have been
+  applied raises :class:`OutcomeUnknown`: our own first attempt may have moved the version on.
+
+Paging (:meth:`FhirClient.search_bundles`) follows ``link[relation=next]`` one page at a time.
+Relative links resolve against the base URL (``?x`` to ``<base>?x``, others as URL references); a
+link to another scheme, host or port is refused; a link to a page already read, or more than
+``max_pages`` pages, raises :class:`PagingError` after the pages read so far were yielded: a loop
+is a server fault, and stopping silently would pass off a partial result as complete.
+
+Numbers keep their exact text: JSON decimals are read as :class:`decimal.Decimal` and Decimals are
+written back verbatim (``3.50`` stays ``3.50``).  The log (``trialbridge.client``) records method,
+path and status only: no query strings, headers or bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from functools import cached_property
+from importlib import metadata
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import requests
+from requests.auth import AuthBase
+from urllib3.exceptions import NewConnectionError
+
+from adapter.auth import build_auth
+from adapter.config import ServerConfig
+from adapter.errors import (
+    FhirClientError,
+    FhirConnectionError,
+    FhirHttpError,
+    OutcomeUnknown,
+    PagingError,
+    PreconditionFailed,
+    ProtocolError,
+    VersionMismatch,
+)
+from mappings import fhirjson
+from mappings.errors import InputError
+
+__all__ = ["FhirClient", "Params", "Resource", "Response"]
+
+log = logging.getLogger("trialbridge.client")
+
+Resource = dict[str, Any]
+Params = Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]] | None
+
+FHIR_JSON = "application/fhir+json"
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RETRY_ALWAYS = frozenset({429, 503})
+RETRY_IF_SAFE = frozenset({502, 504})
+VERSION_PREFIXES = {"R4": ("4", "0"), "R5": ("5", "0")}
+_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_ETAG = re.compile(r'(?:W/)?"([^"]*)"')
+_LOCATION = re.compile(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?/?$")
+_UNSENT, _MAYBE_SENT, _FATAL = "unsent", "maybe sent", "fatal"
+
+
+def _user_agent() -> str:
+    try:
+        version = metadata.version("trialbridge")
+    except metadata.PackageNotFoundError:
+        version = "dev"
+    return f"trialbridge/{version} python-requests/{requests.__version__}"
+
+
+USER_AGENT = _user_agent()
+
+
+@dataclass(frozen=True)
+class Response:
+    """The result of a write: status, returned resource (if any), Location and ETag headers."""
+
+    status: int
+    resource: Resource | None
+    location: str | None = None
+    etag: str | None = None
+
+    @property
+    def created(self) -> bool:
+        """True when the server created a resource (201), False when it matched or updated one."""
+        return self.status == 201
+
+    @property
+    def version_id(self) -> str | None:
+        """The version written: from the ETag, else the Location, else ``resource.meta``."""
+        match = _ETAG.fullmatch(self.etag or "")
+        if match:
+            return match.group(1)
+        located = _LOCATION.search(urlsplit(self.location or "").path)
+        if located and located.group(3):
+            return located.group(3)
+        return ((self.resource or {}).get("meta") or {}).get("versionId")
+
+    @property
+    def id(self) -> str | None:
+        """The logical id: from the Location, else the returned resource."""
+        located = _LOCATION.search(urlsplit(self.location or "").path)
+        return located.group(2) if located else (self.resource or {}).get("id")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request as the client means it (retries send it again unchanged)."""
+
+    method: str
+    url: str
+    params: Params = None
+    body: Resource | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def data(self) -> bytes | None:
+        return None if self.body is None else _dumps(self.body)
+
+    @cached_property
+    def replay_safe(self) -> bool:
+        """May it be sent twice without a second effect (no duplicate create)?"""
+        if self.method in IDEMPOTENT:
+            return True
+        return self.method == "POST" and ("If-None-Exist" in self.headers or _bundle_replay_safe(self.body))
+
+
+class FhirClient:
+    """REST client for one FHIR server (see the module docstring for retries and paging)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        session: requests.Session | None = None,
+        *,
+        auth: AuthBase | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._owns_session = session is None
+        self._session = session or requests.Session()
+        self._auth = auth or build_auth(
+            config.auth, timeout=config.timeout, verify=config.verify, clock=clock
+        )
+        self._sleep = sleep
+        self._clock = clock
+        self._random = random.Random()
+        if config.verify is False:
+            log.warning("TLS certificate verification is OFF for server %s", config.name)
+
+    def __enter__(self) -> FhirClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the session if this client created it."""
+        if self._owns_session:
+            self._session.close()
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL, without a trailing slash."""
+        return self.config.base_url
+
+    # -- capabilities -------------------------------------------------------------------------
+
+    def capabilities(self) -> Resource:
+        """The server's CapabilityStatement (``GET [base]/metadata``)."""
+        return self._resource(_Call("GET", f"{self.base_url}/metadata"), "CapabilityStatement")
+
+    def check_version(self) -> str:
+        """The server's fhirVersion; VersionMismatch unless it is the configured R4 (4.0.x) or R5 (5.0.x)."""
+        version = str(self.capabilities().get("fhirVersion") or "")
+        expected = VERSION_PREFIXES[self.config.fhir_version]
+        if tuple(version.split(".")[:2]) != expected:
+            raise VersionMismatch(
+                f"server {self.config.name!r} reports fhirVersion {version or '(none)'}, configured "
+                f"{self.config.fhir_version} ({'.'.join(expected)}.x)",
+                method="GET",
+                url=f"{self.base_url}/metadata",
+            )
+        return version
+
+    # -- instance operations ------------------------------------------------------------------
+
+    def read(self, resource_type: str, resource_id: str) -> Resource:
+        """``GET [base]/Type/id``."""
+        return self._resource(_Call("GET", self._url(resource_type, resource_id)), resource_type)
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str | int) -> Resource:
+        """``GET [base]/Type/id/_history/vid``."""
+        url = f"{self._url(resource_type, resource_id)}/_history/{_checked_id(str(version_id))}"
+        return self._resource(_Call("GET", url), resource_type)
+
+    def create(self, resource: Resource, if_none_exist: str | Params = None) -> Response:
+        """``POST [base]/Type``; with ``if_none_exist`` a conditional create (safe to retry)."""
+        headers = {"Prefer": "return=representation"}
+        if if_none_exist:
+            headers["If-None-Exist"] = _query(if_none_exist)
+        return self._write(_Call("POST", self._url(_type_of(resource)), body=resource, headers=headers))
+
+    def update(self, resource: Resource, if_match: str | int | None = None) -> Response:
+        """``PUT [base]/Type/id``; with ``if_match`` only if the server still holds that version."""
+        headers = {"Prefer": "return=representation"}
+        if if_match is not None:
+            headers["If-Match"] = _weak_etag(if_match)
+        url = self._url(_type_of(resource), str(resource.get("id") or ""))
+        return self._write(_Call("PUT", url, body=resource, headers=headers))
+
+    def conditional_update(self, resource: Resource, search: str | Params) -> Response:
+        """``PUT [base]/Type?search``: update the one match, or create when there is none."""
+        query = _query(search)
+        if not query:
+            raise InputError("a conditional update needs search criteria", field="search")
+        url = f"{self._url(_type_of(resource))}?{query}"
+        return self._write(_Call("PUT", url, body=resource, headers={"Prefer": "return=representation"}))
+
+    def delete(self, resource_type: str, resource_id: str) -> Response:
+        """``DELETE [base]/Type/id``."""
+        return self._write(_Call("DELETE", self._url(resource_type, resource_id)))
+
+    def transaction(self, bundle: Resource) -> Resource:
+        """Send a ``transaction`` Bundle; returns the transaction-response Bundle."""
+        return self._bundle_call(bundle, "transaction")
+
+    def batch(self, bundle: Resource) -> Resource:
+        """Send a ``batch`` Bundle; returns the batch-response Bundle (check each entry's status)."""
+        return self._bundle_call(bundle, "batch")
+
+    # -- search -------------------------------------------------------------------------------
+
+    def search(self, resource_type: str, params: Params = None) -> Iterator[Resource]:
+        """Every resource of every page: matches and ``_include``/``_revinclude`` entries alike.
+
+        Entries with ``search.mode = outcome`` (server warnings) are not yielded.
+        """
+        for bundle in self.search_bundles(resource_type, params):
+            for entry in bundle.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict) and (entry.get("search") or {}).get("mode") != "outcome":
+                    yield resource
+
+    def search_bundles(self, resource_type: str, params: Params = None) -> Iterator[Resource]:
+        """The searchset Bundles, page by page, following ``next`` links (see the module docstring)."""
+        call = _Call("GET", self._url(resource_type), params=params)
+        seen: set[str] = set()
+        for _ in range(self.config.max_pages):
+            response = self._request(call)
+            seen.add(_canonical(response.url or call.url))
+            bundle = _parse_resource(response, call, "Bundle")
+            yield bundle
+            link = _next_link(bundle)
+            if link is None:
+                return
+            call = _Call("GET", self._resolve_next(link, call))
+            if _canonical(call.url) in seen:
+                raise PagingError(
+                    "next link points to a page already read (paging loop)", method="GET", url=call.url
+                )
+        raise PagingError(f"more than max_pages={self.config.max_pages} pages", method="GET", url=call.url)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _url(self, resource_type: str, resource_id: str | None = None) -> str:
+        if not _TYPE.fullmatch(resource_type or ""):
+            raise InputError(f"not a FHIR resource type: {resource_type!r}", field="resourceType")
+        if resource_id is None:
+            return f"{self.base_url}/{resource_type}"
+        return f"{self.base_url}/{resource_type}/{_checked_id(resource_id)}"
+
+    def _resource(self, call: _Call, resource_type: str) -> Resource:
+        return _parse_resource(self._request(call), call, resource_type)
+
+    def _write(self, call: _Call) -> Response:
+        response = self._request(call)
+        return Response(
+            status=response.status_code,
+            resource=_json_body(response, call),
+            location=response.headers.get("Location") or response.headers.get("Content-Location"),
+            etag=response.headers.get("ETag"),
+        )
+
+    def _bundle_call(self, bundle: Resource, kind: str) -> Resource:
+        shape = (bundle.get("resourceType"), bundle.get("type")) if isinstance(bundle, dict) else None
+        if shape != ("Bundle", kind):
+            raise InputError(f"expected a Bundle of type {kind!r}", field="type")
+        return self._resource(_Call("POST", self.base_url, body=bundle), "Bundle")
+
+    def _resolve_next(self, link: str, call: _Call) -> str:
+        url = self.base_url + link if link.startswith("?") else urljoin(self.base_url + "/", link)
+        if _origin(url) != _origin(self.base_url):
+            foreign = "{}://{}:{}".format(*_origin(url))
+            raise PagingError(
+                f"next link leads to another server ({foreign}); refused", method="GET", url=call.url
+            )
+        return url
+
+    def _request(self, call: _Call) -> requests.Response:
+        """Send ``call`` with retries; return a 2xx response or raise the matching error."""
+        maybe_applied, attempt = False, 0
+        while True:
+            last = attempt >= self.config.max_retries
+            try:
+                response = self._send(call)
+            except requests.RequestException as exc:
+                failure = _failure(exc)
+                if last or failure == _FATAL or (failure == _MAYBE_SENT and not call.replay_safe):
+                    raise _connection_error(call, exc, failure) from None
+                maybe_applied = maybe_applied or failure == _MAYBE_SENT
+                delay, reason = self._backoff(attempt), _root_cause(exc)
+            else:
+                delay = None if last else self._retry_delay(response, call, attempt)
+                if delay is None:
+                    return _checked(response, call, maybe_applied, self._clock)
+                reason = f"status {response.status_code}"
+            attempt += 1
+            log.warning(
+                "%s %s: %s, retry %d of %d in %.2fs",
+                call.method,
+                _path(call.url),
+                reason,
+                attempt,
+                self.config.max_retries,
+                delay,
+            )
+            self._sleep(delay)
+
+    def _send(self, call: _Call) -> requests.Response:
+        headers = {"Accept": FHIR_JSON, "User-Agent": USER_AGENT, **call.headers}
+        if call.data is not None:
+            headers["Content-Type"] = f"{FHIR_JSON}; charset=utf-8"
+        response = self._session.request(
+            call.method,
+            call.url,
+            params=call.params,
+            data=call.data,
+            headers=headers,
+            auth=self._auth,
+            timeout=self.config.timeout,
+            verify=self.config.verify,
+            allow_redirects=False,
+        )
+        log.info("%s %s -> %s", call.method, _path(call.url), response.status_code)
+        return response
+
+    def _retry_delay(self, response: requests.Response, call: _Call, attempt: int) -> float | None:
+        status = response.status_code
+        if status not in RETRY_ALWAYS and not (status in RETRY_IF_SAFE and call.replay_safe):
+            return None
+        wanted = _retry_after(response, self._clock)
+        if wanted is None:
+            return self._backoff(attempt)
+        return wanted if wanted <= self.config.max_delay else None
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with "equal jitter": between half and all of ``backoff * 2**attempt``."""
+        ceiling = min(self.config.max_delay, self.config.backoff * 2**attempt)
+        return ceiling / 2 + self._random.uniform(0, ceiling / 2)
+
+
+def _checked(
+    response: requests.Response, call: _Call, maybe_applied: bool, clock: Callable[[], float]
+) -> requests.Response:
+    """``response`` if 2xx, else the error it means."""
+    status = response.status_code
+    if status < 300:
+        return response
+    details: dict[str, Any] = {
+        "status": status,
+        "operation_outcome": _outcome(response),
+        "method": call.method,
+        "url": call.url,
+    }
+    if status in RETRY_IF_SAFE and not call.replay_safe:
+        raise OutcomeUnknown("gateway error: the server may have applied the request; not retried", **details)
+    if status in (409, 412) and "If-Match" in call.headers:
+        if maybe_applied:
+            raise OutcomeUnknown("version changed, possibly by our own earlier attempt", **details)
+        raise PreconditionFailed(f"resource changed since version {call.headers['If-Match']}", **details)
+    message = "unexpected redirect: check base_url" if status < 400 else ""
+    raise FhirHttpError.for_status(message, retry_after=_retry_after(response, clock), **details)
+
+
+def _connection_error(call: _Call, exc: requests.RequestException, failure: str) -> FhirClientError:
+    reason = _root_cause(exc)
+    if failure == _MAYBE_SENT and not call.replay_safe:
+        return OutcomeUnknown(
+            f"{reason}: the request may have reached the server; not retried "
+            "(neither idempotent nor conditional)",
+            method=call.method,
+            url=call.url,
+        )
+    return FhirConnectionError(reason, method=call.method, url=call.url)
+
+
+def _failure(exc: requests.RequestException) -> str:
+    """``_UNSENT`` when the request certainly never left, ``_MAYBE_SENT``, or ``_FATAL`` (no retry)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return _FATAL
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return _UNSENT
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return _UNSENT if isinstance(_reason(exc), NewConnectionError) else _MAYBE_SENT
+    if isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ChunkedEncodingError):
+        return _MAYBE_SENT
+    return _FATAL
+
+
+def _reason(exc: BaseException) -> BaseException | None:
+    first = exc.args[0] if exc.args else None
+    return getattr(first, "reason", first) if isinstance(first, BaseException) else None
+
+
+def _root_cause(exc: requests.RequestException) -> str:
+    """E.g. ``connection failed: ConnectionError (NewConnectionError)``: class names, no URL, no query."""
+    inner = _reason(exc)
+    names = f"{type(exc).__name__} ({type(inner).__name__})" if inner is not None else type(exc).__name__
+    what = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
+    return f"{what}: {names}"
+
+
+def _retry_after(response: requests.Response, clock: Callable[[], float]) -> float | None:
+    """Seconds the server asks us to wait (``Retry-After`` as seconds or HTTP-date), or None."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - clock())
+
+
+def _bundle_replay_safe(body: Resource | None) -> bool:
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        return False
+    if body.get("type") not in ("transaction", "batch"):
+        return False
+    return all(_entry_replay_safe(entry) for entry in body.get("entry") or [])
+
+
+def _entry_replay_safe(entry: Any) -> bool:
+    request = (entry.get("request") if isinstance(entry, dict) else None) or {}
+    method = str(request.get("method", "")).upper()
+    return method in IDEMPOTENT or (method == "POST" and bool(request.get("ifNoneExist")))
+
+
+def _parse_resource(response: requests.Response, call: _Call, resource_type: str) -> Resource:
+    body = _json_body(response, call)
+    if body is None or body.get("resourceType") != resource_type:
+        found = body.get("resourceType") if body else "an empty body"
+        raise _protocol_error(f"expected {resource_type}, got {found}", response, call)
+    return body
+
+
+def _json_body(response: requests.Response, call: _Call) -> Resource | None:
+    if not response.content:
+        return None
+    try:
+        body = fhirjson.loads(response.content)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise _protocol_error("response body is not a JSON object", response, call)
+    return body
+
+
+def _protocol_error(message: str, response: requests.Response, call: _Call) -> ProtocolError:
+    return ProtocolError(message, status=response.status_code, method=call.method, url=call.url)
+
+
+def _outcome(response: requests.Response) -> Resource | None:
+    try:
+        body = fhirjson.loads(response.content or b"null")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome" else None
+
+
+def _dumps(body: Resource) -> bytes:
+    """JSON with :class:`Decimal` values written verbatim (``3.50`` stays ``3.50``)."""
+    return fhirjson.dumps(body).encode("utf-8")
+
+
+def _next_link(bundle: Resource) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            url = link["url"].strip()
+            if url:
+                return url
+    return None
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+def _canonical(url: str) -> str:
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    return prepared.url or url
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path
+
+
+def _type_of(resource: Resource) -> str:
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        raise InputError("not a FHIR resource (no resourceType)", field="resourceType")
+    return resource["resourceType"]
+
+
+def _checked_id(resource_id: str) -> str:
+    if not _ID.fullmatch(resource_id or ""):
+        raise InputError(f"not a FHIR id: {resource_id!r}", field="id")
+    return resource_id
+
+
+def _query(search: str | Params) -> str:
+    if isinstance(search, str):
+        return search.lstrip("?")
+    return urlencode(search or {}, doseq=True)
+
+
+def _weak_etag(version: str | int) -> str:
+    text = str(version)
+    return text if _ETAG.fullmatch(text) else f'W/"{_checked_id(text)}"'
