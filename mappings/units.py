@@ -2,7 +2,20 @@
 
 :func:`convert` turns a value from one UCUM code into another (``g/dL`` -> ``g/L``, ``10*3/uL`` ->
 ``10*9/L``), including mass <-> substance concentration (``mg/dL`` <-> ``umol/L``) with the analyte's
-molar mass, taken from ``tables/loinc_labs.json`` by LOINC code.
+molar mass, taken from ``tables/loinc_labs.json`` by LOINC code.  It is the only unit converter of
+trialbridge: the trial CSV reader (:mod:`mappings.sources.trial_csv`) and the eligibility evaluator
+(:mod:`mappings.eligibility.evaluate`) both use it, and ``loinc_labs.json`` is the one home of the
+unit facts (UCUM subset, unit spellings, molar masses).
+
+Public API:
+
+* :func:`convert` -- convert or raise :class:`UnitError`; :func:`try_convert` -- the same, ``None``
+  instead of the error (for callers that treat "not convertible" as an answer, e.g. "unknown").
+* :func:`normalise_unit` -- a unit as written (``x10^9/L``, ``mg/dl``, ``µmol/l``: criteria text,
+  ``Observation.valueQuantity.unit``) -> its UCUM code, from the table's ``spellings``; ``None`` for
+  a text not listed (even valid UCUM is not guessed).  :func:`unit_spellings` gives them all.
+* :func:`molar_mass` -- the analyte's molar mass by LOINC code (mass or substance code alike).
+* :func:`parse`, :func:`is_exact`, :func:`significant_digits`, :func:`round_significant`, :class:`Unit`.
 
 Why not a library.  We weighed ``pint`` 0.25 (well kept) and ``ucumvert`` 0.3.2 (a UCUM grammar on
 top of pint); ``pyucum`` calls a web service, so it was out.  Tried on our units: pint does not parse
@@ -36,6 +49,9 @@ Precision rule (documented and tested):
 * A result rounded above its units digit is written as a plain integer (``1.06E+3`` -> ``1060``:
   12 mg/dL creatinine -> 1060 umol/L), never in exponent form.
 * A zero converts to ``0``.
+* ``rounded=False`` skips the rounding of inexact conversions and gives the full working precision
+  (50 digits): for comparing a value with a threshold (eligibility criteria), where rounding would
+  only add an error of its own.  Such a value is compared, never reported.
 
 An unknown unit, a unit outside the subset, different dimensions, or a mass <-> molar conversion for
 an analyte with no molar mass in the table raise :class:`UnitError`; nothing is guessed.
@@ -45,10 +61,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from functools import cache, lru_cache
 from importlib import resources
+from types import MappingProxyType
 from typing import Any
 
 from .errors import InputError
@@ -102,6 +120,31 @@ def _molar_masses() -> dict[str, Decimal]:
 def molar_mass(loinc: str) -> Decimal | None:
     """The analyte's molar mass in g/mol for ``loinc`` (mass or substance code), if known."""
     return _molar_masses().get(loinc)
+
+
+@cache
+def _spellings() -> Mapping[str, str]:
+    """Unit text (lower case, single blanks) -> UCUM code; each listed UCUM code also reads as itself."""
+    spellings = {" ".join(text.lower().split()): code for text, code in _table()["ucum"]["spellings"].items()}
+    for code in sorted(set(spellings.values())):
+        spellings.setdefault(code.lower(), code)
+    return MappingProxyType(spellings)
+
+
+def unit_spellings() -> Mapping[str, str]:
+    """Every unit text :func:`normalise_unit` reads (lower case, single blanks) -> its UCUM code."""
+    return _spellings()
+
+
+def normalise_unit(text: str | None) -> str | None:
+    """The UCUM code for a unit as written (``x10^9/L`` -> ``10*9/L``, ``mg/dl`` -> ``mg/dL``).
+
+    Case does not matter and runs of blanks count as one (``x 10^9/l``).  ``None`` for an empty or
+    unlisted text, even one that is valid UCUM (``mL/s``): a unit we have not listed is not guessed.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    return _spellings().get(" ".join(text.lower().split()))
 
 
 _POWER_OF_TEN = re.compile(r"^10[*^]([+-]?\d+)$")
@@ -215,12 +258,15 @@ def is_exact(from_ucum: str, to_ucum: str) -> bool:
         return _power_of_ten(a.factor / b.factor) is not None
 
 
-def convert(value: Decimal, from_ucum: str, to_ucum: str, loinc: str | None = None) -> Decimal:
+def convert(
+    value: Decimal, from_ucum: str, to_ucum: str, loinc: str | None = None, *, rounded: bool = True
+) -> Decimal:
     """Convert ``value`` from unit ``from_ucum`` to ``to_ucum`` (UCUM codes) for analyte ``loinc``.
 
     ``loinc`` is needed only for mass <-> substance conversions (its molar mass comes from the
-    table).  The result follows the module's precision rule.  Raises :class:`UnitError` for an
-    unknown unit or an impossible conversion, and :class:`TypeError` for a non-Decimal value.
+    table).  The result follows the module's precision rule (``rounded=False``: not rounded, for
+    comparisons only).  Raises :class:`UnitError` for an unknown unit or an impossible conversion,
+    and :class:`TypeError` for a non-Decimal value.
     """
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise TypeError(f"convert() needs a Decimal value, got {type(value).__name__}")
@@ -236,10 +282,22 @@ def convert(value: Decimal, from_ucum: str, to_ucum: str, loinc: str | None = No
             k = _power_of_ten(ratio)
             if k is not None:
                 return value.scaleb(k)
-            return round_significant(value * ratio, significant_digits(value) + 1)
-        mass_per_mole = _molar_step(source, target, loinc)
-        result = value * source.factor * mass_per_mole / target.factor
-    return round_significant(result, significant_digits(value) + 1)
+            result = value * ratio
+        else:
+            mass_per_mole = _molar_step(source, target, loinc)
+            result = value * source.factor * mass_per_mole / target.factor
+    return round_significant(result, significant_digits(value) + 1) if rounded else result
+
+
+def try_convert(
+    value: Decimal, from_ucum: str, to_ucum: str, loinc: str | None = None, *, rounded: bool = True
+) -> Decimal | None:
+    """:func:`convert`, but ``None`` where it would raise :class:`UnitError` (unknown unit, different
+    dimensions, no molar mass, non-finite value).  A non-Decimal value still raises TypeError."""
+    try:
+        return convert(value, from_ucum, to_ucum, loinc, rounded=rounded)
+    except UnitError:
+        return None
 
 
 def _molar_step(source: Unit, target: Unit, loinc: str | None) -> Decimal:

@@ -28,8 +28,9 @@ Conditions count as present when their clinical status is active/recurrence/rela
 and their verification status is not refuted/entered-in-error; unconfirmed/provisional/differential
 diagnoses, and R5's ``unknown`` status, make the outcome unknown.  A patient with no Condition at
 all is unknown for a condition criterion (no data), not "absent".  Lab criteria use the latest
-result; units are compared only when equal or convertible through the factor table in
-``eligibility_labs.json`` (and a converted value within 1% of the threshold is unknown: rounding).
+result; units are compared only when equal or convertible by :mod:`mappings.units` (the one
+converter, with the unit spellings and molar masses of ``loinc_labs.json``), and a converted value
+within 1% of the threshold is unknown (rounding of factors and reported values).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from .. import units
 from ..errors import MappingIssue
 from .model import (
     AgeTest,
@@ -69,7 +71,7 @@ from .model import (
     Verdict,
     VerdictStatus,
 )
-from .recognise import ALL_SEXES, load_table, normalise_unit, tables
+from .recognise import ALL_SEXES, load_table, tables
 
 UCUM = "http://unitsofmeasure.org"
 _PRESENT = frozenset({"active", "recurrence", "relapse"})
@@ -249,7 +251,7 @@ def _observation_fact(r: Mapping[str, Any], ref: str, issues: list[MappingIssue]
             unit = q["code"]
         else:
             written = q.get("unit") or q.get("code")
-            unit = normalise_unit(written) or written
+            unit = units.normalise_unit(written) or written
     elif "valueCodeableConcept" in r:
         result = _result_of(r["valueCodeableConcept"])
         codes = _codings(r["valueCodeableConcept"])
@@ -270,7 +272,7 @@ def _observation_fact(r: Mapping[str, Any], ref: str, issues: list[MappingIssue]
         high_unit = (
             h["code"]
             if h.get("system") == UCUM and h.get("code")
-            else normalise_unit(h.get("unit")) or h.get("unit")
+            else units.normalise_unit(h.get("unit")) or h.get("unit")
         )
     return ObservationFact(
         ref,
@@ -513,23 +515,24 @@ def _obs_evidence(o: ObservationFact, shown: str | None = None) -> Evidence:
 def convert(
     value: Decimal, from_unit: str | None, to_unit: str | None, lab: LabConcept | None = None
 ) -> Decimal | None:
-    """``value`` in ``from_unit`` expressed in ``to_unit`` (UCUM), or ``None`` when not convertible."""
+    """``value`` in ``from_unit`` expressed in ``to_unit``, or ``None`` when they do not compare.
+
+    The same unit as written (even one we cannot read, or ``mL/min/{1.73_m2}``, outside the UCUM
+    subset of :mod:`mappings.units`) gives ``value``.  Otherwise both units must be listed spellings
+    or UCUM codes (:func:`mappings.units.normalise_unit`: ``mL/s`` is valid UCUM but not read) and
+    :func:`mappings.units.try_convert` converts, unrounded (a comparison with a threshold must not
+    round on its own); mass <-> substance concentration takes the molar mass ``loinc_labs.json``
+    gives for the first of ``lab``'s LOINC codes that has one (bilirubin 1975-2 / 14631-6).
+    """
     if from_unit is None or to_unit is None:
         return None
-    f = normalise_unit(from_unit) or from_unit
-    t = normalise_unit(to_unit) or to_unit
-    if f == t:
+    f, t = units.normalise_unit(from_unit), units.normalise_unit(to_unit)
+    if (f or from_unit) == (t or to_unit):
         return value
-    dims = tables().unit_dimensions
-    if f not in dims or t not in dims:
+    if f is None or t is None:
         return None
-    (fd, ff), (td, tf) = dims[f], dims[t]
-    if fd == td:
-        return value * ff / tf
-    if lab is not None and lab.molar_mass and {fd, td} == {"mass concentration", "substance concentration"}:
-        base = value * ff
-        return (base / lab.molar_mass if fd == "mass concentration" else base * lab.molar_mass) / tf
-    return None
+    loinc = next((c for c in lab.loinc if units.molar_mass(c) is not None), None) if lab else None
+    return units.try_convert(value, f, t, loinc, rounded=False)
 
 
 def _eval_lab(test: LabTest, p: PatientFacts) -> Result:

@@ -131,15 +131,15 @@ class Concept:
 
 @dataclass(frozen=True)
 class LabConcept:
-    """A laboratory test from ``tables/eligibility_labs.json``: its LOINC codes, whether results are
-    qualitative (positive/negative) or quantitative, and the molar mass used to convert between
-    mass and molar concentration (``None`` when no such conversion is allowed)."""
+    """A laboratory test from ``tables/eligibility_labs.json``: its LOINC codes and whether results are
+    qualitative (positive/negative) or quantitative.  Its molar mass, where mass and molar
+    concentration convert, is the one ``tables/loinc_labs.json`` gives for its LOINC codes
+    (:func:`mappings.units.molar_mass`)."""
 
     id: str
     display: str
     loinc: tuple[str, ...]
     qualitative: bool = False
-    molar_mass: Decimal | None = None
 
 
 @dataclass(frozen=True)

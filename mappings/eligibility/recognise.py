@@ -3,8 +3,9 @@
 Rules and tables of our own, no network and no model.  The tables (``mappings/tables/``):
 ``eligibility_conditions.json`` (conditions with SNOMED CT / ICD-10 codes and synonyms, the causes
 of cirrhosis, conditions defined by their parts or by a lab finding), ``eligibility_labs.json``
-(LOINC codes, units, result codes) and ``eligibility_patterns.json`` (the phrase rules).  A
-criterion's text is lower-cased and matched in this order:
+(LOINC codes, synonyms, result codes) and ``eligibility_patterns.json`` (the phrase rules); unit
+spellings (``x10^9/L``, ``mg/dl``) are read with :func:`mappings.units.normalise_unit`, from
+``loinc_labs.json``.  A criterion's text is lower-cased and matched in this order:
 
 1. **screening** phrases (consent, participation in other studies, willingness, social
    circumstances, the investigator's opinion) -> not computable, settled at screening;
@@ -38,6 +39,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from .. import units
 from ..model import Eligibility
 from .model import (
     AgeTest,
@@ -99,8 +101,6 @@ class Tables:
     comparator: str
     threshold: re.Pattern[str]
     unit: re.Pattern[str]
-    unit_spellings: dict[str, str]
-    unit_dimensions: dict[str, tuple[str, Decimal]]
     patterns: dict[str, Any]
     screening: tuple[tuple[re.Pattern[str], str], ...]
     vague: tuple[tuple[re.Pattern[str], str], ...]
@@ -121,13 +121,7 @@ def tables() -> Tables:
         for cid, e in cond["conditions"].items()
     }
     labs = {
-        lid: LabConcept(
-            lid,
-            e["display"],
-            tuple(e["loinc"]),
-            bool(e.get("qualitative")),
-            Decimal(e["molar_mass"]) if e.get("molar_mass") else None,
-        )
+        lid: LabConcept(lid, e["display"], tuple(e["loinc"]), bool(e.get("qualitative")))
         for lid, e in lab["labs"].items()
     }
     index: dict[str, tuple[str, str]] = {}
@@ -150,11 +144,7 @@ def tables() -> Tables:
         r"(?P<uln>(?:x|×|\*|times|-?fold)\s*(?:the\s+)?(?:uln|upper\s+limit\s+of\s+(?:the\s+)?normal(?:\s+range)?"
         r"|upper\s+normal\s+limit|normal\s+upper\s+limit|upper\s+limit\s+normal)(?![\w]))?"
     )
-    spellings = {k.lower(): v for k, v in lab["units"]["spellings"].items()}
-    for ucum in lab["units"]["dimensions"]:
-        spellings.setdefault(ucum.lower(), ucum)
-    unit = re.compile(rf"\s*(?P<u>{_alternation(spellings)})(?![a-z0-9])")
-    dims = {u: (d[0], Decimal(d[1])) for u, d in lab["units"]["dimensions"].items()}
+    unit = re.compile(rf"\s*(?P<u>{_alternation(units.unit_spellings())})(?![a-z0-9])")
     return Tables(
         concepts=concepts,
         conditions=cond["conditions"],
@@ -167,8 +157,6 @@ def tables() -> Tables:
         comparator=comparator,
         threshold=threshold,
         unit=unit,
-        unit_spellings=spellings,
-        unit_dimensions=dims,
         patterns=pat,
         screening=tuple((re.compile(r["pattern"]), r["reason"]) for r in pat["screening"]),
         vague=tuple((re.compile(r["pattern"]), r["reason"]) for r in pat["vague"]),
@@ -196,14 +184,6 @@ def tables() -> Tables:
 
 def _group(index: dict[str, tuple[str, str]]) -> str:
     return f"(?:{_alternation(index)})"
-
-
-def normalise_unit(unit: str | None) -> str | None:
-    """The UCUM code for a unit as written (``x10^9/L`` -> ``10*9/L``); ``None`` when unknown."""
-    if not unit:
-        return None
-    key = " ".join(unit.strip().lower().split())
-    return tables().unit_spellings.get(key)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -434,7 +414,7 @@ def _lab_test(tx: _Text, lab_id: str, mentions: list[_Mention], polarity: str | 
         tx.take(thr.start("cmp"), end)
         return LabTest(lab, comparator=cmp, uln_multiple=value, duration=duration)
     unit_m = T.unit.match(tx.t, end)
-    unit = T.unit_spellings.get(" ".join(unit_m["u"].split())) if unit_m else None
+    unit = units.normalise_unit(unit_m["u"]) if unit_m else None
     if unit is None and T.lab_units.get(lab_id) != "{INR}":
         raise _Review(f"{lab.display}: threshold {thr['val']} has no unit we know")
     tx.take(thr.start("cmp"), unit_m.end() if unit_m else end)
@@ -768,51 +748,32 @@ def _parent(item: CriterionItem) -> Criterion:
             "all": "met when all are met",
         }[combine],
     )
+    test: Test | None = None
+    at_screening = False
     if all(k.computable for k in kids):
         parts = tuple(k.test for k in kids if k.test is not None)
-        test: Test = AllOf(parts) if written == "all" else AnyOf(parts)
-        return Criterion(
-            item.text,
-            item.kind,
-            Status.COMPUTABLE,
-            "computable: " + test.describe(),
-            test,
-            notes,
-            False,
-            "criteria",
-            item.position,
-            kids,
-            combine,
-        )
-    if combine == "each":
+        combined: Test = AllOf(parts) if written == "all" else AnyOf(parts)
+        test, status, reason = combined, Status.COMPUTABLE, "computable: " + combined.describe()
+    elif combine == "each":
         review = any(k.status is Status.NEEDS_REVIEW for k in kids)
         status = Status.NEEDS_REVIEW if review else Status.NOT_COMPUTABLE
         reason = "some sub-items are not computable (see each)"
-        return Criterion(
-            item.text,
-            item.kind,
-            status,
-            reason,
-            None,
-            notes,
-            not review and all(k.at_screening or k.computable for k in kids),
-            "criteria",
-            item.position,
-            kids,
-            combine,
-        )
+        at_screening = not review and all(k.at_screening or k.computable for k in kids)
+    else:
+        status = Status.NEEDS_REVIEW
+        reason = f"sub-items are combined with '{combine}' but not all are computable"
     return Criterion(
         item.text,
         item.kind,
-        Status.NEEDS_REVIEW,
-        f"sub-items are combined with '{combine}' but not all are computable",
-        None,
+        status,
+        reason,
+        test,
         notes,
-        False,
-        "criteria",
-        item.position,
-        kids,
-        combine,
+        at_screening,
+        source="criteria",
+        position=item.position,
+        children=kids,
+        combine=combine,
     )
 
 

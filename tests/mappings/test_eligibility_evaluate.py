@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from mappings import units
 from mappings.eligibility import (
     Kind,
     Outcome,
@@ -505,6 +506,31 @@ def test_helpers():
     assert convert(Decimal(1), "mg/dL", "umol/L", creat).quantize(Decimal("0.1")) == Decimal("88.4")
     assert convert(Decimal(1), "mg/dL", "umol/L", tables().labs["alt"]) is None
     assert convert(Decimal(250), "/uL", "10*9/L") == Decimal("0.25")
+
+
+def test_units_are_converted_by_mappings_units():
+    labs = tables().labs
+    for lab in labs.values():  # one molar mass per analyte (loinc_labs.json), whichever of its codes
+        assert len({units.molar_mass(c) for c in lab.loinc} - {None}) <= 1, lab.id
+    assert {units.molar_mass(c) for c in labs["bilirubin_total"].loinc} == {Decimal("584.673")}
+    assert {units.molar_mass(c) for c in labs["creatinine"].loinc} == {Decimal("113.120")}
+    # the converter of the trial CSV reader, before its rounding: 1.2 mg/dL bilirubin = 20.5 umol/L
+    for code in labs["bilirubin_total"].loinc:
+        assert units.convert(Decimal("1.2"), "mg/dL", "umol/L", code) == Decimal("20.5")
+    shown = convert(Decimal("1.2"), "mg/dL", "umol/L", labs["bilirubin_total"])
+    assert shown.quantize(Decimal("0.1")) == Decimal("20.5") and shown != Decimal("20.5")  # not rounded
+    assert convert(Decimal(75), "mL/min/1.73m2", "mL/min/{1.73_m2}") == 75  # same unit, outside the subset
+    assert convert(Decimal(2), "ukat/L", "ukat/L") == 2  # same unit, not readable: compares as is
+    assert convert(Decimal(20), "mL/s", "mL/min") is None  # valid UCUM, but not a listed spelling
+    assert convert(Decimal(1), "{INR}", "%") is None
+    assert convert(Decimal(1), None, "g/L") is None
+
+
+def test_egfr_and_uln_in_units_outside_the_converter():
+    egfr = quantity("e", "62238-1", 75, "mL/min/{1.73_m2}")
+    assert outcome("eGFR >= 60 mL/min/1.73 m2", egfr)[0] is Outcome.MET
+    alt = quantity("a", "1742-6", 2.0, "ukat/L", high=0.8)
+    assert outcome("ALT > 2x ULN", alt, kind=Kind.EXCLUSION)[0] is Outcome.MET
 
 
 def test_evaluation_does_not_mutate_input():

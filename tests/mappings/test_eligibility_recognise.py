@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mappings import units
 from mappings.eligibility import (
     AgeTest,
     AllOf,
@@ -31,7 +32,7 @@ from mappings.eligibility import (
     recognise_eligibility,
     recognise_text,
 )
-from mappings.eligibility.recognise import load_table, normalise_unit, tables
+from mappings.eligibility.recognise import load_table, tables
 from mappings.model import Eligibility
 from mappings.sources import read_protocol
 from tests.conftest import SEED
@@ -474,4 +475,15 @@ def test_cause_table_refers_to_known_concepts():
     ],
 )
 def test_unit_spellings(written, ucum):
-    assert normalise_unit(written) == ucum
+    assert units.normalise_unit(written) == ucum
+
+
+def test_unit_spellings_in_criteria_text():
+    for text, ucum in [
+        ("TBIL < 3 mg/dl", "mg/dL"),
+        ("bilirubin <= 51 µmol/l", "umol/L"),
+        ("platelets >= 50 x 10^9/L", "10*9/L"),
+        ("ANC >= 1500/mm³", "/uL"),
+    ]:
+        test = recognise_text(text).test
+        assert test is not None and test.unit == ucum, text

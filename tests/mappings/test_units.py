@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+import json
+from decimal import Context, Decimal, localcontext
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,7 @@ from mappings.errors import InputError
 from mappings.units import UnitError, convert, is_exact, parse, round_significant, significant_digits
 
 D = Decimal
+TABLES = Path(units.__file__).parent / "tables"
 
 
 # --- values computed by hand ------------------------------------------------------------------------
@@ -221,3 +224,65 @@ def test_unit_property_matches_the_loinc_property():
                 assert prop == "MCnc", (code, ucum, prop)
             if any(d in dims for d in substance):
                 assert prop == "SCnc", (code, ucum, prop)
+
+
+# --- the non-raising form, unrounded values for comparisons -------------------------------------------
+
+
+def test_try_convert_gives_none_where_convert_raises():
+    assert units.try_convert(D("1.2"), "mg/dL", "umol/L", "1975-2") == D("20.5")
+    assert units.try_convert(D("1"), "mg/dL", "umol/L", "1742-6") is None  # ALT: no molar mass
+    assert units.try_convert(D("1"), "U/L", "g/L") is None
+    assert units.try_convert(D("1"), "mL/min/{1.73_m2}", "mL/min") is None  # outside the subset
+    assert units.try_convert(D("NaN"), "g/dL", "g/L") is None
+    with pytest.raises(TypeError):
+        units.try_convert(1.2, "g/dL", "g/L")
+
+
+def test_unrounded_conversion_keeps_the_working_precision():
+    with localcontext(Context(prec=60)):
+        exact = D(10) / D("584.673") * 1000  # 1 mg/dL bilirubin in umol/L
+        value = convert(D(1), "mg/dL", "umol/L", "14631-6", rounded=False)
+        assert abs(value - exact) < D("1E-45")
+    assert value.quantize(D("0.1")) == D("17.1")
+    assert convert(D(1), "mg/dL", "umol/L", "2160-0", rounded=False).quantize(D("0.1")) == D("88.4")
+    assert convert(D("1.2"), "mg/dL", "umol/L", "1975-2", rounded=True) == D("20.5")
+    assert convert(D(250), "/uL", "10*9/L", rounded=False) == D("0.25")  # exact: same either way
+
+
+# --- unit spellings (criteria text, Observation.valueQuantity.unit) ---------------------------------
+
+
+@pytest.mark.parametrize(("written", "ucum"), [
+    ("mg/dl", "mg/dL"), ("MG/DL", "mg/dL"), ("µmol/l", "umol/L"), ("μmol/L", "umol/L"), ("x10^9/L", "10*9/L"),
+    ("×  10⁹/L", "10*9/L"), ("K/uL", "10*3/uL"), ("/mm3", "/uL"), ("IU/L", "U/L"), ("umol/L", "umol/L"),
+    ("mL/min/1.73 m2", "mL/min/{1.73_m2}"), ("{INR}", "{INR}"), ("%", "%"),
+    ("mL/s", None), ("ukat/L", None), ("furlongs", None), ("", None), ("  ", None), (None, None),
+])
+def test_normalise_unit(written, ucum):
+    assert units.normalise_unit(written) == ucum
+
+
+def test_every_spelling_means_a_ucum_code_the_converter_reads():
+    spellings = units.unit_spellings()
+    assert spellings["x10^9/l"] == "10*9/L" and spellings["umol/l"] == "umol/L"
+    for text in spellings:
+        assert text == " ".join(text.lower().split()), text
+    for code in set(spellings.values()) - {"mL/min/{1.73_m2}"}:  # eGFR: two '/', compared as is
+        parse(code)
+    with pytest.raises(UnitError):
+        parse("mL/min/{1.73_m2}")
+
+
+def test_catalogue_unit_texts_agree_with_the_spellings():
+    for code in tm.lab_tests():
+        for text, ucum in tm.lab_test(code).units.items():
+            read = units.normalise_unit(text)
+            assert read == ucum or (read is None and code in ("INR", "HBSAG")), (code, text, read)
+
+
+def test_unit_facts_have_one_home():
+    """Spellings, dimensions and molar masses live in loinc_labs.json only, not in eligibility_labs.json."""
+    eligibility = json.loads((TABLES / "eligibility_labs.json").read_text("utf-8"))
+    assert "units" not in eligibility
+    assert all("molar_mass" not in lab for lab in eligibility["labs"].values())
