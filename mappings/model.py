@@ -5,7 +5,8 @@ Readers (ClinicalTrials.gov v2 JSON, legacy XML, classic page text, FHIR R4/R5 b
 API v2 enumeration names (``RECRUITING``, ``PHASE2``, ``RANDOMIZED``...) as the canonical vocabulary;
 a value outside that vocabulary is kept verbatim (and reported by the reader), never dropped.
 
-Dates are kept as the partial ISO strings the registry gives (``2019``, ``2019-05``, ``2019-05-20``).
+Coordinates are :class:`~decimal.Decimal` so their digits survive exactly.  Dates are kept as the
+partial ISO strings the registry gives (``2019``, ``2019-05``, ``2019-05-20``).
 The model holds no I/O and no FHIR: it is plain dataclasses, with :func:`to_dict` / :func:`from_dict`
 for JSON.
 """
@@ -16,6 +17,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 
@@ -139,8 +141,8 @@ class Location:
     state: str | None = None
     zip: str | None = None
     country: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
+    latitude: Decimal | None = None
+    longitude: Decimal | None = None
     contacts: list[Contact] = field(default_factory=list)
     investigators: list[Official] = field(default_factory=list)
 

@@ -39,7 +39,9 @@ def decode(data: bytes | str, max_bytes: int = MAX_INPUT_BYTES) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"input is not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from exc
+        raise InputError(
+            f"input is not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r})"
+        ) from exc
 
 
 def detect_format(text: str) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .. import fhirjson, schema, vocabulary
 from .. import model as m
-from .. import schema, vocabulary
 from ..errors import InputError, MappingIssue
 from . import ReadResult
 
@@ -19,7 +19,7 @@ from . import ReadResult
 def parse_json(text: str) -> Any:
     """``json.loads`` with errors turned into a one-line :class:`InputError`."""
     try:
-        return json.loads(text)
+        return fhirjson.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     except RecursionError as exc:
@@ -80,21 +80,26 @@ class _Reader:
                 m.SecondaryId(id=s["id"], type=s.get("type"), domain=s.get("domain"), link=s.get("link"))
                 for s in ident.get("secondaryIdInfos") or []
             ],
-            overall_status=self.code("overall_status", status.get("overallStatus"), "statusModule.overallStatus"),
-            last_known_status=self.code("overall_status", status.get("lastKnownStatus"),
-                                        "statusModule.lastKnownStatus"),
+            overall_status=self.code(
+                "overall_status", status.get("overallStatus"), "statusModule.overallStatus"
+            ),
+            last_known_status=self.code(
+                "overall_status", status.get("lastKnownStatus"), "statusModule.lastKnownStatus"
+            ),
             why_stopped=_text(status.get("whyStopped")),
             status_verified_date=status.get("statusVerifiedDate"),
             start_date=self.date(status.get("startDateStruct"), "startDateStruct"),
-            primary_completion_date=self.date(status.get("primaryCompletionDateStruct"),
-                                              "primaryCompletionDateStruct"),
+            primary_completion_date=self.date(
+                status.get("primaryCompletionDateStruct"), "primaryCompletionDateStruct"
+            ),
             completion_date=self.date(status.get("completionDateStruct"), "completionDateStruct"),
             first_submitted=status.get("studyFirstSubmitDate"),
             first_posted=self.date(status.get("studyFirstPostDateStruct"), "studyFirstPostDateStruct"),
             last_update_posted=self.date(status.get("lastUpdatePostDateStruct"), "lastUpdatePostDateStruct"),
             lead_sponsor=self.org(sponsors.get("leadSponsor"), "leadSponsor"),
-            collaborators=[o for o in (self.org(c, "collaborators") for c in sponsors.get("collaborators") or [])
-                           if o],
+            collaborators=[
+                o for o in (self.org(c, "collaborators") for c in sponsors.get("collaborators") or []) if o
+            ],
             responsible_party=self.responsible_party(sponsors.get("responsibleParty")),
             has_dmc=oversight.get("oversightHasDmc"),
             is_fda_regulated_drug=oversight.get("isFdaRegulatedDrug"),
@@ -118,7 +123,9 @@ class _Reader:
         if not data or not _text(data.get("name") or data.get("fullName")):
             return None
         name = _text(data.get("name") or data.get("fullName"))
-        return m.Organization(name=name, org_class=self.code("agency_class", data.get("class"), f"{field}.class"))
+        return m.Organization(
+            name=name, org_class=self.code("agency_class", data.get("class"), f"{field}.class")
+        )
 
     def responsible_party(self, data: dict[str, Any] | None) -> m.ResponsibleParty | None:
         if not data:
@@ -139,32 +146,47 @@ class _Reader:
             "study_type": self.code("study_type", design.get("studyType"), "designModule.studyType"),
             "phases": self.codes("phase", design.get("phases"), "designModule.phases"),
             "allocation": self.code("allocation", info.get("allocation"), "designInfo.allocation"),
-            "intervention_model": self.code("intervention_model", info.get("interventionModel"),
-                                            "designInfo.interventionModel"),
-            "primary_purpose": self.code("primary_purpose", info.get("primaryPurpose"), "designInfo.primaryPurpose"),
+            "intervention_model": self.code(
+                "intervention_model", info.get("interventionModel"), "designInfo.interventionModel"
+            ),
+            "primary_purpose": self.code(
+                "primary_purpose", info.get("primaryPurpose"), "designInfo.primaryPurpose"
+            ),
             "masking": self.code("masking", masking.get("masking"), "maskingInfo.masking"),
             "who_masked": self.codes("who_masked", masking.get("whoMasked"), "maskingInfo.whoMasked"),
-            "observational_model": self.code("observational_model", info.get("observationalModel"),
-                                             "designInfo.observationalModel"),
-            "time_perspective": self.code("time_perspective", info.get("timePerspective"),
-                                          "designInfo.timePerspective"),
+            "observational_model": self.code(
+                "observational_model", info.get("observationalModel"), "designInfo.observationalModel"
+            ),
+            "time_perspective": self.code(
+                "time_perspective", info.get("timePerspective"), "designInfo.timePerspective"
+            ),
             "enrollment": m.Enrollment(
                 count=enrollment["count"],
                 type=self.code("date_type", enrollment.get("type"), "enrollmentInfo.type"),
-            ) if enrollment else None,
+            )
+            if enrollment
+            else None,
         }
 
     def arms_interventions(self) -> dict[str, Any]:
         mod = self.mod("armsInterventionsModule")
         arms = [
-            m.Arm(label=a["label"], type=self.code("arm_type", a.get("type"), "armGroups.type"),
-                  description=_text(a.get("description")), intervention_names=_texts(a.get("interventionNames")))
+            m.Arm(
+                label=a["label"],
+                type=self.code("arm_type", a.get("type"), "armGroups.type"),
+                description=_text(a.get("description")),
+                intervention_names=_texts(a.get("interventionNames")),
+            )
             for a in mod.get("armGroups") or []
         ]
         interventions = [
-            m.Intervention(name=i["name"], type=self.code("intervention_type", i.get("type"), "interventions.type"),
-                           description=_text(i.get("description")), arm_labels=_texts(i.get("armGroupLabels")),
-                           other_names=_texts(i.get("otherNames")))
+            m.Intervention(
+                name=i["name"],
+                type=self.code("intervention_type", i.get("type"), "interventions.type"),
+                description=_text(i.get("description")),
+                arm_labels=_texts(i.get("armGroupLabels")),
+                other_names=_texts(i.get("otherNames")),
+            )
             for i in mod.get("interventions") or []
         ]
         return {"arms": arms, "interventions": interventions}
@@ -173,13 +195,20 @@ class _Reader:
         mod = self.mod("outcomesModule")
 
         def outcomes(key: str) -> list[m.Outcome]:
-            return [m.Outcome(measure=o["measure"], time_frame=_text(o.get("timeFrame")),
-                              description=_text(o.get("description")))
-                    for o in mod.get(key) or []]
+            return [
+                m.Outcome(
+                    measure=o["measure"],
+                    time_frame=_text(o.get("timeFrame")),
+                    description=_text(o.get("description")),
+                )
+                for o in mod.get(key) or []
+            ]
 
-        return {"primary_outcomes": outcomes("primaryOutcomes"),
-                "secondary_outcomes": outcomes("secondaryOutcomes"),
-                "other_outcomes": outcomes("otherOutcomes")}
+        return {
+            "primary_outcomes": outcomes("primaryOutcomes"),
+            "secondary_outcomes": outcomes("secondaryOutcomes"),
+            "other_outcomes": outcomes("otherOutcomes"),
+        }
 
     def eligibility(self) -> m.Eligibility | None:
         e = self.mod("eligibilityModule")
@@ -202,30 +231,43 @@ class _Reader:
         name = _text(c.get("name"))
         if not name:
             return None
-        return m.Contact(name=name, role=self.code("contact_role", c.get("role"), "contacts.role"),
-                         phone=_text(c.get("phone")), phone_ext=_text(c.get("phoneExt")),
-                         email=_text(c.get("email")))
+        return m.Contact(
+            name=name,
+            role=self.code("contact_role", c.get("role"), "contacts.role"),
+            phone=_text(c.get("phone")),
+            phone_ext=_text(c.get("phoneExt")),
+            email=_text(c.get("email")),
+        )
 
     def official(self, o: dict[str, Any]) -> m.Official | None:
         name = _text(o.get("name"))
         if not name:
             return None
-        return m.Official(name=name, role=self.code("official_role", o.get("role"), "officials.role"),
-                          affiliation=_text(o.get("affiliation")))
+        return m.Official(
+            name=name,
+            role=self.code("official_role", o.get("role"), "officials.role"),
+            affiliation=_text(o.get("affiliation")),
+        )
 
     def contacts_locations(self) -> dict[str, Any]:
         mod = self.mod("contactsLocationsModule")
         locations = []
         for loc in mod.get("locations") or []:
             geo = loc.get("geoPoint") or {}
-            locations.append(m.Location(
-                facility=_text(loc.get("facility")),
-                status=self.code("overall_status", loc.get("status"), "locations.status"),
-                city=_text(loc.get("city")), state=_text(loc.get("state")), zip=_text(loc.get("zip")),
-                country=_text(loc.get("country")), latitude=geo.get("lat"), longitude=geo.get("lon"),
-                contacts=_present(self.contact(c) for c in loc.get("contacts") or []),
-                investigators=_present(self.official(o) for o in loc.get("investigators") or []),
-            ))
+            locations.append(
+                m.Location(
+                    facility=_text(loc.get("facility")),
+                    status=self.code("overall_status", loc.get("status"), "locations.status"),
+                    city=_text(loc.get("city")),
+                    state=_text(loc.get("state")),
+                    zip=_text(loc.get("zip")),
+                    country=_text(loc.get("country")),
+                    latitude=geo.get("lat"),
+                    longitude=geo.get("lon"),
+                    contacts=_present(self.contact(c) for c in loc.get("contacts") or []),
+                    investigators=_present(self.official(o) for o in loc.get("investigators") or []),
+                )
+            )
         return {
             "central_contacts": _present(self.contact(c) for c in mod.get("centralContacts") or []),
             "overall_officials": _present(self.official(o) for o in mod.get("overallOfficials") or []),
@@ -237,19 +279,28 @@ class _Reader:
         ipd = self.mod("ipdSharingStatementModule")
         return {
             "references": [
-                m.Citation(citation=r["citation"], pmid=_text(r.get("pmid")),
-                           type=self.code("reference_type", r.get("type"), "references.type"))
+                m.Citation(
+                    citation=r["citation"],
+                    pmid=_text(r.get("pmid")),
+                    type=self.code("reference_type", r.get("type"), "references.type"),
+                )
                 for r in refs.get("references") or []
             ],
-            "see_also": [m.Link(url=s["url"], label=_text(s.get("label"))) for s in refs.get("seeAlsoLinks") or []],
+            "see_also": [
+                m.Link(url=s["url"], label=_text(s.get("label"))) for s in refs.get("seeAlsoLinks") or []
+            ],
             "ipd_sharing": m.IpdSharing(
                 plan=self.code("ipd_plan", ipd.get("ipdSharing"), "ipdSharingStatementModule.ipdSharing"),
                 description=_text(ipd.get("description")),
-                info_types=self.codes("ipd_info_type", ipd.get("infoTypes"), "ipdSharingStatementModule.infoTypes"),
+                info_types=self.codes(
+                    "ipd_info_type", ipd.get("infoTypes"), "ipdSharingStatementModule.infoTypes"
+                ),
                 time_frame=_text(ipd.get("timeFrame")),
                 access_criteria=_text(ipd.get("accessCriteria")),
                 url=_text(ipd.get("url")),
-            ) if ipd else None,
+            )
+            if ipd
+            else None,
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_eligibility_locations_and_mesh():
     assert (e.minimum_age, e.maximum_age, e.sex, e.healthy_volunteers) == ("5 Years", "8 Years", "ALL", True)
     assert e.criteria.startswith("Inclusion Criteria:") and "Lack of cooperation" in e.criteria
     assert e.std_ages == ["CHILD"]
-    assert p.locations[0].latitude == 31.76904 and p.locations[0].country == "Israel"
+    assert p.locations[0].latitude == Decimal("31.76904") and p.locations[0].country == "Israel"
     assert [(x.id, x.term) for x in p.condition_meshes] == [("D000003731", "Dental Caries")]
     assert p.references[0].pmid == "18519994" and p.references[0].type == "BACKGROUND"
 

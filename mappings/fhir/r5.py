@@ -1,0 +1,420 @@
+"""FHIR R5 (5.0.0) <-> the protocol model: ``write(protocol)`` and ``read(bundle)``.
+
+Shared pieces come from :mod:`.common`; codes from ``tables/fhir_r5.json``.  Field choices follow
+HL7's R5 example ``researchstudy-example-ctgov-study-record`` (a ClinicalTrials.gov record as an R5
+ResearchStudy): brief title as ``title`` and the official title / acronym as ``label``;
+``associatedParty`` with party-role codes and the agency class as classifier; ``progressStatus``
+with the recruitment state plus an ``overall-study`` entry carrying ``actual`` and the period;
+``studyDesign`` with the ctgov coding and, where one exists, the SEVCO coding.
+
+Model field                     R5 path
+=============================== ===============================================================
+nct_id, org_study_id,           ResearchStudy.identifier (as in R4)
+secondary_ids
+brief_title                     title
+official_title, acronym         label (type http://hl7.org/fhir/title-type official / acronym)
+overall_status                  progressStatus.state (research-study-status; status itself is
+                                PublicationStatus ``active``: the record is published)
+last_known_status               extension ``last-known-status`` (research-study-status coding)
+start_date, completion_date     progressStatus (state overall-study, actual, period) + period
+other dates                     extension researchStudy-studyRegistration (HL7; activity
+                                registration-submission / registration-posting / update-posting /
+                                record-verification / primary-outcome-data-collection); last
+                                update posted also ``date``
+why_stopped                     whyStopped.text
+lead_sponsor, collaborators     associatedParty (role lead-sponsor / collaborator, classifier
+                                agency class, party -> Organization)
+responsible_party               associatedParty (role sponsor / primary-investigator /
+                                sponsor-investigator, classifier party-designation
+                                responsible-party, party -> PractitionerRole)
+overall_officials               associatedParty (role study-chair / study-director /
+                                primary-investigator / sub-investigator, party -> PractitionerRole)
+central_contacts                associatedParty (role recruitment-contact, extension
+                                ``contact-detail`` with the ContactDetail)
+has_dmc, FDA flags              extension ``oversight``
+brief_summary                   descriptionSummary
+detailed_description            description
+conditions, keywords, meshes    condition / keyword / focus.concept (as in R4)
+design facts                    studyDesign (ctgov coding first, SEVCO coding where one exists)
+phases, primary_purpose         phase, primaryPurposeType (R5 research-study-* code systems)
+enrollment                      recruitment.actualNumber (ACTUAL) or targetNumber, extension
+                                ``enrollment-type``
+eligibility                     recruitment.eligibility -> Group (type person, membership
+                                definitional, description = criteria verbatim, characteristics)
+arms                            comparisonGroup {linkId arm-N, name, type (research-study-arm-type),
+                                description, intendedExposure: display-only references
+                                (type EvidenceVariable) holding the arm's intervention names}
+interventions                   extension ``intervention`` (as in R4)
+outcomes                        outcomeMeasure {name, type [objective type], description} +
+                                extension ``time-frame``
+locations                       site -> Location with extension ``site`` (as in R4)
+references, see_also            relatedArtifact citation (document.url = PubMed, classifier =
+                                reference type) / documentation (document.url, display)
+ipd_sharing                     extension ``ipd-sharing``
+(record URL)                    relatedArtifact derived-from, document.url
+                                https://clinicaltrials.gov/study/<NCT>
+=============================== ===============================================================
+
+Interventions: HL7's example models them as contained EvidenceVariables referenced from
+``comparisonGroup.intendedExposure``.  Here they stay in the ``intervention`` extension shared with
+R4 (name, type, description, other names, arm labels all round-trip), and ``intendedExposure``
+holds display-only references naming them, so no contained resource can be left unreferenced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import Arm, Contact, DateStruct, Official, Organization, Outcome, Protocol
+from ..sources import ReadResult
+from .common import (
+    CS,
+    DATESTRUCT_FIELDS,
+    JSON,
+    OUTCOME_LISTS,
+    SD,
+    Ext,
+    ReadContext,
+    WriteContext,
+    WriteResult,
+    add_extensions,
+    check_date,
+    coding,
+    contact_detail,
+    date_type_from,
+    date_type_parts,
+    ext,
+    ext_value,
+    exts,
+    has_coding,
+    organization_name,
+    prune,
+    read_contact_detail,
+    read_mesh,
+)
+
+VERSION = "R5"
+TABLE = "fhir_r5.json"
+
+#: Classifier marking the associatedParty that is the record's responsible party.
+PARTY_DESIGNATION = {"system": CS + "party-designation", "code": "responsible-party",
+                     "display": "Responsible party of the registry record"}
+
+#: Extension holding a central contact's ContactDetail on its associatedParty.
+CONTACT_DETAIL = SD + "contact-detail"
+
+#: ResearchStudy elements that exist in R5 but not in R4 (used to detect the version of a bundle).
+SIGNATURE = ("recruitment", "comparisonGroup", "outcomeMeasure", "progressStatus", "associatedParty",
+             "descriptionSummary", "label", "studyDesign", "whyStopped", "classifier", "region")
+
+
+# --- write ---------------------------------------------------------------------------------------
+
+
+def write(protocol: Protocol) -> WriteResult:
+    """The R5 transaction Bundle of a protocol."""
+    ctx = WriteContext(protocol, TABLE)
+    p = protocol
+    recruitment = _recruitment(ctx)
+    study: JSON = {
+        "extension": [e for e in [
+            ctx.last_known_status(),
+            *_registration(ctx),
+            *ctx.interventions(),
+            ctx.oversight(),
+            ctx.ipd_sharing(),
+        ] if e is not None],
+        "identifier": ctx.identifiers(),
+        "title": p.brief_title,
+        "label": _labels(ctx),
+        "relatedArtifact": ctx.related_artifacts(
+            lambda url: {"document": {"url": url}}, lambda concept: {"classifier": [concept]}),
+        "date": check_date(p.last_update_posted.date, "last_update_posted") if p.last_update_posted else None,
+        "status": ctx.table["publication_status"]["code"],
+        "primaryPurposeType": ctx.concept("primary_purpose", p.primary_purpose, "primary_purpose"),
+        "phase": ctx.phase(),
+        "studyDesign": ctx.design(),
+        "focus": [{"concept": c} for c in ctx.intervention_meshes()],
+        "condition": ctx.conditions(),
+        "keyword": ctx.keywords(),
+        "descriptionSummary": p.brief_summary,
+        "description": p.detailed_description,
+        "period": ctx.period(),
+        "site": ctx.sites(),
+        "associatedParty": _parties(ctx),
+        "progressStatus": _progress(ctx),
+        "whyStopped": {"text": p.why_stopped} if p.why_stopped is not None else None,
+        "recruitment": recruitment,
+        "comparisonGroup": [_comparison_group(ctx, i, a) for i, a in enumerate(p.arms)],
+        "outcomeMeasure": [_outcome_measure(o, kind) for _, _, o, kind in ctx.outcomes()],
+    }
+    return ctx.finish(study)
+
+
+def _labels(ctx: WriteContext) -> list[JSON]:
+    """Official title and acronym as ``label`` (title-type official / acronym)."""
+    kinds, out = ctx.table["title_types"], []
+    for key, value in (("official", ctx.p.official_title), ("acronym", ctx.p.acronym)):
+        if value is not None:
+            out.append({"type": {"coding": [coding(kinds[key])]}, "value": value})
+    return out
+
+
+def _registration(ctx: WriteContext) -> list[JSON]:
+    """HL7 researchStudy-studyRegistration extensions (activity, actual, period), one per date."""
+    spec, out = ctx.table["registration"], []
+    for name, act in spec["fields"].items():
+        value = getattr(ctx.p, name)
+        if value is None:
+            continue
+        date, dtype = (value.date, value.type) if isinstance(value, DateStruct) else (value, None)
+        check_date(date, name)
+        parts = [ext("activity", valueCodeableConcept={"coding": [
+            {"system": spec["activity_system"], "code": act["code"], "display": act["display"]}]})]
+        actual, type_ext = date_type_parts(dtype, ctx.coder, ctx.issues, f"{name}.type")
+        if actual is not None:
+            parts.append(ext("actual", valueBoolean=actual))
+        bound = act["bound"]
+        period = {"start": date, "end": date} if bound == "both" else {bound: date}
+        parts.append(ext("period", valuePeriod=period))
+        out.append({"url": spec["url"], "extension": [*parts, *([type_ext] if type_ext else [])]})
+    return out
+
+
+def _parties(ctx: WriteContext) -> list[JSON]:
+    """Lead sponsor, collaborators, responsible party, officials, central contacts."""
+    p, roles = ctx.p, ctx.table["party_roles"]
+    out = []
+    orgs = [("lead-sponsor", p.lead_sponsor, "lead_sponsor")] if p.lead_sponsor else []
+    orgs += [("collaborator", c, f"collaborators[{i}]") for i, c in enumerate(p.collaborators)]
+    for role, org, where in orgs:
+        cls = ctx.agency_class(org, where)
+        out.append(prune({"name": org.name, "role": {"coding": [coding(roles[role])]},
+                          "classifier": [cls] if cls else None, "party": ctx.res.organization(org.name)}))
+    found = ctx.responsible_party()
+    if found is not None:
+        rp, kind, ref = found
+        out.append(prune({"name": rp.investigator_name,
+                          "role": kind or {"coding": [coding(roles["responsible-party"])]},
+                          "classifier": [{"coding": [dict(PARTY_DESIGNATION)]}], "party": ref}))
+    for o, role, ref in ctx.officials():
+        out.append({"name": o.name, "role": role or {"coding": [coding(roles["overall-official"])]},
+                    "party": ref})
+    for i, c in enumerate(p.central_contacts):
+        detail = contact_detail(c, ctx.coder, ctx.issues, f"central_contacts[{i}]")
+        out.append({"name": c.name, "role": {"coding": [coding(roles["recruitment-contact"])]},
+                    "extension": [ext(CONTACT_DETAIL, valueContactDetail=detail)]})
+    return out
+
+
+def _progress(ctx: WriteContext) -> list[JSON]:
+    """The recruitment state, then start/completion as ``overall-study`` entries (one when the
+    two dates share their ACTUAL/ESTIMATED type)."""
+    p = ctx.p
+    out = []
+    state = ctx.concept("overall_status", p.overall_status, "overall_status")
+    if state:
+        out.append({"state": state})
+    overall = {"coding": [coding(ctx.table["overall_study_state"])]}
+
+    def entry(ds: DateStruct, name: str, period: JSON) -> JSON:
+        actual, type_ext = date_type_parts(ds.type, ctx.coder, ctx.issues, f"{name}.type")
+        for v in period.values():
+            check_date(v, name)
+        return add_extensions(prune({"state": overall, "actual": actual, "period": period}), [type_ext])
+
+    start, end = p.start_date, p.completion_date
+    if start and end and start.type == end.type and start.type in (None, "ACTUAL", "ESTIMATED"):
+        out.append(entry(start, "start_date", {"start": start.date, "end": end.date}))
+    else:
+        if start:
+            out.append(entry(start, "start_date", {"start": start.date}))
+        if end:
+            out.append(entry(end, "completion_date", {"end": end.date}))
+    return out
+
+
+def _recruitment(ctx: WriteContext) -> JSON | None:
+    """Target/actual number and the eligibility Group."""
+    e, en = ctx.eligibility(), ctx.p.enrollment
+    rec: JSON = {}
+    if en is not None:
+        rec["actualNumber" if en.type == "ACTUAL" else "targetNumber"] = en.count
+    if e is not None:
+        rec["eligibility"] = ctx.add_group(prune({
+            "type": "person",
+            "membership": "definitional",
+            "name": f"Eligibility criteria of {ctx.p.nct_id}",
+            "description": e.criteria,
+            "characteristic": ctx.characteristics(),
+        }))
+    rec = add_extensions(rec, [ctx.enrollment_type()])
+    return rec or None
+
+
+def _comparison_group(ctx: WriteContext, i: int, arm: Arm) -> JSON:
+    return prune({
+        "linkId": f"arm-{i + 1}",
+        "name": arm.label,
+        "type": ctx.arm_type(i, arm),
+        "description": arm.description,
+        "intendedExposure": [{"type": "EvidenceVariable", "display": n} for n in arm.intervention_names],
+    })
+
+
+def _outcome_measure(o: Outcome, kind: JSON) -> JSON:
+    return prune({
+        "extension": [ext(Ext.TIME_FRAME, valueString=o.time_frame)] if o.time_frame is not None else None,
+        "name": o.measure,
+        "type": [kind],
+        "description": o.description,
+    })
+
+
+# --- read ----------------------------------------------------------------------------------------
+
+
+def read(bundle: JSON) -> ReadResult:
+    """The protocol in an R5 Bundle (transaction we wrote, or searchset/collection from a server)."""
+    r = ReadContext(bundle, TABLE)
+    rs = r.study
+    nct, org_study_id, secondary = r.identifiers()
+    official, acronym = _read_labels(r, rs.get("label", []))
+    parties = _read_parties(r, rs.get("associatedParty", []))
+    dates = _read_registration(r, rs)
+    status, start, end = _read_progress(r, rs)
+    rec = rs.get("recruitment") or {}
+    group = r.resolve(rec.get("eligibility"), "eligibility")
+    count = rec.get("actualNumber", rec.get("targetNumber"))
+    conditions, condition_meshes = r.conditions(rs.get("condition", []))
+    outcomes: dict[str, list[Outcome]] = {name: [] for name in OUTCOME_LISTS}
+    for i, o in enumerate(rs.get("outcomeMeasure", [])):
+        outcomes[r.outcome_list((o.get("type") or [None])[0], f"outcomeMeasure[{i}].type")].append(Outcome(
+            measure=o.get("name") or "",
+            time_frame=ext_value(o, Ext.TIME_FRAME, "valueString"),
+            description=o.get("description")))
+    references, see_also = r.related_artifacts(
+        rs.get("relatedArtifact", []), lambda a: (a.get("document") or {}).get("url"),
+        lambda a: (a.get("classifier") or [None])[0])
+    values: dict[str, Any] = dict(
+        nct_id=nct, brief_title=rs.get("title"), official_title=official, acronym=acronym,
+        org_study_id=org_study_id, secondary_ids=secondary,
+        overall_status=status, last_known_status=r.last_known_status(),
+        why_stopped=(rs.get("whyStopped") or {}).get("text"),
+        start_date=start, completion_date=end, **dates,
+        lead_sponsor=parties.get("lead_sponsor"), collaborators=parties["collaborators"],
+        responsible_party=parties.get("responsible_party"),
+        **r.oversight(),
+        brief_summary=rs.get("descriptionSummary"), detailed_description=rs.get("description"),
+        conditions=conditions, keywords=[k["text"] for k in rs.get("keyword", []) if "text" in k],
+        condition_meshes=condition_meshes,
+        intervention_meshes=[m for c in rs.get("focus", []) for m in read_mesh(c.get("concept") or {})],
+        **r.design(rs.get("studyDesign", [])),
+        phases=r.phases(rs.get("phase")),
+        primary_purpose=r.value("primary_purpose", rs.get("primaryPurposeType"), "primary_purpose"),
+        enrollment=r.enrollment(count, rec),
+        arms=[Arm(label=a.get("name") or "",
+                  type=r.value("arm_type", a.get("type"), f"arms[{i}].type"),
+                  description=a.get("description"),
+                  intervention_names=[x["display"] for x in a.get("intendedExposure", []) if "display" in x])
+              for i, a in enumerate(rs.get("comparisonGroup", []))],
+        interventions=r.interventions(),
+        **outcomes,
+        eligibility=r.eligibility(group, (group or {}).get("description")),
+        central_contacts=parties["central_contacts"],
+        overall_officials=parties["overall_officials"],
+        locations=r.sites(rs.get("site", [])),
+        references=references, see_also=see_also,
+        ipd_sharing=r.ipd_sharing(),
+    )
+    return r.result(**values)
+
+
+def _read_labels(r: ReadContext, labels: list[JSON]) -> tuple[str | None, str | None]:
+    """(official title, acronym) from ``label``."""
+    kinds = r.table["title_types"]
+    official = next((x.get("value") for x in labels if has_coding(x.get("type"), kinds["official"])), None)
+    acronym = next((x.get("value") for x in labels if has_coding(x.get("type"), kinds["acronym"])), None)
+    return official, acronym
+
+
+def _read_registration(r: ReadContext, rs: JSON) -> dict[str, Any]:
+    """Model dates from the studyRegistration extensions (inverse of :func:`_registration`)."""
+    spec = r.table["registration"]
+    by_code = {act["code"]: (name, act) for name, act in spec["fields"].items()}
+    found: dict[str, Any] = {}
+    for e in exts(rs, spec["url"]):
+        activity = ext_value(e, "activity", "valueCodeableConcept") or {}
+        hit = next((by_code[c["code"]] for c in activity.get("coding", [])
+                    if c.get("system") == spec["activity_system"] and c.get("code") in by_code), None)
+        period = ext_value(e, "period", "valuePeriod") or {}
+        if hit is None or hit[0] in found:
+            continue
+        name, act = hit
+        date = (period.get("end") if act["bound"] == "end" else period.get("start")) \
+            or period.get("start") or period.get("end")
+        if date is None:
+            continue
+        if name in DATESTRUCT_FIELDS:
+            actual = ext_value(e, "actual", "valueBoolean")
+            dtype = date_type_from(actual, e, r.coder, r.issues, f"{name}.type")
+            found[name] = DateStruct(date, dtype)
+        else:
+            found[name] = date
+    return found
+
+
+def _read_parties(r: ReadContext, parties: list[JSON]) -> dict[str, Any]:
+    """Model sponsor, collaborators, responsible party, officials, contacts from associatedParty."""
+    roles = r.table["party_roles"]
+    found: dict[str, Any] = {"collaborators": [], "overall_officials": [], "central_contacts": []}
+    for i, party in enumerate(parties):
+        role, where = party.get("role"), f"associatedParty[{i}]"
+        classifiers = party.get("classifier", [])
+        if any(has_coding(c, PARTY_DESIGNATION) for c in classifiers):
+            found["responsible_party"] = r.responsible_party(role, party.get("party"), party.get("name"),
+                                                             unstated=roles["responsible-party"])
+        elif has_coding(role, roles["lead-sponsor"]) or has_coding(role, roles["collaborator"]):
+            cls = r.value("agency_class", classifiers[0], f"{where}.classifier") if classifiers else None
+            name = party.get("name") or r.index.name_of(party.get("party"), organization_name) or ""
+            if has_coding(role, roles["lead-sponsor"]):
+                found.setdefault("lead_sponsor", Organization(name, cls))
+            else:
+                found["collaborators"].append(Organization(name, cls))
+        elif has_coding(role, roles["recruitment-contact"]):
+            n = len(found["central_contacts"])
+            detail = ext_value(party, CONTACT_DETAIL, "valueContactDetail")
+            found["central_contacts"].append(
+                read_contact_detail(detail, r.coder, r.issues, f"central_contacts[{n}]") if detail
+                else Contact(name=party.get("name") or ""))
+        else:
+            n = len(found["overall_officials"])
+            holder = r.resolve(party.get("party"), f"overall_officials[{n}]") or {}
+            found["overall_officials"].append(Official(
+                name=party.get("name") or r.person(party.get("party")) or "",
+                role=None if has_coding(role, roles["overall-official"]) else r.value(
+                    "official_role", role, f"overall_officials[{n}].role"),
+                affiliation=r.index.name_of(holder.get("organization"), organization_name)))
+    return found
+
+
+def _read_progress(r: ReadContext, rs: JSON) -> tuple[str | None, DateStruct | None, DateStruct | None]:
+    """(overall status, start date, completion date) from progressStatus (period as fallback)."""
+    overall = r.table["overall_study_state"]
+    status = start = end = None
+    for ps in rs.get("progressStatus", []):
+        if has_coding(ps.get("state"), overall):
+            period = ps.get("period") or {}
+            dtype = date_type_from(ps.get("actual"), ps, r.coder, r.issues, "start_date.type")
+            if period.get("start") and start is None:
+                start = DateStruct(period["start"], dtype)
+            if period.get("end") and end is None:
+                end = DateStruct(period["end"], dtype)
+        elif status is None:
+            status = r.value("overall_status", ps.get("state"), "overall_status")
+    period = rs.get("period") or {}
+    if start is None and period.get("start"):
+        start = DateStruct(period["start"])
+    if end is None and period.get("end"):
+        end = DateStruct(period["end"])
+    return status, start, end
