@@ -136,6 +136,8 @@ class _Call:
     params: Params = None
     body: Resource | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: A POST that writes nothing (an operation such as ``$validate``): safe to send again.
+    writes_nothing: bool = False
 
     @cached_property
     def data(self) -> bytes | None:
@@ -144,7 +146,7 @@ class _Call:
     @cached_property
     def replay_safe(self) -> bool:
         """May it be sent twice without a second effect (no duplicate create)?"""
-        if self.method in IDEMPOTENT:
+        if self.method in IDEMPOTENT or self.writes_nothing:
             return True
         return self.method == "POST" and ("If-None-Exist" in self.headers or _bundle_replay_safe(self.body))
 
@@ -253,6 +255,17 @@ class FhirClient:
     def batch(self, bundle: Resource) -> Resource:
         """Send a ``batch`` Bundle; returns the batch-response Bundle (check each entry's status)."""
         return self._bundle_call(bundle, "batch")
+
+    def validate(self, resource: Resource) -> Resource:
+        """``POST <Type>/$validate``: the server's OperationOutcome (HAPI answers 200 even when it
+        holds errors: read the issue severities)."""
+        url = self._url(_type_of(resource)) + "/$validate"
+        try:
+            return self._resource(_Call("POST", url, body=resource, writes_nothing=True), "OperationOutcome")
+        except FhirHttpError as exc:
+            if exc.status in (400, 412, 422) and exc.operation_outcome:
+                return exc.operation_outcome
+            raise
 
     # -- search -------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -17,7 +17,7 @@ from jsonschema.exceptions import best_match
 from .errors import InputError
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
     text = resources.files(__package__).joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     schema = json.loads(text)

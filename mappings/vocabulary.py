@@ -8,13 +8,13 @@ either form into the code, and keeps an unknown value verbatim while reporting i
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from .errors import MappingIssue
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load() -> dict[str, dict[str, list[str]]]:
     text = resources.files(__package__).joinpath("tables/ctgov_vocabulary.json").read_text("utf-8")
     data = json.loads(text)
@@ -22,7 +22,7 @@ def _load() -> dict[str, dict[str, list[str]]]:
     return data
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lookup(kind: str) -> dict[str, str]:
     table = _load()[kind]
     index: dict[str, str] = {}
@@ -43,8 +43,9 @@ def display(kind: str, code: str) -> str:
     return _load()[kind].get(code, [code])[0]
 
 
-def normalize(kind: str, value: str | None, issues: list[MappingIssue] | None = None,
-              field: str | None = None) -> str | None:
+def normalize(
+    kind: str, value: str | None, issues: list[MappingIssue] | None = None, field: str | None = None
+) -> str | None:
     """Return the v2 code for ``value`` (code or display form, any case).
 
     An unknown value is returned unchanged (stripped) and, when ``issues`` is given, reported there.

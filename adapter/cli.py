@@ -1,0 +1,213 @@
+"""The ``trialbridge`` command line: map protocols to FHIR and back, push them to FHIR servers and
+pull them again.
+
+Every failure prints one line, ``trialbridge: error: ...``, to standard error and exits non-zero
+(2 for bad input or usage, 1 for anything else trialbridge raised); never a traceback.  Mapping
+issues (values kept as text) are printed as ``trialbridge: warning: ...`` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from adapter.client import FhirClient
+from adapter.config import ServerConfig, load_config
+from adapter.pull import pull_study
+from adapter.push import push_bundle, push_protocol
+from mappings import fhirjson
+from mappings.errors import InputError, MappingError, MappingIssue, TrialbridgeError
+from mappings.fhir import SUPPORTED_VERSIONS, read_bundle, write_bundle
+from mappings.model import to_dict
+from mappings.sources import decode, detect_format, read_protocol
+from mappings.sources.ctgov_json import parse_json
+
+EXIT_INPUT = 2
+EXIT_FAILURE = 1
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _read_source(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    path = Path(source)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError(f"no such file: {source}") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"is a directory, not a file: {source}") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {source}: {exc.strerror}") from exc
+
+
+def _write_json(data: Any, out: str | None) -> None:
+    text = fhirjson.dumps(data, indent=2) + "\n"
+    if out is None or out == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise TrialbridgeError(f"cannot write {out}: {exc.strerror}") from exc
+
+
+def _warn(issues: Sequence[MappingIssue], stream: TextIO | None = None) -> None:
+    for issue in issues:
+        print(f"trialbridge: warning: {issue}", file=stream or sys.stderr)
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    """``trialbridge map SOURCE``: a protocol record -> FHIR transaction Bundle JSON."""
+    read = read_protocol(_read_source(args.source))
+    written = write_bundle(read.protocol, args.fhir_version)
+    _warn([*read.issues, *written.issues])
+    _write_json(written.bundle, args.out)
+    return 0
+
+
+def cmd_protocol(args: argparse.Namespace) -> int:
+    """``trialbridge protocol BUNDLE``: a FHIR study Bundle -> the neutral protocol model as JSON."""
+    data = parse_json(decode(_read_source(args.bundle)))
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+        raise InputError("expected a FHIR Bundle (resourceType 'Bundle')", field="resourceType")
+    read = read_bundle(data, args.fhir_version)
+    _warn(read.issues)
+    _write_json(to_dict(read.protocol), args.out)
+    return 0
+
+
+def _server(args: argparse.Namespace) -> ServerConfig:
+    """``--server``: a name from the configuration, or an http(s) URL (version from ``/metadata``)."""
+    value = args.server
+    if value.startswith(("http://", "https://")):
+        return ServerConfig.from_url(value, args.fhir_version or detect_version(value))
+    server = load_config().server(value)
+    if args.fhir_version and args.fhir_version != server.fhir_version:
+        raise InputError(
+            f"server {value!r} is configured as {server.fhir_version}, not {args.fhir_version}",
+            field="--fhir-version",
+        )
+    return server
+
+
+def detect_version(url: str) -> str:
+    """The FHIR version (R4/R5) a server says it speaks in its CapabilityStatement."""
+    with FhirClient(ServerConfig.from_url(url, "R4")) as probe:
+        declared = str(probe.capabilities().get("fhirVersion", ""))
+    for version, prefix in (("R4", "4.0."), ("R5", "5.0.")):
+        if declared.startswith(prefix):
+            return version
+    raise TrialbridgeError(f"{url} speaks FHIR {declared or '(unknown)'}; trialbridge speaks R4 and R5")
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """``trialbridge push SOURCE --server S``: a protocol record or a transaction Bundle -> the server."""
+    data = _read_source(args.source)
+    server = _server(args)
+    with FhirClient(server) as client:
+        client.check_version()
+        text = decode(data)
+        if detect_format(text) == "ctgov-json" and '"resourceType"' in text[:2000]:
+            bundle = parse_json(text)
+            if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+                raise InputError("a FHIR resource to push must be a transaction Bundle", field="resourceType")
+            result = push_bundle(client, bundle)
+        else:
+            read = read_protocol(text)
+            result = push_protocol(client, read.protocol)
+            result.issues[:0] = read.issues
+    _warn(result.issues)
+    for entry in result.entries:
+        print(
+            f"{entry.outcome:9} {entry.reference or entry.resource_type}"
+            + (f" (version {entry.version})" if entry.version else "")
+        )
+    print(
+        f"{server.name}: {result.count('created')} created, {result.count('updated')} updated, "
+        f"{result.count('unchanged') + result.count('matched')} matched"
+    )
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    """``trialbridge pull NCT --server S``: the study and what it references, as a collection Bundle."""
+    server = _server(args)
+    with FhirClient(server) as client:
+        client.check_version()
+        bundle = pull_study(client, args.nct)
+    _write_json(bundle, args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``trialbridge`` command (sub-commands register here)."""
+    parser = argparse.ArgumentParser(
+        prog="trialbridge",
+        description="Clinical-trial protocols, enrolments and observations to and from FHIR R4/R5 servers.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "map",
+        help="map a ClinicalTrials.gov record (v2 JSON, legacy XML, page text) to a FHIR transaction Bundle",
+    )
+    p.add_argument("source", metavar="SOURCE", help="record file, or - for standard input")
+    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default="R4")
+    p.add_argument("--out", metavar="FILE", help="write the Bundle here instead of standard output")
+    p.set_defaults(func=cmd_map)
+
+    p = sub.add_parser("protocol", help="read a FHIR study Bundle back into the neutral protocol model")
+    p.add_argument("bundle", metavar="BUNDLE", help="Bundle JSON file, or - for standard input")
+    p.add_argument(
+        "--fhir-version",
+        choices=SUPPORTED_VERSIONS,
+        default=None,
+        help="FHIR version of the Bundle (detected when left out)",
+    )
+    p.add_argument("--out", metavar="FILE")
+    p.set_defaults(func=cmd_protocol)
+
+    p = sub.add_parser("push", help="push a protocol record or a transaction Bundle to a FHIR server")
+    p.add_argument("source", metavar="SOURCE", help="record or Bundle file, or - for standard input")
+    p.add_argument("--server", required=True, metavar="NAME|URL", help="configured name, or a base URL")
+    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("pull", help="pull a study and what it references from a FHIR server")
+    p.add_argument("nct", metavar="NCT", help="the study's NCT number")
+    p.add_argument("--server", required=True, metavar="NAME|URL")
+    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
+    p.add_argument("--out", metavar="FILE")
+    p.set_defaults(func=cmd_pull)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trialbridge`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except (InputError, MappingError) as exc:
+        print(f"trialbridge: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+    except TrialbridgeError as exc:
+        print(f"trialbridge: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("trialbridge: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Push a study protocol (or any transaction Bundle) to a FHIR server and say what happened to each
+entry: created, updated, unchanged (matched by its identifier, nothing written), or matched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mappings.errors import MappingIssue
+from mappings.fhir import write_bundle
+from mappings.model import Protocol
+
+from .client import FhirClient
+
+#: HAPI FHIR's storage-response codes saying a conditional update found nothing to change.
+_NO_CHANGE_CODES = frozenset({"SUCCESSFUL_UPDATE_NO_CHANGE", "SUCCESSFUL_CONDITIONAL_UPDATE_NO_CHANGE"})
+
+
+@dataclass
+class EntryResult:
+    """One transaction entry's fate: ``outcome`` is created, updated, unchanged or matched."""
+
+    resource_type: str
+    reference: str | None
+    outcome: str
+    version: str | None = None
+
+
+@dataclass
+class PushResult:
+    """What a push did, entry by entry, plus the mapping issues of the record pushed."""
+
+    entries: list[EntryResult] = field(default_factory=list)
+    issues: list[MappingIssue] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """True when the server now holds something it did not before (a create or an update)."""
+        return any(e.outcome in ("created", "updated") for e in self.entries)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for e in self.entries if e.outcome == outcome)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "changed": self.changed,
+            "entries": [e.__dict__ for e in self.entries],
+            "issues": [str(i) for i in self.issues],
+        }
+
+
+def push_protocol(client: FhirClient, protocol: Protocol) -> PushResult:
+    """Map ``protocol`` for the client's FHIR version and push it as one transaction."""
+    written = write_bundle(protocol, client.config.fhir_version)
+    result = push_bundle(client, written.bundle)
+    result.issues = list(written.issues)
+    return result
+
+
+def push_bundle(client: FhirClient, bundle: dict[str, Any]) -> PushResult:
+    """Send a transaction Bundle; return each entry's outcome (in request order)."""
+    response = client.transaction(bundle)
+    requests = bundle.get("entry") or []
+    answers = response.get("entry") or []
+    result = PushResult()
+    for sent, answer in zip(requests, answers):
+        resource_type = (sent.get("resource") or {}).get("resourceType") or _type_of_url(sent)
+        result.entries.append(entry_result(resource_type, answer.get("response") or {}))
+    return result
+
+
+def entry_result(resource_type: str, response: dict[str, Any]) -> EntryResult:
+    """Read a transaction-response entry's ``response`` element."""
+    status = str(response.get("status", "")).split(" ", 1)[0]
+    location = response.get("location")
+    reference, version = _split_location(location)
+    if status == "201":
+        outcome = "created"
+    elif _no_change(response.get("outcome")):
+        outcome = "unchanged"
+    elif status == "200" and version == "1":
+        outcome = "unchanged"  # an existing first version was matched and not rewritten
+    else:
+        outcome = "updated" if status == "200" and _changed(response.get("outcome")) else "matched"
+    return EntryResult(resource_type, reference, outcome, version)
+
+
+def _split_location(location: str | None) -> tuple[str | None, str | None]:
+    if not location:
+        return None, None
+    parts = location.split("/")
+    if "_history" in parts:
+        i = parts.index("_history")
+        return "/".join(parts[max(0, i - 2) : i]), parts[i + 1] if i + 1 < len(parts) else None
+    return "/".join(parts[-2:]), None
+
+
+def _codes(outcome: Any) -> set[str]:
+    codes = set()
+    for issue in (outcome or {}).get("issue", []) if isinstance(outcome, dict) else []:
+        for coding in (issue.get("details") or {}).get("coding", []):
+            if coding.get("code"):
+                codes.add(coding["code"])
+    return codes
+
+
+def _no_change(outcome: Any) -> bool:
+    return bool(_codes(outcome) & _NO_CHANGE_CODES)
+
+
+def _changed(outcome: Any) -> bool:
+    return any(code.startswith("SUCCESSFUL_") and "UPDATE" in code for code in _codes(outcome))
+
+
+def _type_of_url(entry: dict[str, Any]) -> str:
+    url = (entry.get("request") or {}).get("url", "")
+    return url.split("?", 1)[0].split("/", 1)[0] or "?"

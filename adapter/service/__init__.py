@@ -1,0 +1,34 @@
+"""The trialbridge web service: a Flask app factory wiring blueprints, config and error handling.
+
+``create_app()`` reads the configuration (``adapter.config.load_config``: TOML file named by
+``TRIALBRIDGE_CONFIG`` plus environment); tests pass ``test_config`` with a ready ``ServiceConfig``
+under ``"TRIALBRIDGE"`` and, optionally, a ``"CLIENT_FACTORY"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from adapter.client import FhirClient
+from adapter.config import load_config
+
+from . import errors, health, openapi, studies
+from .state import ServiceState
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the service app."""
+    app = Flask(__name__)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    overrides = dict(test_config or {})
+    config = overrides.pop("TRIALBRIDGE", None) or load_config()
+    factory = overrides.pop("CLIENT_FACTORY", None) or FhirClient
+    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, **overrides)
+    app.extensions["trialbridge"] = ServiceState(config=config, client_factory=factory)
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(studies.bp)
+    return app

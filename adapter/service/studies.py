@@ -1,0 +1,78 @@
+"""``/studies``: push a ClinicalTrials.gov record to a named FHIR server, pull a study back."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, request
+
+from adapter.pull import pull_study
+from adapter.push import push_protocol
+from mappings.fhir import read_bundle, write_bundle
+from mappings.model import to_dict
+from mappings.sources import read_protocol
+
+from .errors import RequestError, fhir_response
+from .state import state
+
+bp = Blueprint("studies", __name__)
+
+#: Media types a protocol record may be posted as.
+RECORD_TYPES = frozenset(
+    {
+        "application/json",
+        "application/fhir+json",
+        "application/xml",
+        "text/xml",
+        "text/plain",
+    }
+)
+NCT_ID = re.compile(r"^NCT[0-9]{8}$")
+
+
+def _flag(name: str) -> bool:
+    value = request.args.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise RequestError(f"query parameter {name!r} must be true or false", parameter=name)
+    return value == "true"
+
+
+def _record_body() -> bytes:
+    if request.mimetype not in RECORD_TYPES:
+        raise RequestError(
+            f"unsupported content type {request.mimetype or '(none)'!r}; send one of "
+            f"{', '.join(sorted(RECORD_TYPES))}",
+            status=415,
+        )
+    return request.get_data(cache=False)
+
+
+@bp.post("/studies")
+def post_study() -> Response:
+    """Map the posted record for the named server's FHIR version; push it unless ``dryRun``."""
+    server = state().server(request.args.get("server"))
+    dry_run = _flag("dryRun")
+    read = read_protocol(_record_body())
+    if dry_run:
+        written = write_bundle(read.protocol, server.fhir_version)
+        headers = {"X-Trialbridge-Issues": str(len(read.issues) + len(written.issues))}
+        return fhir_response(written.bundle, 200, headers)
+    result = push_protocol(state().client(server.name), read.protocol)
+    result.issues[:0] = read.issues
+    body = {"nctId": read.protocol.nct_id, "server": server.name, **result.to_json()}
+    return fhir_response(body, 201 if result.changed else 200)
+
+
+@bp.get("/studies/<nct>")
+def get_study(nct: str) -> Response:
+    """Pull the study and what it references, as FHIR (a collection Bundle) or the protocol model."""
+    if not NCT_ID.match(nct):
+        raise RequestError("the study id must be an NCT number like NCT01234567", parameter="nct")
+    server = state().server(request.args.get("server"))
+    fmt = request.args.get("format", "fhir")
+    if fmt not in ("fhir", "protocol"):
+        raise RequestError("query parameter 'format' must be fhir or protocol", parameter="format")
+    bundle = pull_study(state().client(server.name), nct)
+    if fmt == "fhir":
+        return fhir_response(bundle)
+    return fhir_response(to_dict(read_bundle(bundle, server.fhir_version).protocol))

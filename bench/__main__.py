@@ -1,0 +1,25 @@
+"""Run every benchmark, print one table, write it as JSON under bench/results/."""
+
+from __future__ import annotations
+
+import sys
+
+from . import mapping
+from .report import print_table, write_json
+
+SUITES = [("mapping", mapping.run)]
+
+
+def main() -> int:
+    rows = []
+    for name, run in SUITES:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows.extend(run())
+    print_table(rows)
+    path = write_json(rows)
+    print(f"\nwritten {path.relative_to(path.parent.parent.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Benchmark rows, the printed table, and the JSON written under ``bench/results/``."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    """One figure next to its same-run baseline; ``ratio`` = value / baseline (higher is better
+    when ``higher_is_better``), ``target`` the ratio we aim for."""
+
+    name: str
+    value: float
+    unit: str
+    baseline_name: str
+    baseline: float
+    target: float | None = None
+    higher_is_better: bool = True
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("nan")
+
+    @property
+    def meets_target(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
+
+
+def rate(func: Callable[[], int], seconds: float = 1.0, rounds: int = 3) -> float:
+    """Best-of-``rounds`` items per second of ``func`` (which returns how many items it did)."""
+    best = 0.0
+    for _ in range(rounds):
+        done, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds / rounds:
+            done += func()
+        best = max(best, done / elapsed)
+    return best
+
+
+def print_table(rows: list[Row]) -> None:
+    header = f"{'figure':44} {'value':>14} {'baseline (same run)':>36} {'ratio':>8} {'target':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        target = "" if r.target is None else (("≥" if r.higher_is_better else "≤") + f"{r.target:g}")
+        mark = {True: " ok", False: " MISS", None: ""}[r.meets_target]
+        print(
+            f"{r.name:44} {r.value:>10.4g} {r.unit:<3} {r.baseline_name:>24} {r.baseline:>10.4g} "
+            f"{r.ratio:>8.3f} {target:>8}{mark}"
+        )
+
+
+def write_json(rows: list[Row]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    path = RESULTS / f"bench-{stamp}.json"
+    data = {
+        "when": stamp,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "rows": [{**asdict(r), "ratio": r.ratio, "meets_target": r.meets_target} for r in rows],
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
