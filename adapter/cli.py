@@ -9,6 +9,7 @@ issues (values kept as text) are printed as ``trialbridge: warning: ...`` lines.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -191,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trialbridge`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    gc.freeze()  # the imported model graph is permanent: keep it out of every cyclic collection
     func: Command = args.func
     try:
         return func(args)

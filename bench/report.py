@@ -36,7 +36,7 @@ class Row:
         return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
 
 
-def rate(func: Callable[[], int], seconds: float = 1.0, rounds: int = 3) -> float:
+def rate(func: Callable[[], int], seconds: float = 2.5, rounds: int = 5) -> float:
     """Best-of-``rounds`` items per second of ``func`` (which returns how many items it did)."""
     best = 0.0
     for _ in range(rounds):

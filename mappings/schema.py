@@ -1,6 +1,9 @@
-"""JSON Schema validation of the JSON forms trialbridge accepts (schemas in ``schemas/``).
+"""JSON Schema validation of the JSON forms trialbridge accepts (schemas in ``schemas/``, draft 7).
 
-:func:`check` raises :class:`InputError` naming the offending field as a dotted path, e.g.
+Valid input, the common case, is checked by a validator that ``fastjsonschema`` compiles to Python
+once per schema (about ten times faster than walking the schema); only when it fails does
+``jsonschema`` walk the same schema again to name the best error.  :func:`check` raises
+:class:`InputError` naming the offending field as a dotted path, e.g.
 ``protocolSection.designModule.enrollmentInfo.count: 'two hundred' is not of type 'integer'``.
 """
 
@@ -11,6 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 from jsonschema.exceptions import best_match
 
@@ -19,11 +23,19 @@ from .errors import InputError
 
 @cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
-    text = resources.files(__package__).joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
-    schema = json.loads(text)
+    schema = json.loads(_text(name))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
+
+
+@cache
+def _fast(name: str) -> Any:
+    return fastjsonschema.compile(json.loads(_text(name)))
+
+
+def _text(name: str) -> str:
+    return resources.files(__package__).joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
 
 
 def field_path(path: Any) -> str:
@@ -36,9 +48,14 @@ def field_path(path: Any) -> str:
 
 def check(name: str, data: Any) -> None:
     """Validate ``data`` against schema ``name``; raise :class:`InputError` naming the field."""
-    error = best_match(_validator(name).iter_errors(data))
-    if error is not None:
-        message = error.message
-        if len(message) > 200:
-            message = message[:197] + "..."
-        raise InputError(message, field=field_path(error.absolute_path))
+    try:
+        _fast(name)(data)
+        return
+    except fastjsonschema.JsonSchemaException as fast_error:
+        error = best_match(_validator(name).iter_errors(data))
+        if error is None:  # the engines disagree: refuse, with what the fast one said
+            raise InputError(fast_error.message) from None
+    message = error.message
+    if len(message) > 200:
+        message = message[:197] + "..."
+    raise InputError(message, field=field_path(error.absolute_path))

@@ -7,6 +7,7 @@ under ``"TRIALBRIDGE"`` and, optionally, a ``"CLIENT_FACTORY"``.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from flask import Flask
@@ -31,4 +32,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(studies.bp)
+    gc.freeze()  # the imported model graph is permanent: keep it out of every cyclic collection
     return app

@@ -113,7 +113,8 @@ def test_schema_error_names_the_field(client):
 
 
 def test_xml_bomb_is_refused(client):
-    bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><clinical_study>&b;</clinical_study>'
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+            b"<clinical_study>&b;</clinical_study>")
     assert_outcome(
         client.post("/studies?server=r4&dryRun=true", data=bomb, content_type="application/xml"), 400
     )
