@@ -4,9 +4,9 @@
 updates keyed by business identifiers, deterministic ``urn:uuid`` fullUrls); ``read_bundle(bundle)``
 reads such a Bundle -- or a searchset/collection pulled from a server -- back into the model.
 
-Each FHIR version is one module (``r4``, ``r5``) with ``write``/``read``, a ``TABLE`` of codes in
+Each FHIR version is one package (``r4``, ``r5``) with ``write``/``read``, a ``TABLE`` of codes in
 ``mappings/tables`` and a ``SIGNATURE`` of ResearchStudy elements only it has; adding a version is
-one module, one table file and one line in :data:`_MODULES`.  Shared pieces live in
+one package, one table file and one line in :data:`_MODULES`.  Shared pieces live in
 :mod:`.common`; bundle validation in :mod:`.validate`.
 """
 

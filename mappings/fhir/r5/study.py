@@ -65,9 +65,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import Arm, Contact, DateStruct, Official, Organization, Outcome, Protocol
-from ..sources import ReadResult
-from .common import (
+from ...model import Arm, Contact, DateStruct, Official, Organization, Outcome, Protocol
+from ...sources import ReadResult
+from ..common import (
     CS,
     DATESTRUCT_FIELDS,
     JSON,

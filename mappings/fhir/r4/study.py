@@ -65,10 +65,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import vocabulary
-from ..model import Arm, DateStruct, Organization, Outcome, Protocol, ResponsibleParty
-from ..sources import ReadResult
-from .common import (
+from ... import vocabulary
+from ...model import Arm, DateStruct, Organization, Outcome, Protocol, ResponsibleParty
+from ...sources import ReadResult
+from ..common import (
     DATA_ABSENT_REASON,
     DATESTRUCT_FIELDS,
     JSON,
