@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -145,6 +146,17 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``trialbridge serve``: the web service under gunicorn (configuration from the environment)."""
+    if args.config:
+        os.environ["TRIALBRIDGE_CONFIG"] = args.config
+    load_config()  # fail here, in one line, rather than in every worker
+    from adapter.serve import serve
+
+    serve(bind=args.bind, workers=args.workers, threads=args.threads)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``trialbridge`` command (sub-commands register here)."""
     parser = argparse.ArgumentParser(
@@ -185,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
     p.add_argument("--out", metavar="FILE")
     p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("serve", help="run the web service under gunicorn")
+    p.add_argument("--bind", default="127.0.0.1:8000", help="address:port (default 127.0.0.1:8000)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, min 2)")
+    p.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (else $TRIALBRIDGE_CONFIG)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

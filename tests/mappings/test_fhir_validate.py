@@ -26,12 +26,15 @@ def test_our_output_is_valid(written):
     assert validate_bundle(bundle, version) == []
 
 
-@pytest.mark.parametrize("value", [
-    {"valueDateTime": "2019-13-45"},
-    {"valueCodeableConcept": {"coding": [{"system": 3}]}},
-    {"valueQuantity": {"value": "many"}},
-    {"valueNonsense": "x"},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"valueDateTime": "2019-13-45"},
+        {"valueCodeableConcept": {"coding": [{"system": 3}]}},
+        {"valueQuantity": {"value": "many"}},
+        {"valueNonsense": "x"},
+    ],
+)
 def test_a_bad_extension_value_is_caught(written, value):
     version, bundle = written
     bad = copy.deepcopy(bundle)
@@ -43,7 +46,8 @@ def test_a_bad_nested_extension_value_is_caught(written):
     version, bundle = written
     bad = copy.deepcopy(bundle)
     study(bad).setdefault("extension", []).append(
-        {"url": "https://trialbridge.dev/x", "extension": [{"url": "when", "valueDate": "someday"}]})
+        {"url": "https://trialbridge.dev/x", "extension": [{"url": "when", "valueDate": "someday"}]}
+    )
     assert validate_bundle(bad, version)
 
 
@@ -51,7 +55,12 @@ def test_extension_with_value_and_sub_extensions_breaks_ext_1(written):
     version, bundle = written
     bad = copy.deepcopy(bundle)
     study(bad).setdefault("extension", []).append(
-        {"url": "https://trialbridge.dev/x", "valueString": "a", "extension": [{"url": "b", "valueString": "c"}]})
+        {
+            "url": "https://trialbridge.dev/x",
+            "valueString": "a",
+            "extension": [{"url": "b", "valueString": "c"}],
+        }
+    )
     assert any("ext-1" in p for p in validate_bundle(bad, version))
 
 
