@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from adapter.client import FhirClient
+from adapter.client import VERSION_PREFIXES, FhirClient
 from adapter.config import ServerConfig, load_config
 from adapter.pull import pull_study
 from adapter.push import push_bundle, push_protocol
@@ -101,8 +101,8 @@ def detect_version(url: str) -> str:
     """The FHIR version (R4/R5) a server says it speaks in its CapabilityStatement."""
     with FhirClient(ServerConfig.from_url(url, "R4")) as probe:
         declared = str(probe.capabilities().get("fhirVersion", ""))
-    for version, prefix in (("R4", "4.0."), ("R5", "5.0.")):
-        if declared.startswith(prefix):
+    for version, prefix in VERSION_PREFIXES.items():
+        if tuple(declared.split(".")[:2]) == prefix:
             return version
     raise TrialbridgeError(f"{url} speaks FHIR {declared or '(unknown)'}; trialbridge speaks R4 and R5")
 
