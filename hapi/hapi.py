@@ -14,7 +14,7 @@ Usage:
     R5 http://127.0.0.1:18081/fhir
 
 Everything else (progress, errors) goes to stderr. Ports: TRIALBRIDGE_HAPI_R4_PORT and
-TRIALBRIDGE_HAPI_R5_PORT. JVM options: TRIALBRIDGE_HAPI_JAVA_OPTS (default "-Xmx1g -XX:TieredStopAtLevel=1").
+TRIALBRIDGE_HAPI_R5_PORT. JVM options: TRIALBRIDGE_HAPI_JAVA_OPTS (default "-Xmx3g -XX:TieredStopAtLevel=1").
 Logs and pid files live in hapi/run/. Standard library only.
 """
 
@@ -41,7 +41,7 @@ VERSIONS = ("R4", "R5")
 DEFAULT_PORTS = {"R4": 18080, "R5": 18081}
 # C1-only JIT: on 2 cores it starts both servers ~25% faster and ran our test workload faster too
 # (C2 compiler threads compete with start-up); see README.md for the measurements.
-DEFAULT_JAVA_OPTS = "-Xmx1g -XX:TieredStopAtLevel=1"
+DEFAULT_JAVA_OPTS = "-Xmx3g -XX:TieredStopAtLevel=1"
 DEFAULT_TIMEOUT = 300.0
 
 

@@ -29,7 +29,7 @@ def _run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="session")
 def hapi_servers() -> Iterator[dict[str, str]]:
     """``{"R4": base_url, "R5": base_url}`` of running HAPI servers."""
-    already_up = _run("status", timeout=30).returncode == 0
+    already_up = _run("status", timeout=600).returncode == 0
     started = _run("start", timeout=1800)
     if started.returncode != 0:
         pytest.fail(f"could not start the HAPI servers:\n{started.stdout}\n{started.stderr}", pytrace=False)
