@@ -42,6 +42,7 @@ import re
 
 from ..errors import MappingIssue
 from .model import CriteriaList, CriterionItem, Kind, Note
+from .prefilter import any_possible, prefiltered
 
 #: Deepest nesting kept; deeper items become siblings at this depth.
 MAX_DEPTH = 12
@@ -92,25 +93,28 @@ _H_NEUTRAL = re.compile(
     r"(?P<tail>[^:]{0,40}?)\s*(?::(?P<rest>.*))?",
     re.I | re.S,
 )
-_DANGLING = re.compile(r"\b(?:if|if they|if they have|if any|who|who have|who are|whom|that|with)\s*$", re.I)
-_FOLLOWING_END = re.compile(
+_DANGLING = prefiltered(r"\b(?:if|if they|if they have|if any|who|who have|who are|whom|that|with)\s*$", re.I)
+_FOLLOWING_END = prefiltered(
     r"\bfollowing\b.*\b(?:be\s+)?(?:excluded|included|eligible|ineligible|enrol+ed)\s*\.?$", re.I | re.S
 )
-_EXCL_CUE = re.compile(
+_EXCL_CUE = prefiltered(
     r"\b(?:exclu\w*|ineligible|not\s+(?:be\s+)?eligible|not\s+be\s+(?:included|enrol+ed|randomi[sz]ed)"
     r"|(?:cannot|can\s*not|may\s+not|will\s+not)\s+(?:be\s+)?(?:included|enrol+ed|participate|take\s+part))\b",
     re.I,
 )
-_INCL_CUE = re.compile(
+_INCL_CUE = prefiltered(
     r"\b(?:inclu\w*|eligible|eligibility|enrol+(?:ed|ment)?|qualify|must\s+(?:meet|have|fulfil+|satisfy))\b",
     re.I,
 )
-_INLINE_HEADING = re.compile(
+_INLINE_HEADING = prefiltered(
     r"(?<=\S)\s+(?=(?i:(?:key\s+)?(?:inclusion|exclusion)\s+criteria\s*:)|(?:INCLUSION|EXCLUSION)\s*:)"
 )
-_INLINE_NUM = re.compile(r"(?<!\S)(?:\((?P<p>\d{1,2})\)|(?P<n>\d{1,2})(?P<s>[.)]))(?=\s)")
+_INLINE_NUM = prefiltered(r"(?<!\S)(?:\((?P<p>\d{1,2})\)|(?P<n>\d{1,2})(?P<s>[.)]))(?=\s)")
 _INLINE_ALPHA = re.compile(r"(?<!\S)(?:\((?P<p>[a-z])\)|(?P<n>[a-z])\))(?=\s)")
 _INLINE_BULLET = re.compile(r"\s+[•▪●]\s+")
+#: What a strict or neutral heading needs (``inclusion``, ``criteria``...): one check per line.
+_HEADING_WORDS = any_possible((prefiltered(_H_STRICT), prefiltered(_H_NEUTRAL)))
+_DIGIT = re.compile(r"\d")
 _TERMINAL = frozenset(".;:!?")
 
 # Outline rank of marker families: a higher rank nests under a lower one at the same indentation.
@@ -467,10 +471,11 @@ def _heading(content: str, marked: bool) -> tuple[Kind | None, str] | None:
     the text after the heading's colon on the same line, as written ("" when nothing)."""
     lead = _LEAD_DECOR.match(content)
     offset = lead.end() if lead else 0
-    core = _TRAIL_DECOR.sub("", content[offset:])
+    core = _strip_trailing_decor(content[offset:])
     if not core or len(core) > 250:
         return None
-    m = _H_STRICT.fullmatch(core)
+    words = _HEADING_WORDS.holds(core)
+    m = _H_STRICT.fullmatch(core) if words else None
     if m is not None:
         tail = m["tail"].strip()
         if m["rest"] is None:
@@ -485,7 +490,7 @@ def _heading(content: str, marked: bool) -> tuple[Kind | None, str] | None:
         if ok:
             kind = Kind.INCLUSION if m["kind"].lower().startswith("inclu") else Kind.EXCLUSION
             return kind, _rest(content, offset, m)
-    m = _H_NEUTRAL.fullmatch(core)
+    m = _H_NEUTRAL.fullmatch(core) if words else None
     if m is not None and (not m["tail"].strip() or m["rest"] is not None):
         return None, _rest(content, offset, m)
     if marked or len(core) > 200:
@@ -496,6 +501,15 @@ def _heading(content: str, marked: bool) -> tuple[Kind | None, str] | None:
         if _INCL_CUE.search(core):
             return Kind.INCLUSION, ""
     return None
+
+
+def _strip_trailing_decor(text: str) -> str:
+    """``_TRAIL_DECOR.sub("", text)``: trailing whitespace, ``*`` and ``_`` removed, without a scan."""
+    while True:
+        stripped = text.rstrip().rstrip("*_")
+        if len(stripped) == len(text):
+            return text
+        text = stripped
 
 
 def _rest(content: str, offset: int, m: re.Match[str]) -> str:
@@ -538,7 +552,7 @@ def _runon(marker: str, family: str, style: str, value: object, content: str) ->
     pieces: list[tuple[str | None, str]] = [(first, content)]
     if not content:
         return pieces
-    if any(ch.isdigit() for ch in content):
+    if _DIGIT.search(content):  # the inline numbers are \d
         found = [
             (m.start(), m.end(), int(m["p"] or m["n"]), "()" if m["p"] else m["s"])
             for m in _INLINE_NUM.finditer(content)

@@ -26,12 +26,22 @@ spellings (``x10^9/L``, ``mg/dl``) are read with :func:`mappings.units.normalise
 
 SNOMED CT codes are matched exactly (no descendants without a terminology server); ICD-10 codes by
 prefix.  :func:`criteria_table` renders the result for the README.
+
+Speed: the item texts are short and the patterns many, so scanning dominates.  Every pattern is
+compiled once (:func:`tables`, module constants); the phrase rules are wrapped in a
+:class:`~.prefilter.Prefiltered`, which skips a text lacking the literals any match needs, and
+rule families (screening/childbearing/vague, meaning-changers, sex, durations, restatements) sit
+behind one such check for the whole family; synonym, comparator and unit lists are matched as
+tries (:func:`~.prefilter.trie_alternation`); the age patterns, which all need a digit, are not
+tried on a text without one.  The matches are those of the patterns as written
+(``tests/mappings/test_eligibility_prefilter.py``, ``test_eligibility_golden.py``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -63,6 +73,7 @@ from .model import (
     Test,
 )
 from .parse import parse_criteria
+from .prefilter import Condition, FirstMatch, Prefiltered, any_possible, prefiltered, trie_alternation
 
 _PACKAGE = __name__.rsplit(".", 2)[0]
 ALL_SEXES = frozenset({"male", "female", "other", "unknown"})
@@ -83,31 +94,49 @@ def load_table(name: str) -> dict[str, Any]:
 
 
 def _alternation(words: Iterable[str]) -> str:
-    return "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in sorted(set(words), key=len, reverse=True))
+    """Regex source matching any of ``words`` (longest first; a space matches any whitespace), as a
+    trie: the same matches as :func:`~.prefilter.flat_alternation`, found faster."""
+    return trie_alternation(words)
+
+
+#: A compiled pattern, or one with a literal prefilter (same methods, same results).
+Pattern = re.Pattern[str] | Prefiltered
 
 
 @dataclass(frozen=True)
 class Tables:
-    """The eligibility tables, compiled."""
+    """The eligibility tables, compiled.
+
+    ``age_comparator``: ``<comparator> N [unit]`` for ages; ``not_computable``: the screening,
+    childbearing and vague rules in that order (value: the reason); ``changer_rules``: the
+    meaning-changers (value: what they change); ``sex_gate`` / ``duration_gate`` /
+    ``restatement_gate``: conditions that any of the sex / duration / restatement patterns needs
+    to match (one check instead of one per pattern)."""
 
     concepts: dict[str, Concept]
     conditions: dict[str, dict[str, Any]]
     labs: dict[str, LabConcept]
     lab_units: dict[str, str | None]
     causes: dict[str, dict[str, Any]]
-    mention: re.Pattern[str]
+    mention: Pattern
     mention_index: dict[str, tuple[str, str]]
     comparator_index: dict[str, Comparator]
     comparator: str
-    threshold: re.Pattern[str]
-    unit: re.Pattern[str]
+    threshold: Pattern
+    unit: Pattern
     patterns: dict[str, Any]
-    screening: tuple[tuple[re.Pattern[str], str], ...]
-    vague: tuple[tuple[re.Pattern[str], str], ...]
-    childbearing: tuple[re.Pattern[str], str]
-    restatements: tuple[tuple[re.Pattern[str], str], ...]
-    changers: tuple[tuple[re.Pattern[str], str], ...]
-    compiled: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    screening: tuple[tuple[Pattern, str], ...]
+    vague: tuple[tuple[Pattern, str], ...]
+    childbearing: tuple[Pattern, str]
+    restatements: tuple[tuple[Pattern, str], ...]
+    changers: tuple[tuple[Pattern, str], ...]
+    age_comparator: Pattern
+    not_computable: FirstMatch[str]
+    changer_rules: FirstMatch[str]
+    sex_gate: Condition
+    duration_gate: Condition
+    restatement_gate: Condition
+    compiled: dict[str, Pattern] = field(default_factory=dict)
 
 
 @cache
@@ -131,7 +160,7 @@ def tables() -> Tables:
     for lid, e in lab["labs"].items():
         for syn in e["synonyms"]:
             index.setdefault(syn.lower(), ("lab", lid))
-    mention = re.compile(rf"(?<![\w]){_group(index)}(?![\w])")
+    mention = re.compile(rf"(?<![\w]){_group(index)}(?![\w])")  # hundreds of words: no prefilter
     comp_index: dict[str, Comparator] = {}
     for sym, words in pat["comparators"].items():
         for w in words:
@@ -145,6 +174,32 @@ def tables() -> Tables:
         r"|upper\s+normal\s+limit|normal\s+upper\s+limit|upper\s+limit\s+normal)(?![\w]))?"
     )
     unit = re.compile(rf"\s*(?P<u>{_alternation(units.unit_spellings())})(?![a-z0-9])")
+    age_comparator = re.compile(
+        rf"(?P<cmp>{comparator})\s*(?P<n>\d{{1,3}})\s*{_AGE_UNIT_RE}?\b(?:\s*(?:old|of\s+age))?"
+    )
+    screening = tuple((prefiltered(r["pattern"]), r["reason"]) for r in pat["screening"])
+    vague = tuple((prefiltered(r["pattern"]), r["reason"]) for r in pat["vague"])
+    childbearing = (prefiltered(pat["childbearing"]["pattern"]), pat["childbearing"]["reason"])
+    changers = tuple((prefiltered(r["pattern"]), r["what"]) for r in pat["meaning_changers"])
+    restatements = tuple((prefiltered(r["pattern"]), r["note"]) for r in pat["restatements"])
+    compiled = (
+        {
+            k: prefiltered(pat[k])
+            for k in (
+                "negation",
+                "history",
+                "cause_cue",
+                "cause_intro",
+                "open_list",
+                "duration",
+                "within",
+                "filler",
+                "pregnancy_population",
+            )
+        }
+        | {f"sex_{k}": prefiltered(v) for k, v in pat["sex"].items()}
+        | {"pregnancy": prefiltered(rf"(?<![\w])(?:{_alternation(pat['pregnancy_words'])})(?![\w])")}
+    )
     return Tables(
         concepts=concepts,
         conditions=cond["conditions"],
@@ -158,27 +213,18 @@ def tables() -> Tables:
         threshold=threshold,
         unit=unit,
         patterns=pat,
-        screening=tuple((re.compile(r["pattern"]), r["reason"]) for r in pat["screening"]),
-        vague=tuple((re.compile(r["pattern"]), r["reason"]) for r in pat["vague"]),
-        childbearing=(re.compile(pat["childbearing"]["pattern"]), pat["childbearing"]["reason"]),
-        restatements=tuple((re.compile(r["pattern"]), r["note"]) for r in pat["restatements"]),
-        changers=tuple((re.compile(r["pattern"]), r["what"]) for r in pat["meaning_changers"]),
-        compiled={
-            k: re.compile(pat[k])
-            for k in (
-                "negation",
-                "history",
-                "cause_cue",
-                "cause_intro",
-                "open_list",
-                "duration",
-                "within",
-                "filler",
-                "pregnancy_population",
-            )
-        }
-        | {f"sex_{k}": re.compile(v) for k, v in pat["sex"].items()}
-        | {"pregnancy": re.compile(rf"(?<![\w])(?:{_alternation(pat['pregnancy_words'])})(?![\w])")},
+        screening=screening,
+        vague=vague,
+        childbearing=childbearing,
+        restatements=restatements,
+        changers=changers,
+        age_comparator=age_comparator,
+        not_computable=FirstMatch((*screening, childbearing, *vague)),
+        changer_rules=FirstMatch(changers),
+        sex_gate=any_possible(compiled[k] for k in ("sex_any", "sex_female", "sex_male")),
+        duration_gate=any_possible(compiled[k] for k in ("duration", "within")),
+        restatement_gate=any_possible(rx for rx, _ in restatements),
+        compiled=compiled,
     )
 
 
@@ -190,13 +236,16 @@ def _group(index: dict[str, tuple[str, str]]) -> str:
 # Text with consumed spans
 # --------------------------------------------------------------------------------------------------
 
-_WS = re.compile(r"\s+")
 _NUMBER_GROUPS = re.compile(r"\d{1,3}(?:,\d{3})+")
-_NEG = re.compile(
+_DIGIT = re.compile(r"\d")
+_ASCII_DIGIT = re.compile(r"[0-9]")
+#: ``_norm``'s typographic quotes and dashes (after lower-casing).
+_PLAIN = str.maketrans({"’": "'", "‘": "'", "–": "-", "—": "-"})
+_NEG = prefiltered(
     r"\bnegativ(?:e|ity)\b|\bnon-?\s?reactive\b|\bnot\s+detect\w*|\bundetect\w*|\((?:-|neg)\)|-ve\b"
 )
-_POS = re.compile(r"\b(?:sero)?positiv(?:e|ity)\b|\breactive\b|\bdetect(?:ed|able)\b|\((?:\+|pos)\)|\+ve\b")
-_AGE_CTX = re.compile(
+_POS = prefiltered(r"\b(?:sero)?positiv(?:e|ity)\b|\breactive\b|\bdetect(?:ed|able)\b|\((?:\+|pos)\)|\+ve\b")
+_AGE_CTX = prefiltered(
     r"\bage[ds]?\b|\byears?\s+(?:old|of\s+age)\b|\byrs?\s+old\b|\bolder\b|\byounger\b|\by/?o\b"
 )
 _AGE_UNIT = {
@@ -218,12 +267,12 @@ _AGE_RANGE = re.compile(
     + _AGE_UNIT_RE
     + r"?\b(?:\s*(?:old|of\s+age))?"
 )
-_AGE_POST = re.compile(
+_AGE_POST = prefiltered(
     r"(?P<n>\d{1,3})\s*" + _AGE_UNIT_RE + r"?\s*(?:old\s+|of\s+age\s+)?(?:or|and)\s+"
     r"(?P<post>older|above|over|more|greater|elder|younger|below|under|less)\b"
 )
-_AGE_PLUS = re.compile(r"(?P<n>\d{1,3})\s*\+\s*" + _AGE_UNIT_RE + r"?")
-_AGE_WORDS = re.compile(r"\b(?:age[ds]?|years?|yrs?|old|of\s+age|is|at\s+the\s+time\s+of\s+\w+)\b")
+_AGE_PLUS = prefiltered(r"(?P<n>\d{1,3})\s*\+\s*" + _AGE_UNIT_RE + r"?")
+_AGE_WORDS = prefiltered(r"\b(?:age[ds]?|years?|yrs?|old|of\s+age|is|at\s+the\s+time\s+of\s+\w+)\b")
 _PAREN_ANY = re.compile(r"\b(?:any|one|either|at\s+least\s+one)\b")
 _PAREN_ALL = re.compile(r"\b(?:all|each|both|every)\b")
 _WORD = re.compile(r"[a-z][a-z'\-]*")
@@ -237,42 +286,76 @@ class _Review(Exception):
 
 
 def _norm(text: str) -> str:
-    t = text.lower().replace("’", "'").replace("‘", "'").replace("–", "-").replace("—", "-")
-    return _WS.sub(" ", t).strip().rstrip(" ;.,:")
+    """Lower case, plain quotes and dashes, whitespace runs as one space, no trailing ``;.,:``."""
+    # str.split() splits at exactly the characters re's \s matches (str.isspace)
+    t = text.lower()
+    if not t.isascii():
+        t = t.translate(_PLAIN)
+    return " ".join(t.split()).rstrip(" ;.,:")
+
+
+def _has_digit(text: str) -> bool:
+    """``any(ch.isdigit() for ch in text)``, without a Python loop over ASCII text."""
+    if text.isascii():
+        return _ASCII_DIGIT.search(text) is not None
+    return any(map(str.isdigit, text))
+
+
+_TAKEN = re.compile(rb"\x01+")
+_PAREN = re.compile(r"[()]")
 
 
 class _Text:
-    __slots__ = ("t", "mask", "depth")
+    """A normalised item text and which of its characters a rule has used (``mask``)."""
+
+    __slots__ = ("t", "mask", "_parens")
 
     def __init__(self, t: str) -> None:
         self.t = t
         self.mask = bytearray(len(t))
-        depth = []
-        d = 0
-        for ch in t:
-            if ch == "(":
-                d += 1
-                depth.append(d)
-            elif ch == ")":
-                depth.append(d)
-                d = max(0, d - 1)
-            else:
-                depth.append(d)
-        self.depth = depth
+        self._parens: tuple[list[int], list[int]] | None = None
 
     def free(self, start: int, end: int) -> bool:
-        return not any(self.mask[start:end])
+        return self.mask.find(1, start, end) < 0
 
     def take(self, start: int, end: int) -> None:
         self.mask[start:end] = b"\x01" * (end - start)
 
     def residual(self) -> str:
-        return "".join(" " if m else c for c, m in zip(self.t, self.mask, strict=True))
+        """The text with every used character replaced by a space."""
+        t, parts, prev = self.t, [], 0
+        for m in _TAKEN.finditer(self.mask):
+            parts += (t[prev : m.start()], " " * (m.end() - m.start()))
+            prev = m.end()
+        parts.append(t[prev:])
+        return "".join(parts)
 
     def in_paren(self, pos: int) -> bool:
-        return pos < len(self.depth) and self.depth[pos] > 0
+        """Whether the character at ``pos`` is inside parentheses: after more ``(`` than ``)`` (a
+        ``)`` without its ``(`` is ignored), or is a parenthesis that opens or closes such a part."""
+        t = self.t
+        if pos >= len(t) or "(" not in t:
+            return False
+        if t[pos] == "(":
+            return True
+        if self._parens is None:
+            # the depth after each parenthesis, by position
+            where, depths, d = [], [], 0
+            for m in _PAREN.finditer(t):
+                d = d + 1 if m.group() == "(" else max(0, d - 1)
+                where.append(m.start())
+                depths.append(d)
+            self._parens = where, depths
+        where, depths = self._parens
+        i = bisect_left(where, pos)  # the parentheses before pos
+        return i > 0 and depths[i - 1] > 0
 
-    def finditer(self, rx: re.Pattern[str]) -> list[re.Match[str]]:
+    def finditer(self, rx: Pattern) -> list[re.Match[str]]:
+        """The non-empty matches of ``rx`` in the text that use no character a rule has used."""
+        if isinstance(rx, Prefiltered):
+            if not rx.possible(self.t):
+                return []
+            rx = rx.rx
         return [m for m in rx.finditer(self.t) if m.end() > m.start() and self.free(m.start(), m.end())]
 
 
@@ -302,7 +385,9 @@ def _number(text: str) -> Decimal | None:
 
 def _durations(tx: _Text) -> list[tuple[int, Duration]]:
     T = tables()
-    out = []
+    out: list[tuple[int, Duration]] = []
+    if not T.duration_gate.holds(tx.t):
+        return out
     for m in tx.finditer(T.compiled["duration"]):
         cmp_words = " ".join(m["cmp"].split())
         cmp = T.comparator_index.get(cmp_words, Comparator.GE) if cmp_words else Comparator.GE
@@ -317,6 +402,7 @@ def _durations(tx: _Text) -> list[tuple[int, Duration]]:
 
 
 def _age(tx: _Text) -> tuple[tuple[Comparator, int, str], ...]:
+    """Age bounds read from the text (every form needs a digit: call only when there is one)."""
     T = tables()
     bounds: list[tuple[Comparator, int, str]] = []
     for m in tx.finditer(_AGE_RANGE):
@@ -331,10 +417,7 @@ def _age(tx: _Text) -> tuple[tuple[Comparator, int, str], ...]:
         )
         bounds.append((cmp, int(m["n"]), _AGE_UNIT.get(m["unit"] or "years", "a")))
         tx.take(m.start(), m.end())
-    age_cmp = re.compile(
-        rf"(?P<cmp>{T.comparator})\s*(?P<n>\d{{1,3}})\s*{_AGE_UNIT_RE}?\b(?:\s*(?:old|of\s+age))?"
-    )
-    for m in tx.finditer(age_cmp):
+    for m in tx.finditer(T.age_comparator):
         cmp = T.comparator_index[" ".join(m["cmp"].split())]
         bounds.append((cmp, int(m["n"]), _AGE_UNIT.get(m["unit"] or "years", "a")))
         tx.take(m.start(), m.end())
@@ -348,7 +431,10 @@ def _age(tx: _Text) -> tuple[tuple[Comparator, int, str], ...]:
 
 
 def _sex(tx: _Text) -> frozenset[str] | None:
-    c = tables().compiled
+    T = tables()
+    if not T.sex_gate.holds(tx.t):
+        return None
+    c = T.compiled
     found: set[str] = set()
     for key, sexes in (
         ("sex_any", ALL_SEXES),
@@ -450,7 +536,7 @@ def _cause_rule(tx: _Text, mentions: list[_Mention], notes: list[str]) -> Test |
     for piece in (p.strip(" .()") for p in _SPLIT_CAUSES.split(rest)):
         if not piece:
             continue
-        hit = next((k for k in keywords if re.search(rf"(?<![\w]){re.escape(k)}(?![\w])", piece)), None)
+        hit = next((k for k in keywords if k in piece and _keyword(k).search(piece)), None)
         if hit is None:
             raise _Review(f"cause '{piece}' is not in the cause list of {T.concepts[head.id].display}")
         ids += [i for i in table["keywords"][hit] if i not in ids]
@@ -473,6 +559,12 @@ def _cause_rule(tx: _Text, mentions: list[_Mention], notes: list[str]) -> Test |
     )
     causes = AnyOf(tuple(ConditionTest(T.concepts[i], ever=True) for i in ids))
     return AllOf((_condition(head), causes))
+
+
+@cache
+def _keyword(k: str) -> re.Pattern[str]:
+    """``k`` as a whole word (compiled once per cause keyword)."""
+    return re.compile(rf"(?<![\w]){re.escape(k)}(?![\w])")
 
 
 def _defined_rule(mentions: list[_Mention], notes: list[str]) -> Test | None:
@@ -587,10 +679,13 @@ def _attach_qualifiers(tx: _Text, mentions: list[_Mention], durations: list[tupl
         for m in mentions:
             if (m.type, m.id) == (target.type, target.id):
                 m.duration = dur
+    history = T.compiled["history"]
+    if not history.possible(tx.t):  # checked once: the same text for every mention
+        return
     for m in mentions:
         if m.type != "condition":
             continue
-        h = T.compiled["history"].search(tx.t, 0, m.start)
+        h = history.rx.search(tx.t, 0, m.start)
         if h and tx.free(h.start(), h.end()):
             m.ever = True
             tx.take(h.start(), h.end())
@@ -599,14 +694,15 @@ def _attach_qualifiers(tx: _Text, mentions: list[_Mention], durations: list[tupl
 def _check_residual(tx: _Text) -> None:
     T = tables()
     residual = tx.residual()
-    for rx, what in T.changers:
-        m = rx.search(residual)
-        if m:
-            raise _Review(f"'{m.group(0).strip()}' ({what}) is not handled")
-    words = _WORD.findall(T.compiled["filler"].sub(" ", residual))
+    found = T.changer_rules.search(residual)
+    if found:
+        m, what = found
+        raise _Review(f"'{m.group(0).strip()}' ({what}) is not handled")
+    # filler words are removed to find the others; a text with no word left needs neither step
+    words = _WORD.findall(T.compiled["filler"].sub(" ", residual)) if _WORD.search(residual) else []
     if words:
         raise _Review("words not recognised: " + " ".join(words[:8]))
-    if any(ch.isdigit() for ch in residual):
+    if _has_digit(residual):
         raise _Review("a number in the item is not understood")
 
 
@@ -621,19 +717,13 @@ def _judge(text: str) -> tuple[Status, str, Test | None, tuple[str, ...], bool]:
     t = _norm(text)
     if not t:
         return Status.NEEDS_REVIEW, "empty item", None, (), False
-    for rx, reason in T.screening:
-        if rx.search(t):
-            return Status.NOT_COMPUTABLE, reason, None, (), True
-    rx, reason = T.childbearing
-    if rx.search(t):
-        return Status.NOT_COMPUTABLE, reason, None, (), True
-    for rx, reason in T.vague:
-        if rx.search(t):
-            return Status.NOT_COMPUTABLE, reason, None, (), True
+    settled = T.not_computable.search(t)  # screening, childbearing, vague: in that order
+    if settled:
+        return Status.NOT_COMPUTABLE, settled[1], None, (), True
     tx = _Text(t)
     notes: list[str] = []
     try:
-        for rx, note in T.restatements:
+        for rx, note in T.restatements if T.restatement_gate.holds(t) else ():
             for m in tx.finditer(rx):
                 tx.take(m.start(), m.end())
                 if note not in notes:
@@ -645,7 +735,10 @@ def _judge(text: str) -> tuple[Status, str, Test | None, tuple[str, ...], bool]:
             tx.take(neg.start(), neg.end())
         durations = _durations(tx)
         mentions = _mentions(tx)
-        age = _age(tx) if _AGE_CTX.search(t) else ()
+        # every age form needs a digit; whether the text speaks of age at all is asked only when
+        # it matters (an age to read, or no condition/lab to fall back on)
+        age_ctx = _DIGIT.search(t) is not None and _AGE_CTX.search(t) is not None
+        age = _age(tx) if age_ctx else ()
         states = _pregnancy(tx)
         sex = _sex(tx)
         polarity = None
@@ -656,7 +749,7 @@ def _judge(text: str) -> tuple[Status, str, Test | None, tuple[str, ...], bool]:
             for m in negs + poss:
                 tx.take(m.start(), m.end())
             polarity = "negative" if negs else "positive" if poss else None
-        if _AGE_CTX.search(t) and not age and not mentions:
+        if not age and not mentions and (age_ctx or _AGE_CTX.search(t)):
             raise _Review("mentions age but no bound we can read")
         test: Test
         if mentions:

@@ -1,0 +1,324 @@
+"""Computable eligibility criteria as FHIR: the version-neutral half (R4 in :mod:`.r4.criteria`, R5 in
+:mod:`.r5.criteria`).
+
+The protocol mapping writes the eligibility Group (criteria text verbatim, registry age range, sex,
+healthy volunteers...).  This module adds, for every criterion item of the criteria text that
+:mod:`mappings.eligibility` recognises as COMPUTABLE, a machine-readable definition: a code, a
+value, whether it excludes, the verbatim criterion text, and durations.  Items that are not
+computable (consent, the investigator's judgement, words we do not read) are left in the text.
+The registry fields (age, sex, healthy volunteers) are not repeated: the protocol mapping already
+writes them.
+
+Derived, never read back
+    These definitions are DERIVED from the criteria text (:func:`computable_items` re-runs
+    ``parse_criteria`` + ``recognise`` on every write), so the protocol model holds nothing new and
+    the readers skip them (:func:`is_derived`): the protocol round trip stays exactly lossless, and
+    a reader always recomputes from the text rather than trusting a stale copy.
+
+One neutral tree, two encodings
+    A recognised test becomes a tree of :class:`Leaf` (one code and one value) and
+    :class:`Combination` (``any-of`` / ``all-of``, the codes of R5's characteristic-combination)
+    nodes; ``Not`` flips ``exclude``.  Leaves:
+
+    ================ ===================================== =========================================
+    test             code                                  value
+    ================ ===================================== =========================================
+    condition        own ``condition`` (present) or        CodeableConcept: SNOMED CT codes, then
+                     ``condition-any-time`` (history of)   ICD-10 (WHO; ICD-10-CM where CM-only)
+    lab, threshold   the lab's LOINC codes                 Quantity (comparator, UCUM unit; a
+                                                           multiple of the ULN with own unit ULN)
+    lab, result      the lab's LOINC codes                 CodeableConcept SNOMED Positive/Negative
+    age              SNOMED CT 397669002 Age               Range of UCUM quantities (``> 70`` years
+                                                           = low 71: age is in completed units)
+    sex              SNOMED CT 263495000 Gender            administrative-gender (several: any-of)
+    pregnancy        LOINC 82810-3 Pregnancy status        SNOMED CT 77386006 Pregnant
+    breastfeeding    LOINC 63895-7 Breastfeeding status    SNOMED CT 373066001 Yes
+    ================ ===================================== =========================================
+
+    A duration (``for more than 6 months``) and a recency (``within the last 3 months``) are
+    relative to the evaluation date, so they are Durations (UCUM, with comparator), never dates.
+
+R4 (:mod:`.r4.criteria`)
+    One ``Group.characteristic`` per computable item: code, value[x], ``exclude`` (true for an
+    exclusion item, flipped by a negation), and the complex extension ``eligibility-criterion``
+    (linkId, the verbatim text, the recogniser's notes, duration, within, and the parts of a
+    combination).  R4 ``Group.characteristic`` has no description and its ``period`` is a Period of
+    dates, not a length of time: a relative duration would have to be turned into dates at write
+    time (stale the next day), so durations go to the extension.  R4 Group characteristics are
+    ANDed and cannot say "any of": a combination item is one characteristic with our code
+    ``any-of``/``all-of`` and ``valueBoolean`` true, its parts in the extension, so a consumer that
+    does not read the extension sees an opaque characteristic rather than a wrong conjunction.
+
+R5 (:mod:`.r5.criteria`): an EvidenceVariable, contained in the eligibility Group
+    R5 ``Group.characteristic`` (code, value[x], exclude, period) has no description, no duration
+    and no combination either -- the ``description``/``duration`` elements sometimes quoted belong to
+    ``EvidenceVariable.characteristic`` (and to the R6 drafts of Group).  R5's EvidenceVariable has
+    all of them natively: ``characteristic.description`` (the verbatim text), ``linkId``,
+    ``note``, ``exclude``, ``definitionByTypeAndValue`` (type + value), ``definitionByCombination``
+    (any-of / all-of), ``durationQuantity`` and ``timeFromEvent``; ResearchStudy
+    ``recruitment.eligibility`` admits ``Reference(Group | EvidenceVariable)`` and HL7's own R5
+    ClinicalTrials.gov example (researchstudy-example-ctgov-study-record) points it at an
+    EvidenceVariable.  So R5 uses an EvidenceVariable -- but not in place of the Group:
+    ``recruitment.eligibility`` keeps pointing at the Group, which keeps everything the protocol
+    mapping writes (criteria text, registry characteristics) and round-trips; the EvidenceVariable
+    is CONTAINED in that Group and referenced by one characteristic (our code
+    ``computable-criteria``, ``valueReference`` ``#computable-criteria``), the pattern of the EBM
+    IG's StudyGroup (a Group whose characteristic references its eligibility criteria).  Contained,
+    because it has no life of its own: it is re-derived from the Group's text on every write,
+    travels with the Group (a search that includes the Group brings it; no dangling reference,
+    no separate conditional update), and is never edited independently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from ..eligibility import (
+    AgeTest,
+    AllOf,
+    AnyOf,
+    Comparator,
+    Concept,
+    ConditionTest,
+    Criterion,
+    Duration,
+    HealthyVolunteerTest,
+    Kind,
+    LabTest,
+    Not,
+    PregnancyTest,
+    SexTest,
+    Test,
+    parse_criteria,
+    recognise_all,
+)
+from ..model import Eligibility
+from .common import JSON, coding, load_table
+
+TABLE = "eligibility_fhir.json"
+_GENDER_ORDER = ("female", "male", "other", "unknown")
+
+
+@cache
+def table() -> JSON:
+    """``tables/eligibility_fhir.json``."""
+    return load_table(TABLE)
+
+
+def criterion_extension_url() -> str:
+    """The URL of the R4 ``eligibility-criterion`` extension (marks a derived characteristic)."""
+    return table()["extension"]["criterion"]
+
+
+# --- the neutral tree ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One characteristic: ``code`` (CodeableConcept) and ``value`` of FHIR type ``value_type``
+    (``CodeableConcept``, ``Quantity``, ``Range``, ``Boolean``); ``duration``/``within`` are
+    Durations (how long it must have lasted / how recent it must be)."""
+
+    code: JSON
+    value_type: str
+    value: Any
+    exclude: bool = False
+    duration: JSON | None = None
+    within: JSON | None = None
+
+
+@dataclass(frozen=True)
+class Combination:
+    """``any-of`` / ``all-of`` of its parts (``exclude``: the whole combination must not hold)."""
+
+    code: str
+    parts: tuple[Leaf | Combination, ...]
+    exclude: bool = False
+
+
+Node = Leaf | Combination
+
+
+@dataclass(frozen=True)
+class ComputableItem:
+    """A computable criterion item: ``link_id`` (``inclusion-3``, ``exclusion-2.1``), its verbatim
+    text, its kind, the tree of its test (``exclude`` already set for an exclusion item) and the
+    recogniser's notes (how the text was read)."""
+
+    link_id: str
+    text: str
+    kind: Kind
+    node: Node
+    notes: tuple[str, ...] = ()
+
+
+def own_code(key: str) -> JSON:
+    """A CodeableConcept with our eligibility-characteristic code ``key``."""
+    entry = table()["characteristics"][key]
+    return {"coding": [{"system": table()["characteristic_system"], "code": entry["code"],
+                        "display": entry["display"]}]}
+
+
+def _systems() -> JSON:
+    return table()["systems"]
+
+
+def ucum_quantity(value: int | Decimal, unit: str, comparator: Comparator | None = None,
+                  words: bool = True) -> JSON:
+    """A UCUM Quantity (``unit`` is a UCUM code; with ``words``, time units get a readable unit)."""
+    q: JSON = {}
+    if comparator is not None and comparator is not Comparator.EQ:
+        q["comparator"] = comparator.value
+    q["value"] = value
+    q["unit"] = table()["unit_words"].get(unit, unit) if words else unit
+    q["system"] = _systems()["ucum"]
+    q["code"] = unit
+    return q
+
+
+def duration_quantity(d: Duration) -> JSON:
+    """A Duration (``> 6 mo``; a recency ``within 3 mo`` is ``<= 3 mo``)."""
+    return ucum_quantity(d.value, d.unit, Comparator.LE if d.within else d.comparator)
+
+
+@cache
+def _cm_only() -> frozenset[str]:
+    """The ICD-10 codes that exist only in ICD-10-CM (read once from the table)."""
+    return frozenset(table()["cm_only"])
+
+
+def concept_codeable(concept: Concept) -> JSON:
+    """A condition's CodeableConcept: its SNOMED CT codes, then its ICD-10 codes, text = display."""
+    cm_only = _cm_only()
+    codings = [{"system": _systems()["snomed"], "code": c} for c in concept.snomed]
+    codings += [{"system": _systems()["icd10cm" if c in cm_only else "icd10"], "code": c}
+                for c in concept.icd10]
+    out: JSON = {"coding": codings} if codings else {}
+    out["text"] = concept.display
+    return out
+
+
+def _leaf(code: JSON, value_type: str, value: Any, exclude: bool, duration: Duration | None = None) -> Leaf:
+    longer = duration_quantity(duration) if duration is not None and not duration.within else None
+    recent = duration_quantity(duration) if duration is not None and duration.within else None
+    return Leaf(code, value_type, value, exclude, longer, recent)
+
+
+def _age(test: AgeTest, exclude: bool, codes: JSON) -> Node:
+    lows: list[tuple[int, str]] = []
+    highs: list[tuple[int, str]] = []
+    for cmp, value, unit in test.bounds:
+        if cmp in (Comparator.GE, Comparator.GT, Comparator.EQ):
+            lows.append((value + (cmp is Comparator.GT), unit))
+        if cmp in (Comparator.LE, Comparator.LT, Comparator.EQ):
+            highs.append((value - (cmp is Comparator.LT), unit))
+    code = {"coding": [coding(codes["age"])]}
+
+    def rng(low: tuple[int, str] | None, high: tuple[int, str] | None) -> JSON:
+        out = {}
+        if low:
+            out["low"] = ucum_quantity(low[0], low[1])
+        if high:
+            out["high"] = ucum_quantity(high[0], high[1])
+        return out
+
+    consistent = not (lows and highs and lows[0][1] == highs[0][1] and lows[0][0] > highs[0][0])
+    if len(lows) <= 1 and len(highs) <= 1 and consistent:
+        return Leaf(code, "Range", rng(lows[0] if lows else None, highs[0] if highs else None), exclude)
+    parts = [Leaf(code, "Range", rng(b, None)) for b in lows]
+    parts += [Leaf(code, "Range", rng(None, b)) for b in highs]
+    return Combination("all-of", tuple(parts), exclude)
+
+
+def _sex(test: SexTest, exclude: bool, codes: JSON) -> Node:
+    code = {"coding": [coding(codes["sex"])]}
+    leaves = tuple(
+        Leaf(code, "CodeableConcept", {"coding": [{"system": table()["gender_system"], "code": g,
+                                                   "display": table()["gender_displays"][g]}]})
+        for g in _GENDER_ORDER if g in test.allowed)
+    if len(leaves) == 1:
+        return Leaf(leaves[0].code, leaves[0].value_type, leaves[0].value, exclude)
+    return Combination("any-of", leaves, exclude)
+
+
+def _lab(test: LabTest, exclude: bool) -> Leaf:
+    lab = test.lab
+    code = {"coding": [{"system": _systems()["loinc"], "code": c} for c in lab.loinc], "text": lab.display}
+    if test.result is not None:
+        result = table()["results"].get(test.result)
+        value = {"coding": [dict(result)], "text": test.result} if result else {"text": test.result}
+        return _leaf(code, "CodeableConcept", value, exclude, test.duration)
+    if test.uln_multiple is not None:
+        q: JSON = {}
+        if test.comparator is not None and test.comparator is not Comparator.EQ:
+            q["comparator"] = test.comparator.value
+        q.update(value=test.uln_multiple, **table()["uln_unit"])
+        return _leaf(code, "Quantity", q, exclude, test.duration)
+    if test.value is not None and test.unit is not None:
+        q = ucum_quantity(test.value, test.unit, test.comparator, words=False)
+        return _leaf(code, "Quantity", q, exclude, test.duration)
+    return _leaf(code, "CodeableConcept", {"text": test.describe()}, exclude, test.duration)
+
+
+def node_of(test: Test, exclude: bool, codes: JSON) -> Node:
+    """The tree of a recognised test; ``codes`` is the version table's ``characteristics``."""
+    if isinstance(test, Not):
+        return node_of(test.test, not exclude, codes)
+    if isinstance(test, AnyOf | AllOf):
+        if len(test.tests) == 1:
+            return node_of(test.tests[0], exclude, codes)
+        parts = tuple(node_of(t, False, codes) for t in test.tests)
+        return Combination("any-of" if isinstance(test, AnyOf) else "all-of", parts, exclude)
+    if isinstance(test, ConditionTest):
+        code = own_code("condition-any-time" if test.ever else "condition")
+        return _leaf(code, "CodeableConcept", concept_codeable(test.concept), exclude, test.duration)
+    if isinstance(test, LabTest):
+        return _lab(test, exclude)
+    if isinstance(test, PregnancyTest):
+        spec = table()["status"][test.state]
+        value = {"coding": [dict(spec["value"])]}
+        return Leaf({"coding": [dict(spec["code"])]}, "CodeableConcept", value, exclude)
+    if isinstance(test, AgeTest):
+        return _age(test, exclude, codes)
+    if isinstance(test, SexTest):
+        return _sex(test, exclude, codes)
+    if isinstance(test, HealthyVolunteerTest):
+        return Leaf({"coding": [coding(codes["healthy-volunteers"])]}, "Boolean", test.accepts, exclude)
+    raise TypeError(f"not a test: {type(test).__name__}")
+
+
+def _items(c: Criterion, link_id: str, codes: JSON) -> list[ComputableItem]:
+    if c.computable and c.test is not None:
+        node = node_of(c.test, c.kind is Kind.EXCLUSION, codes)
+        return [ComputableItem(link_id, c.text, c.kind, node, c.notes)]
+    if c.children and c.combine == "each":
+        return [i for n, child in enumerate(c.children, 1) for i in _items(child, f"{link_id}.{n}", codes)]
+    return []
+
+
+def computable_items(eligibility: Eligibility | None, codes: JSON) -> list[ComputableItem]:
+    """The computable items of the criteria text, in order (inclusion first); ``codes`` is the
+    version table's ``characteristics`` (age, sex, healthy-volunteers codes)."""
+    if eligibility is None or not eligibility.criteria:
+        return []
+    out: list[ComputableItem] = []
+    for c in recognise_all(parse_criteria(eligibility.criteria)):
+        out += _items(c, f"{c.kind.value}-{c.position}", codes)
+    return out
+
+
+def is_derived(characteristic: JSON) -> bool:
+    """True for a Group characteristic written here (R4: it carries the ``eligibility-criterion``
+    extension; R5: it references the contained computable-criteria EvidenceVariable)."""
+    url = criterion_extension_url()
+    if any(isinstance(x, dict) and x.get("url") == url for x in characteristic.get("extension") or []):
+        return True
+    ref = (characteristic.get("valueReference") or {}).get("reference")
+    return ref == "#" + table()["evidence_variable_id"]
+
+
+__all__ = ["Combination", "ComputableItem", "Leaf", "Node", "computable_items", "concept_codeable",
+           "duration_quantity", "is_derived", "node_of", "own_code", "table", "ucum_quantity"]

@@ -1,0 +1,115 @@
+"""Pre-screening without a server: input checks, the Observation codes the seed criteria need, the
+verdict JSON and table from a faked server (``responses``), and the service's refusals.  The real
+thing runs against HAPI in tests/integration/test_prescreen.py."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+
+import pytest
+import responses
+
+from adapter.client import FhirClient
+from adapter.config import ServerConfig, ServiceConfig
+from adapter.errors import NotFound
+from adapter.prescreen import check_nct, format_table, needed_observation_codes, parse_patient, prescreen
+from adapter.service import create_app
+from mappings.eligibility import recognise_eligibility
+from mappings.errors import InputError
+from mappings.sources import read_protocol
+from tests.conftest import SEED
+
+BASE = "http://fhir.test/fhir"
+CRITERIA = recognise_eligibility(read_protocol(SEED.read_bytes()).protocol.eligibility)
+DAY = datetime.date(2025, 6, 30)
+
+
+@pytest.mark.parametrize(("given", "expected"), [("123", "123"), ("Patient/abc-1.2", "abc-1.2"),
+                                                 (" Patient/7 ", "7")])
+def test_patient_ids(given, expected):
+    assert parse_patient(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "Patient/", "a b", "Observation/1", "x" * 65, "Patient/1/_history/2"])
+def test_bad_patient_ids(bad):
+    with pytest.raises(InputError, match="not a patient id"):
+        parse_patient(bad)
+
+
+def test_nct_numbers():
+    assert check_nct("NCT03945487") == "NCT03945487"
+    for bad in ("NCT0394548", "nct03945487", "NCT03945487 ", "03945487"):
+        with pytest.raises(InputError, match="NCT number"):
+            check_nct(bad)
+
+
+def test_the_seed_needs_hbsag_and_pregnancy_status_observations():
+    assert needed_observation_codes(CRITERIA) == [
+        "http://loinc.org|5195-3", "http://loinc.org|5196-1", "http://loinc.org|82810-3"]
+
+
+def bundle(*resources: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+
+
+@responses.activate
+def test_prescreen_with_a_faked_server():
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1948-02-20"}
+    hcc = {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+           "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                          "code": "active"}]},
+           "code": {"coding": [{"system": "http://snomed.info/sct", "code": "25370001"}]},
+           "onsetDateTime": "2025-05-14"}
+    responses.get(f"{BASE}/Patient/p1", json=patient)
+    responses.get(re.compile(re.escape(f"{BASE}/Condition?")), json=bundle(hcc))
+    searched = responses.get(re.compile(re.escape(f"{BASE}/Observation?")), json=bundle())
+    with FhirClient(ServerConfig(name="fake", base_url=BASE, max_retries=0)) as client:
+        result = prescreen(client, "NCT03945487", "Patient/p1", as_of=DAY, criteria=CRITERIA)
+    codes = "code=http%3A%2F%2Floinc.org%7C5195-3%2Chttp%3A%2F%2Floinc.org%7C5196-1"
+    assert codes in searched.calls[0].request.url
+    data = result.to_json()
+    assert data["verdict"] == "not eligible"
+    rows = {r["criterion"]: r for r in data["results"]}
+    assert rows["exclusion 1"]["outcome"] == "met" and rows["exclusion 1"]["n"] in data["metExclusion"]
+    assert rows["exclusion 1"]["evidence"][0]["reference"] == "Condition/c1"
+    assert rows["age"]["n"] in data["failedInclusion"]
+    assert json.loads(json.dumps(data)) == data  # plain JSON
+    table = format_table(result)
+    assert "verdict: NOT ELIGIBLE" in table and "[Condition/c1]" in table
+
+
+@responses.activate
+def test_an_unknown_patient_is_not_found():
+    responses.get(f"{BASE}/Patient/nobody", status=404, json={"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "not-found", "diagnostics": "Resource Patient/nobody is not known"}]})
+    with FhirClient(ServerConfig(name="fake", base_url=BASE, max_retries=0)) as client, \
+            pytest.raises(NotFound, match="no Patient/nobody on server fake"):
+        prescreen(client, "NCT03945487", "nobody", as_of=DAY, criteria=CRITERIA)
+
+
+@pytest.fixture
+def web():
+    servers = {"r4": ServerConfig(name="r4", base_url=BASE, fhir_version="R4", max_retries=0)}
+    return create_app({"TESTING": True, "TRIALBRIDGE": ServiceConfig(servers=servers)}).test_client()
+
+
+URL = "/studies/NCT03945487/prescreen?server=r4"
+
+
+@pytest.mark.parametrize(("path", "kwargs", "status", "text"), [
+    (URL, {"json": {"id": "1"}}, 400, "'patient' is required"),
+    (URL, {"json": ["1"]}, 400, "JSON object"),
+    (URL, {"json": {"patient": "1", "extra": 1}}, 400, "extra"),
+    (URL, {"json": {"patient": "1", "asOf": "2025-13-01"}}, 400, "asOf"),
+    (URL, {"json": {"patient": "a/b"}}, 400, "not a patient id"),
+    (URL, {"data": "1", "content_type": "text/plain"}, 415, "content type"),
+    ("/studies/NCT03945487/prescreen?server=nope", {"json": {"patient": "1"}}, 400, "unknown server"),
+    ("/studies/NCT123/prescreen?server=r4", {"json": {"patient": "1"}}, 400, "NCT number"),
+])
+def test_the_service_refuses_bad_requests_before_any_call(web, path, kwargs, status, text):
+    resp = web.post(path, **kwargs)
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    body = resp.get_json(force=True)
+    assert body["resourceType"] == "OperationOutcome" and text in body["issue"][0]["diagnostics"]
