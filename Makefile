@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench hapi hapi-stop clean
+.PHONY: install test lint demo bench soak hapi hapi-stop clean
 
 install: $(STAMP)
 
@@ -25,6 +25,15 @@ demo: install
 
 bench: install
 	$(PY) -m bench
+
+# The long fault runs (tests/integration/test_faults.py, test_sync_faults.py): 10,000 resources pushed
+# and six studies synced through the fault proxy; JSON reports in out/faults/.
+soak: install
+	mkdir -p out/faults
+	TRIALBRIDGE_SOAK=1 TRIALBRIDGE_FAULT_REPORT=out/faults/push.json \
+	TRIALBRIDGE_SYNC_FAULT_REPORT=out/faults/sync.json \
+	$(PY) -m pytest -rP --show-capture=stdout tests/integration/test_faults.py \
+	tests/integration/test_sync_faults.py $(PYTEST_ARGS)
 
 hapi:
 	@$(PYTHON) hapi/hapi.py start

@@ -9,21 +9,27 @@ issues (values kept as text) are printed as ``trialbridge: warning: ...`` lines.
 from __future__ import annotations
 
 import argparse
+import datetime
 import gc
+import io
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from adapter import trial_data
 from adapter.client import VERSION_PREFIXES, FhirClient
 from adapter.config import ServerConfig, load_config
+from adapter.prescreen import check_nct, format_table, parse_patient, prescreen
 from adapter.pull import pull_study
 from adapter.push import push_bundle, push_protocol
+from adapter.sync.command import add_sync_parser
 from mappings import fhirjson
 from mappings.errors import InputError, MappingError, MappingIssue, TrialbridgeError
 from mappings.fhir import SUPPORTED_VERSIONS, read_bundle, write_bundle
 from mappings.model import to_dict
+from mappings.outcomes import parse_time_frame
 from mappings.sources import decode, detect_format, read_protocol
 from mappings.sources.ctgov_json import parse_json
 
@@ -146,6 +152,114 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prescreen(args: argparse.Namespace) -> int:
+    """``trialbridge prescreen --study NCT --patient ID --server S``: one patient against a study's
+    criteria (adapter/prescreen.py); a table, or JSON with ``--json``.  Exit 0 whatever the verdict."""
+    try:
+        as_of = datetime.date.fromisoformat(args.as_of) if args.as_of else None
+    except ValueError:
+        raise InputError(f"--as-of: {args.as_of!r} is not a date (YYYY-MM-DD)", field="--as-of") from None
+    check_nct(args.study)
+    parse_patient(args.patient)
+    server = _server(args)
+    with FhirClient(server) as client:
+        client.check_version()
+        result = prescreen(client, args.study, args.patient, as_of=as_of)
+    if args.json:
+        _write_json(result.to_json(), None)
+    else:
+        sys.stdout.write(format_table(result))
+    return 0
+
+
+def _csv_lines(source: str) -> Iterator[str]:
+    """A UTF-8 CSV file (or - for standard input) as lines, read as they come (opened now)."""
+    try:
+        handle = sys.stdin.buffer if source == "-" else Path(source).open("rb")  # noqa: SIM115 (closed below)
+    except FileNotFoundError as exc:
+        raise InputError(f"no such file: {source}") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {source}: {exc.strerror}") from exc
+
+    def lines() -> Iterator[str]:
+        text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+        try:
+            yield from text
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{source} is not valid UTF-8 (byte {exc.start} of a chunk)") from exc
+        finally:
+            if source != "-":
+                text.close()
+
+    return lines()
+
+
+def _print_trial_push(result: trial_data.TrialPushResult, server: str) -> None:
+    for row in result.outcomes:
+        version = f" (version {row.version})" if row.version else ""
+        print(f"{row.outcome:10} {row.key} {row.reference or ''}{version}".rstrip())
+    for rejected in result.rejected:
+        where = " ".join(x for x in (f"row {rejected.row}" if rejected.row else None, rejected.key) if x)
+        print(f"{'rejected':10} {where}: {rejected.reason}")
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.counts.items())) or "nothing"
+    print(f"{server}: {counts}")
+    if result.rejected:
+        print(f"trialbridge: warning: {len(result.rejected)} row(s) rejected, see above", file=sys.stderr)
+
+
+def cmd_enrol(args: argparse.Namespace) -> int:
+    """``trialbridge enrol CSV --study NCT --server S [--create-patients]``: subjects -> ResearchSubjects."""
+    check_nct(args.study)
+    lines = _csv_lines(args.csv)
+    server = _server(args)
+    with FhirClient(server) as client:
+        client.check_version()
+        result = trial_data.enrol(client, args.study, lines, create_patients=args.create_patients)
+    _print_trial_push(result, server.name)
+    return 0
+
+
+def cmd_labs(args: argparse.Namespace) -> int:
+    """``trialbridge labs CSV --study NCT --server S``: lab results -> Observations, in transactions."""
+    check_nct(args.study)
+    lines = _csv_lines(args.csv)
+    server = _server(args)
+    with FhirClient(server) as client:
+        client.check_version()
+        result = trial_data.push_labs(client, args.study, lines)
+    _print_trial_push(result, server.name)
+    return 0
+
+
+def cmd_observations(args: argparse.Namespace) -> int:
+    """``trialbridge observations NCT --server S --format ndjson|csv``: the study's outcome labs."""
+    check_nct(args.nct)
+    window = None
+    if args.time_frame:
+        window = parse_time_frame(args.time_frame)
+        if window is None:
+            raise InputError(f"{args.time_frame!r} names no duration such as '96 weeks'",
+                             field="--time-frame")
+    tests = [t.strip() for t in args.tests.split(",") if t.strip()] if args.tests else None
+    server = _server(args)
+    with FhirClient(server) as client:
+        client.check_version()
+        plan = trial_data.plan_pull(client, args.nct, tests=tests, window=window, grace_days=args.grace_days)
+        items = trial_data.iter_outcome_observations(client, plan)
+        if args.out is None or args.out == "-":
+            count = trial_data.write_observations(items, sys.stdout, args.format)
+        else:
+            try:
+                with Path(args.out).open("w", encoding="utf-8", newline="") as out:
+                    count = trial_data.write_observations(items, out, args.format)
+            except OSError as exc:
+                raise TrialbridgeError(f"cannot write {args.out}: {exc.strerror}") from exc
+    window_text = f"{plan.window} + {plan.grace_days} days" if plan.window else "no end"
+    print(f"trialbridge: {count} observations of {', '.join(plan.tests)} (window {window_text})",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """``trialbridge serve``: the web service under gunicorn (configuration from the environment)."""
     if args.config:
@@ -198,12 +312,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE")
     p.set_defaults(func=cmd_pull)
 
+    p = sub.add_parser("prescreen", help="pre-screen a patient of a FHIR server against a study's criteria")
+    p.add_argument("--study", required=True, metavar="NCT", help="the study's NCT number (on the server)")
+    p.add_argument("--patient", required=True, metavar="ID", help="the patient's id (or Patient/ID)")
+    p.add_argument("--server", required=True, metavar="NAME|URL")
+    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
+    p.add_argument("--as-of", metavar="YYYY-MM-DD", help="evaluation date (default: today)")
+    p.add_argument("--json", action="store_true", help="answer JSON instead of the table")
+    p.set_defaults(func=cmd_prescreen)
+
     p = sub.add_parser("serve", help="run the web service under gunicorn")
     p.add_argument("--bind", default="127.0.0.1:8000", help="address:port (default 127.0.0.1:8000)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, min 2)")
     p.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
     p.add_argument("--config", metavar="FILE", help="TOML configuration (else $TRIALBRIDGE_CONFIG)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("enrol", help="enrol the subjects of an enrolments CSV in a study on a FHIR server")
+    p.add_argument("csv", metavar="CSV", help="enrolments CSV, or - for standard input")
+    p.add_argument("--study", required=True, metavar="NCT", help="the study's NCT number (on the server)")
+    p.add_argument("--server", required=True, metavar="NAME|URL")
+    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
+    p.add_argument("--create-patients", action="store_true",
+                   help="create a Patient for an unknown MRN (synthetic data only); else the row is rejected")
+    p.set_defaults(func=cmd_enrol)
+
+    p = sub.add_parser("labs", help="push the results of a lab CSV as Observations for a study's subjects")
+    p.add_argument("csv", metavar="CSV", help="lab results CSV, or - for standard input")
+    p.add_argument("--study", required=True, metavar="NCT", help="the study's NCT number (on the server)")
+    p.add_argument("--server", required=True, metavar="NAME|URL")
+    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
+    p.set_defaults(func=cmd_labs)
+
+    p = sub.add_parser("observations", help="pull a study's outcome labs as NDJSON or tidy CSV")
+    p.add_argument("nct", metavar="NCT", help="the study's NCT number")
+    p.add_argument("--server", required=True, metavar="NAME|URL")
+    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
+    p.add_argument("--format", choices=("ndjson", "csv"), default="ndjson")
+    p.add_argument("--tests", metavar="CODES",
+                   help="test codes, comma-separated (default: those the primary outcomes name)")
+    p.add_argument("--time-frame", metavar="TEXT",
+                   help="window, e.g. '96 weeks' (default: the primary outcomes' time frame)")
+    p.add_argument("--grace-days", type=int, default=trial_data.DEFAULT_GRACE_DAYS, metavar="N",
+                   help="days added to the window for the last visit (default %(default)s)")
+    p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    p.set_defaults(func=cmd_observations)
+
+    add_sync_parser(sub)  # trialbridge sync: adapter/sync/command.py
     return parser
 
 

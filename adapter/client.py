@@ -19,6 +19,18 @@ Retries (``max_retries``, exponential ``backoff`` with jitter, each wait at most
   POST raises :class:`OutcomeUnknown` after exactly one attempt.  TLS errors are never retried.
 * An update carrying ``If-Match`` that is refused (409/412) after an attempt that may have been
   applied raises :class:`OutcomeUnknown`: our own first attempt may have moved the version on.
+* An attempt that may have been applied (connection dropped, read timeout, 502/504) may also
+  still be running at the server when its retry arrives.  For a request that creates through a
+  search -- a conditional update ``PUT Type?...``, ``If-None-Exist``, a transaction or batch with
+  such entries -- overlapping attempts are what the server's duplicate guard must catch; HAPI's
+  catches two but not three (its search-URL row goes with the first update of the new resource,
+  after which a third attempt that searched early creates a second copy).  So such a request is
+  replayed after one attempt in doubt, not after a second: that raises
+  :class:`FhirConnectionError`, to be retried later, when neither is running any more.
+* A replay-safe request without ``If-Match`` answered 409 after an attempt in doubt is retried
+  with backoff: the conflict is that earlier attempt, still being written when the replay arrived
+  (HAPI: HAPI-2745, two conditional creates of one resource at once).  Once it is committed the
+  replay matches it and changes nothing.  A 409 to a first attempt stays an error.
 
 Paging (:meth:`FhirClient.search_bundles`) follows ``link[relation=next]`` one page at a time.
 Relative links resolve against the base URL (``?x`` to ``<base>?x``, others as URL references); a
@@ -76,6 +88,9 @@ FHIR_JSON = "application/fhir+json"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_ALWAYS = frozenset({429, 503})
 RETRY_IF_SAFE = frozenset({502, 504})
+#: Attempts in doubt (maybe applied, maybe still running) after which a request that creates
+#: through a search is not replayed again (see the module docstring).
+MAX_IN_DOUBT = 1
 VERSION_PREFIXES = {"R4": ("4", "0"), "R5": ("5", "0")}
 _TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -149,6 +164,15 @@ class _Call:
         if self.method in IDEMPOTENT or self.writes_nothing:
             return True
         return self.method == "POST" and ("If-None-Exist" in self.headers or _bundle_replay_safe(self.body))
+
+    @cached_property
+    def creates_by_search(self) -> bool:
+        """May it create a resource that a search did not find (conditional update or create)?"""
+        if self.method == "PUT":
+            return "?" in self.url
+        return self.method == "POST" and (
+            "If-None-Exist" in self.headers or _bundle_creates_by_search(self.body)
+        )
 
 
 class FhirClient:
@@ -337,21 +361,25 @@ class FhirClient:
 
     def _request(self, call: _Call) -> requests.Response:
         """Send ``call`` with retries; return a 2xx response or raise the matching error."""
-        maybe_applied, attempt = False, 0
+        in_doubt, attempt = 0, 0  # in doubt: attempts that may have been applied (or still be running)
         while True:
             last = attempt >= self.config.max_retries
             try:
                 response = self._send(call)
             except requests.RequestException as exc:
                 failure = _failure(exc)
+                in_doubt += failure == _MAYBE_SENT
                 if last or failure == _FATAL or (failure == _MAYBE_SENT and not call.replay_safe):
                     raise _connection_error(call, exc, failure) from None
-                maybe_applied = maybe_applied or failure == _MAYBE_SENT
+                if in_doubt > MAX_IN_DOUBT and call.creates_by_search:
+                    raise _overlap_error(call, exc, in_doubt) from None
                 delay, reason = self._backoff(attempt), _root_cause(exc)
             else:
-                delay = None if last else self._retry_delay(response, call, attempt)
+                in_doubt += response.status_code in RETRY_IF_SAFE
+                stop = last or (in_doubt > MAX_IN_DOUBT and call.creates_by_search)
+                delay = None if stop else self._retry_delay(response, call, attempt, in_doubt > 0)
                 if delay is None:
-                    return _checked(response, call, maybe_applied, self._clock)
+                    return _checked(response, call, in_doubt > 0, self._clock)
                 reason = f"status {response.status_code}"
             attempt += 1
             log.warning(
@@ -383,8 +411,12 @@ class FhirClient:
         log.info("%s %s -> %s", call.method, _path(call.url), response.status_code)
         return response
 
-    def _retry_delay(self, response: requests.Response, call: _Call, attempt: int) -> float | None:
+    def _retry_delay(
+        self, response: requests.Response, call: _Call, attempt: int, maybe_applied: bool = False
+    ) -> float | None:
         status = response.status_code
+        if status == 409 and maybe_applied and call.replay_safe and "If-Match" not in call.headers:
+            return self._backoff(attempt)  # a conflict with our own earlier attempt (module docstring)
         if status not in RETRY_ALWAYS and not (status in RETRY_IF_SAFE and call.replay_safe):
             return None
         wanted = _retry_after(response, self._clock)
@@ -419,6 +451,15 @@ def _checked(
         raise PreconditionFailed(f"resource changed since version {call.headers['If-Match']}", **details)
     message = "unexpected redirect: check base_url" if status < 400 else ""
     raise FhirHttpError.for_status(message, retry_after=_retry_after(response, clock), **details)
+
+
+def _overlap_error(call: _Call, exc: requests.RequestException, in_doubt: int) -> FhirConnectionError:
+    return FhirConnectionError(
+        f"{_root_cause(exc)}: {in_doubt} attempts may still be running at the server; not sent again "
+        "(overlapping conditional creates can duplicate resources); retry later",
+        method=call.method,
+        url=call.url,
+    )
 
 
 def _connection_error(call: _Call, exc: requests.RequestException, failure: str) -> FhirClientError:
@@ -478,6 +519,19 @@ def _bundle_replay_safe(body: Resource | None) -> bool:
     if body.get("type") not in ("transaction", "batch"):
         return False
     return all(_entry_replay_safe(entry) for entry in body.get("entry") or [])
+
+
+def _bundle_creates_by_search(body: Resource | None) -> bool:
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        return False
+    for entry in body.get("entry") or []:
+        request = (entry.get("request") if isinstance(entry, dict) else None) or {}
+        method = str(request.get("method", "")).upper()
+        if (method == "PUT" and "?" in str(request.get("url", ""))) or (
+            method == "POST" and request.get("ifNoneExist")
+        ):
+            return True
+    return False
 
 
 def _entry_replay_safe(entry: Any) -> bool:

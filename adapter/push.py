@@ -13,7 +13,8 @@ from mappings.model import Protocol
 from .client import FhirClient
 
 #: HAPI FHIR's storage-response codes saying a conditional update found nothing to change.
-_NO_CHANGE_CODES = frozenset({"SUCCESSFUL_UPDATE_NO_CHANGE", "SUCCESSFUL_CONDITIONAL_UPDATE_NO_CHANGE"})
+_NO_CHANGE_CODES = frozenset({"SUCCESSFUL_UPDATE_NO_CHANGE", "SUCCESSFUL_CONDITIONAL_UPDATE_NO_CHANGE",
+                              "SUCCESSFUL_UPDATE_WITH_CONDITIONAL_MATCH_NO_CHANGE"})
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gc
 import sys
 
-from . import mapping
+from . import eligibility, mapping, trial_data
 from .report import print_table, write_json
 
-SUITES = [("mapping", mapping.run)]
+SUITES = [("mapping", mapping.run), ("eligibility", eligibility.run), ("trial_data", trial_data.run)]
 
 
 def main() -> int:

@@ -32,7 +32,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, TypeVar
 
-from . import model
+from . import model, units
 
 #: FHIR Quantity.comparator codes a lab value may carry (``<20`` -> comparator ``<``, value 20).
 COMPARATORS = ("<=", ">=", "<", ">")
@@ -256,6 +256,29 @@ class LabTest:
     def coding(self, ucum: str | None) -> LoincCode:
         """The LOINC term for a value reported in ``ucum`` (the property follows the unit)."""
         return self.loinc_for_unit.get(ucum or "", self.loinc)
+
+    def normalize(self, value: Decimal, ucum: str, low: Decimal | None = None,
+                  high: Decimal | None = None) -> NormalizedValue:
+        """A value (and range) reported in ``ucum`` converted to the canonical unit, with the LOINC
+        term of that unit (raises :class:`mappings.units.UnitError` when it cannot be converted)."""
+        target = self.canonical_unit
+        if target is None:
+            raise units.UnitError(f"{self.code} has no canonical unit (not a quantitative test)")
+        loinc = self.coding(ucum).code
+
+        def conv(v: Decimal | None) -> Decimal | None:
+            return None if v is None else units.convert(v, ucum, target, loinc)
+
+        canonical = self.coding(target)
+        return NormalizedValue(
+            value=units.convert(value, ucum, target, loinc),
+            unit=target,
+            loinc_code=canonical.code,
+            loinc_display=canonical.display,
+            ref_low=conv(low),
+            ref_high=conv(high),
+            exact=ucum == target or units.is_exact(ucum, target),
+        )
 
     def answer(self, text: str) -> Answer | None:
         """The answer matching ``text`` (answer or alias, any case), or None."""

@@ -15,7 +15,7 @@ from flask import Flask
 from adapter.client import FhirClient
 from adapter.config import load_config
 
-from . import errors, health, openapi, studies
+from . import errors, health, openapi, prescreen, studies, trial_data
 from .state import ServiceState
 
 
@@ -32,5 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(studies.bp)
+    app.register_blueprint(prescreen.bp)
+    app.register_blueprint(trial_data.bp)
     gc.freeze()  # the imported model graph is permanent: keep it out of every cyclic collection
     return app

@@ -8,10 +8,17 @@ Each FHIR version is one package (``r4``, ``r5``) with ``write``/``read``, a ``T
 ``mappings/tables`` and a ``SIGNATURE`` of ResearchStudy elements only it has; adding a version is
 one package, one table file and one line in :data:`_MODULES`.  Shared pieces live in
 :mod:`.common`; bundle validation in :mod:`.validate`.
+
+Trial data (per version package, shared pieces in :mod:`.trial_common`):
+``subject_entries(enrolment, version, study_ref=...)`` gives the transaction entries of an enrolment
+(Patient conditional create when asked, ResearchSubject conditional update), ``read_subject``
+reads a ResearchSubject back; ``observation_entry(result, version, study_ref=..., subject_ref=...)``
+gives the conditional update entry of a lab result, ``read_observation`` reads it back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from importlib import import_module
 from types import ModuleType
 from typing import Any
@@ -19,6 +26,7 @@ from typing import Any
 from ..errors import InputError
 from ..model import Protocol
 from ..sources import ReadResult
+from ..trial_model import Enrolment, LabResult
 from .common import BundleIndex, WriteResult
 
 #: Version name -> module implementing it.
@@ -27,7 +35,8 @@ _MODULES = {"R4": "mappings.fhir.r4", "R5": "mappings.fhir.r5"}
 #: The FHIR versions trialbridge reads and writes.
 SUPPORTED_VERSIONS: tuple[str, ...] = tuple(_MODULES)
 
-__all__ = ["SUPPORTED_VERSIONS", "WriteResult", "detect_version", "read_bundle", "unresolved_references",
+__all__ = ["SUPPORTED_VERSIONS", "WriteResult", "detect_version", "observation_entry", "read_bundle",
+           "read_observation", "read_subject", "study_arms", "subject_entries", "unresolved_references",
            "write_bundle"]
 
 
@@ -109,3 +118,38 @@ def unresolved_references(bundle: dict[str, Any]) -> list[str]:
         if isinstance(resource, dict):
             walk(resource, resource)
     return sorted(missing)
+
+
+# --- trial data ------------------------------------------------------------------------------------
+
+
+def subject_entries(enrolment: Enrolment, version: str, *, study_ref: str, create_patient: bool = False,
+                    arms: Sequence[str] | Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Transaction entries of an enrolment: [Patient conditional create when ``create_patient``],
+    ResearchSubject conditional update referring to ``study_ref`` (``ResearchStudy/<id>`` or
+    ``ResearchStudy?identifier=https://clinicaltrials.gov|<NCT>``).  ``arms``: the study's arm labels
+    in protocol order, or label -> comparisonGroup linkId; required in R5 for a randomised subject."""
+    return _module(version).subject_entries(enrolment, study_ref=study_ref, create_patient=create_patient,
+                                            arms=arms)
+
+
+def study_arms(study: Protocol | dict[str, Any], version: str) -> list[str] | dict[str, str]:
+    """The arms of a protocol or a stored ResearchStudy as ``subject_entries`` takes them: R4 the arm
+    labels, R5 label -> comparisonGroup linkId."""
+    return _module(version).study_arms(study)
+
+
+def read_subject(resource: dict[str, Any], version: str, *, patient: dict[str, Any] | None = None,
+                 arms: Sequence[str] | Mapping[str, str] | None = None) -> Enrolment:
+    """The Enrolment of a ResearchSubject (``patient``: its Patient resource, for birth date and sex)."""
+    return _module(version).read_subject(resource, patient=patient, arms=arms)
+
+
+def observation_entry(result: LabResult, version: str, *, study_ref: str, subject_ref: str) -> dict[str, Any]:
+    """The conditional update entry of a lab result's Observation, keyed by its result id."""
+    return _module(version).observation_entry(result, study_ref=study_ref, subject_ref=subject_ref)
+
+
+def read_observation(resource: dict[str, Any], version: str, *, subject_id: str | None = None) -> LabResult:
+    """The LabResult of an Observation (``subject_id``: the trial's subject id, known to the caller)."""
+    return _module(version).read_observation(resource, subject_id=subject_id)

@@ -79,7 +79,9 @@ Eligibility Group (``<NCT>-eligibility``, type person, never enumerated)
     dropped, so it round-trips); healthy volunteers and gender-based as ``valueBoolean``; standard
     age groups, gender description, study population and sampling method with our
     ``eligibility-characteristic`` codes.  The criteria text goes verbatim to R5
-    ``Group.description`` / the R4 ``eligibility-criteria`` extension.
+    ``Group.description`` / the R4 ``eligibility-criteria`` extension.  The computable criteria
+    derived from that text follow (R4: one characteristic each with the ``eligibility-criterion``
+    extension; R5: a contained EvidenceVariable): see :mod:`.criteria`; readers skip them.
 
 Normalisation
     A sub-record whose fields are all empty (``Eligibility()``, ``ResponsibleParty()``,
@@ -1226,7 +1228,11 @@ class ReadContext:
             return None
         codes = self.table["characteristics"]
         e = Eligibility(criteria=criteria)
+        from .criteria import is_derived  # here: criteria imports this module
+
         for ch in group.get("characteristic", []):
+            if is_derived(ch):
+                continue  # a computable criterion: derived from the criteria text, not read back
             code = ch.get("code")
             text = (ch.get("valueCodeableConcept") or {}).get("text")
             if has_coding(code, codes["age"]):

@@ -531,20 +531,4 @@ def _number(text: str | None, field: str, problems: _Problems) -> Decimal | None
 
 def _normalize(test: tm.LabTest, value: Decimal, ucum: str, low: Decimal | None,
                high: Decimal | None) -> NormalizedValue:
-    target = test.canonical_unit
-    assert target is not None
-    loinc = test.coding(ucum).code
-
-    def conv(v: Decimal | None) -> Decimal | None:
-        return None if v is None else units.convert(v, ucum, target, loinc)
-
-    canonical = test.coding(target)
-    return NormalizedValue(
-        value=units.convert(value, ucum, target, loinc),
-        unit=target,
-        loinc_code=canonical.code,
-        loinc_display=canonical.display,
-        ref_low=conv(low),
-        ref_high=conv(high),
-        exact=ucum == target or units.is_exact(ucum, target),
-    )
+    return test.normalize(value, ucum, low, high)

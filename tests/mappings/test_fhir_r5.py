@@ -147,7 +147,7 @@ def test_recruitment_and_eligibility_group(bundle, rs):
     assert (group["type"], group["membership"]) == ("person", "definitional")
     assert group["description"] == SEED_CRITERIA
     assert [codings(c["code"])[0][1] for c in group["characteristic"]] == [
-        "397669002", "263495000", "healthy-volunteers", "age-group", "age-group"]
+        "397669002", "263495000", "healthy-volunteers", "age-group", "age-group", "computable-criteria"]
     actual = replace(seed_protocol(), enrollment=Enrollment(187, "ACTUAL"))
     assert study(r5.write(actual).bundle)["recruitment"]["actualNumber"] == 187
 

@@ -51,6 +51,8 @@ outcomes                        objective {name, type primary|secondary|explorat
                                 extensions ``time-frame``, ``outcome-description``
 eligibility                     enrollment -> Group (type person, actual false, characteristics)
                                 + extension ``eligibility-criteria`` (criteria text verbatim)
+(computable criteria)           one more Group characteristic per computable criterion, derived
+                                from the text (:mod:`.criteria`; not read back)
 central_contacts                contact (ContactDetail + ``contact-role`` extension)
 locations                       site -> Location, with extension ``site`` (status, contacts,
                                 investigators -> PractitionerRole with location)
@@ -91,6 +93,7 @@ from ..common import (
     read_contact_detail,
     read_mesh,
 )
+from . import criteria
 
 VERSION = "R4"
 TABLE = "fhir_r4.json"
@@ -240,7 +243,8 @@ def _group(ctx: WriteContext) -> JSON | None:
         "actual": False,
         "name": f"{'Eligibility criteria' if e else 'Enrollment'} of {ctx.p.nct_id}",
         "quantity": en.count if en else None,
-        "characteristic": ctx.characteristics(),
+        "characteristic": [*ctx.characteristics(),
+                           *criteria.characteristics(e, ctx.table["characteristics"])],
     })
     return ctx.add_group(body)
 

@@ -41,6 +41,9 @@ enrollment                      recruitment.actualNumber (ACTUAL) or targetNumbe
                                 ``enrollment-type``
 eligibility                     recruitment.eligibility -> Group (type person, membership
                                 definitional, description = criteria verbatim, characteristics)
+(computable criteria)           an EvidenceVariable contained in that Group, referenced by one
+                                characteristic, derived from the text (:mod:`.criteria`; not
+                                read back)
 arms                            comparisonGroup {linkId arm-N, name, type (research-study-arm-type),
                                 description, intendedExposure: display-only references
                                 (type EvidenceVariable) holding the arm's intervention names}
@@ -92,6 +95,7 @@ from ..common import (
     read_contact_detail,
     read_mesh,
 )
+from . import criteria
 
 VERSION = "R5"
 TABLE = "fhir_r5.json"
@@ -241,20 +245,28 @@ def _recruitment(ctx: WriteContext) -> JSON | None:
     if en is not None:
         rec["actualNumber" if en.type == "ACTUAL" else "targetNumber"] = en.count
     if e is not None:
+        contained, computable = criteria.group_parts(ctx.p.nct_id, e, ctx.table["characteristics"])
         rec["eligibility"] = ctx.add_group(prune({
+            "contained": contained,
             "type": "person",
             "membership": "definitional",
             "name": f"Eligibility criteria of {ctx.p.nct_id}",
             "description": e.criteria,
-            "characteristic": ctx.characteristics(),
+            "characteristic": [*ctx.characteristics(), *computable],
         }))
     rec = add_extensions(rec, [ctx.enrollment_type()])
     return rec or None
 
 
+def comparison_group_id(index: int) -> str:
+    """The ``comparisonGroup.linkId`` of the protocol's arm at ``index`` (0-based): ``arm-<n>``;
+    ResearchSubject.assignedComparisonGroup refers to it."""
+    return f"arm-{index + 1}"
+
+
 def _comparison_group(ctx: WriteContext, i: int, arm: Arm) -> JSON:
     return prune({
-        "linkId": f"arm-{i + 1}",
+        "linkId": comparison_group_id(i),
         "name": arm.label,
         "type": ctx.arm_type(i, arm),
         "description": arm.description,

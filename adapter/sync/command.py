@@ -1,0 +1,82 @@
+"""The ``trialbridge sync`` sub-command (registered by :func:`add_sync_parser` in :mod:`adapter.cli`).
+
+::
+
+    trialbridge sync --once --config FILE                 one pass
+    trialbridge sync --config FILE [--interval SECONDS]   a pass every interval until SIGTERM/SIGINT
+    trialbridge sync --report --config FILE               the dead-letter table and outbox counts
+    trialbridge sync --retry-dead --config FILE           records the server refused: pending again
+
+Progress goes to standard error (a bar on a terminal, log lines otherwise); the final outbox
+counts to standard output.  Exit status: 0 when the (last) pass completed -- records refused by
+the server or the reader are in the dead letter, which ``--report`` lists, and do not fail the run;
+1 when it stopped on a failure with records still pending (they go out on the next pass), or for
+any error :mod:`adapter.cli` reports (bad configuration, server unreachable, study missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from adapter.errors import ConfigError
+
+from .config import load_sync_config
+from .outbox import Outbox
+from .progress import configure_logging
+from .report import write_report
+from .runner import run
+
+__all__ = ["add_sync_parser", "cmd_sync"]
+
+
+def add_sync_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Register ``sync`` on the ``trialbridge`` sub-command parser."""
+    p = sub.add_parser(
+        "sync",
+        help="push a study's enrolments and lab results to a FHIR server, pull what changed (once or on an "
+        "interval)",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="the sync job file (TOML)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one pass, then exit")
+    mode.add_argument(
+        "--interval",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between passes (default: the config's interval)",
+    )
+    mode.add_argument("--report", action="store_true", help="list the dead letter and the outbox counts")
+    mode.add_argument(
+        "--retry-dead",
+        action="store_true",
+        help="put every record the server refused back in the outbox, then exit",
+    )
+    p.add_argument("--passes", type=int, metavar="N", help="with --interval: stop after N passes")
+    p.add_argument("--state", metavar="FILE", help="state database (overrides the config)")
+    p.add_argument("--output", metavar="DIR", help="pull output directory (overrides the config)")
+    p.add_argument("--all", action="store_true", help="with --report: include superseded dead letters")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
+    p.add_argument("-v", "--verbose", action="store_true", help="also log each HTTP request (method, path)")
+    p.set_defaults(func=cmd_sync)
+    return p
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Run the ``sync`` sub-command."""
+    config = load_sync_config(args.config, state=args.state, output=args.output)
+    if args.report or args.retry_dead:
+        if not config.state.exists():
+            raise ConfigError(f"no state database at {config.state}: nothing has run yet")
+        # --report only reads: it takes no lock, so it works while a sync runs (WAL readers never block).
+        with Outbox(config.state, lock=not args.report) as outbox:
+            if args.report:
+                write_report(outbox, sys.stdout, include_superseded=args.all)
+            else:
+                print(f"{outbox.requeue_dead()} record(s) back in the outbox")
+        return 0
+    progress = configure_logging(args.verbose, bars=False if args.no_progress else None)
+    last = run(config, once=args.once, interval=args.interval, passes=args.passes, progress=progress)
+    if last.counts is not None:
+        print(f"{config.study}: {last.counts}")
+    return 0 if last.ok else 1

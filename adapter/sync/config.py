@@ -1,0 +1,172 @@
+"""The sync job's configuration: one TOML file per study (see ``fixtures/sync.example.toml``).
+
+::
+
+    study = "NCT03945487"                 # the study (its ResearchStudy must be on the server)
+    state = "../out/sync/state.sqlite"    # the SQLite state database (outbox, dead letter, checkpoints)
+    chunk_size = 50                       # entries per transaction bundle
+    interval = 300                        # seconds between passes with --interval (the flag wins)
+    create_patients = true                # conditional-create a Patient per enrolment
+
+    [source]
+    enrolments = "trial/enrolments.csv"   # a file, or a directory whose *.csv files are read once each
+    labs = "trial/labs.csv"
+    # mrn_system = "https://hospital.example.org/mrn"   # only when there is no enrolments source
+
+    [target]
+    server = "r4"                         # a server of adapter.config (TRIALBRIDGE_R4_URL, or local HAPI)
+
+    [pull]
+    output = "../out/sync/pull"           # one NDJSON file per pass; leave the table out for no pull
+    safety_margin = 5                     # seconds (see adapter.sync.pull)
+    page_size = 200
+
+Relative paths are relative to the directory of the config file.  The target server comes from
+:func:`adapter.config.load_config`: with no ``TRIALBRIDGE_CONFIG`` file, ``r4`` is
+``$TRIALBRIDGE_R4_URL`` or ``http://127.0.0.1:18080/fhir``.  No secret is ever read from this file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapter.config import ServerConfig, load_config
+from adapter.errors import ConfigError
+
+__all__ = ["PullConfig", "SyncConfig", "load_sync_config"]
+
+_NCT = re.compile(r"^NCT\d{8}$")
+_TOP = {"study", "state", "chunk_size", "interval", "create_patients", "source", "target", "pull"}
+_SOURCE = {"enrolments", "labs", "mrn_system"}
+_TARGET = {"server"}
+_PULL = {"output", "safety_margin", "page_size"}
+
+
+@dataclass(frozen=True)
+class PullConfig:
+    """Where pulled changes go (one NDJSON file per pass) and how far back each pull reaches."""
+
+    output: Path
+    safety_margin: float = 5.0
+    page_size: int = 200
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """One sync job: a study, its sources, the target server, the state database."""
+
+    study: str
+    state: Path
+    server: ServerConfig
+    enrolments: Path | None = None
+    labs: Path | None = None
+    mrn_system: str | None = None
+    create_patients: bool = False
+    chunk_size: int = 50
+    interval: float = 300.0
+    pull: PullConfig | None = None
+
+
+def load_sync_config(
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    state: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+) -> SyncConfig:
+    """Read a sync job file; ``state`` / ``output`` (e.g. from the command line) override the file's."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            doc = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read sync config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"sync config {path} is not valid TOML: {exc}") from None
+    base = path.resolve().parent
+    _keys("top level", doc, _TOP)
+    source = _table("source", doc.get("source", {}), _SOURCE)
+    target = _table("target", doc.get("target", {}), _TARGET)
+    pull_table = doc.get("pull")
+
+    study = doc.get("study")
+    if not isinstance(study, str) or not _NCT.match(study):
+        raise ConfigError(f"study must be an NCT number (NCT + 8 digits), not {study!r}")
+    state_value = state if state is not None else _string("state", doc.get("state"))
+    enrolments = _optional_path(base, "source.enrolments", source.get("enrolments"))
+    labs = _optional_path(base, "source.labs", source.get("labs"))
+    if enrolments is None and labs is None:
+        raise ConfigError("source: give enrolments, labs, or both")
+    mrn_system = source.get("mrn_system")
+    if mrn_system is not None and not isinstance(mrn_system, str):
+        raise ConfigError("source.mrn_system must be a string (a URI)")
+
+    server = load_config(environ=environ).server(_string("target.server", target.get("server", "r4")))
+    pull = None
+    if pull_table is not None or output is not None:
+        pull_table = _table("pull", pull_table or {}, _PULL)
+        out_value = output if output is not None else _string("pull.output", pull_table.get("output"))
+        pull = PullConfig(
+            output=_resolve(base, out_value),
+            safety_margin=_number("pull.safety_margin", pull_table.get("safety_margin", 5.0), 0),
+            page_size=int(_number("pull.page_size", pull_table.get("page_size", 200), 1, integer=True)),
+        )
+    create = doc.get("create_patients", False)
+    if not isinstance(create, bool):
+        raise ConfigError("create_patients must be true or false")
+    return SyncConfig(
+        study=study,
+        state=_resolve(base, state_value),
+        server=server,
+        enrolments=enrolments,
+        labs=labs,
+        mrn_system=mrn_system,
+        create_patients=create,
+        chunk_size=int(_number("chunk_size", doc.get("chunk_size", 50), 1, integer=True)),
+        interval=_number("interval", doc.get("interval", 300), 0),
+        pull=pull,
+    )
+
+
+def _keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _table(where: str, value: Any, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table")
+    _keys(where, value, allowed)
+    return value
+
+
+def _string(where: str, value: Any) -> str:
+    if not isinstance(value, str | os.PathLike) or not str(value):
+        raise ConfigError(f"{where} is required (a string)")
+    return str(value)
+
+
+def _resolve(base: Path, value: str | os.PathLike[str]) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _optional_path(base: Path, where: str, value: Any) -> Path | None:
+    return None if value is None else _resolve(base, _string(where, value))
+
+
+def _number(where: str, value: Any, minimum: float, *, integer: bool = False) -> float:
+    kinds = int if integer else int | float
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
+        what = "an integer" if integer else "a number"
+        raise ConfigError(f"{where} must be {what} >= {minimum:g}, not {value!r}")
+    return float(value)

@@ -1,0 +1,217 @@
+"""Send the outbox: pending records in transaction bundles, rejected records isolated by bisection.
+
+Records go out in ``seq`` order, whole records packed into transactions of at most ``chunk_size``
+entries.  Before a transaction is sent its records' ``attempts`` are counted and committed; after
+the server confirmed it (2xx transaction-response) they are marked ``sent`` in one commit.  Every
+entry is a conditional write keyed by an identifier, so a transaction resent after a crash or an
+unknown outcome updates in place and never duplicates.
+
+What a failure means (:func:`classify`):
+
+* **permanent** -- a 4xx (other than 401/403/408/409/423/425/429) with an OperationOutcome: the
+  server refused the content.  A transaction is all-or-nothing, so the chunk is split in halves and
+  each half sent again, recursively: halves that pass are marked sent, and a single record that is
+  refused on its own goes to the dead letter with the server's OperationOutcome.  One bad record
+  among ``n`` costs about ``2 log2 n`` extra requests; the rest of its chunk is sent.
+* **transient** -- connection failures, timeouts, :class:`~adapter.errors.OutcomeUnknown`,
+  408/409/423/425/429, 5xx (after the client's own retries), an unreadable answer, and a 4xx
+  without an OperationOutcome (a proxy's answer, not the FHIR server's verdict): the records stay
+  pending with ``last_error`` and the pass stops; the next pass resends them.  A 409 is first
+  tried again within the pass, after a pause (0.5, 1, 2 s): it is how HAPI reports two writers
+  racing for the same conditional URL -- e.g. the transaction of a killed run that the server is
+  still finishing when the resumed run sends the same chunk -- and its unique index on conditional
+  URLs is what keeps that race from making a duplicate.
+* **fatal** -- 401/403: the same, but the caller should stop (credentials must be fixed first).
+
+Log lines carry keys, counts and status codes only -- never an OperationOutcome's diagnostics
+(they can quote identifiers).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from adapter.client import FhirClient
+from adapter.errors import FhirClientError, FhirHttpError, Unauthorized, summarize_outcome
+
+from .outbox import Outbox, StoredRecord
+
+__all__ = ["PushStats", "SendStopped", "classify", "push_pending"]
+
+log = logging.getLogger("trialbridge.sync")
+
+Failure = Literal["permanent", "transient", "fatal"]
+
+#: 4xx statuses that say "not now", not "never": retried on the next pass.
+_RETRY_LATER = frozenset({408, 409, 423, 425, 429})
+#: A chunk refused with 409 (a concurrent write of the same conditional URL) is tried again this many
+#: times within the pass, after CONFLICT_PAUSE, 2x, 4x... seconds.
+CONFLICT_RETRIES = 3
+CONFLICT_PAUSE = 0.5
+
+
+@dataclass
+class PushStats:
+    """What a push did: records sent and dead-lettered, transactions sent, why it stopped early."""
+
+    sent: int = 0
+    dead: int = 0
+    transactions: int = 0
+    stopped: str | None = None
+    fatal: bool = False
+
+    def __str__(self) -> str:
+        text = f"sent {self.sent}, dead {self.dead}, in {self.transactions} transaction(s)"
+        return text + (f"; stopped: {self.stopped}" if self.stopped else "")
+
+
+class SendStopped(Exception):
+    """A transient or fatal failure: stop this pass, records stay pending."""
+
+    def __init__(self, failure: Failure, error: FhirClientError) -> None:
+        self.failure = failure
+        self.error = error
+        super().__init__(str(error))
+
+
+def classify(error: FhirClientError) -> Failure:
+    """Is a failed transaction the content's fault (permanent), or the moment's (transient)?"""
+    if isinstance(error, Unauthorized):
+        return "fatal"
+    if isinstance(error, FhirHttpError) and error.status is not None:
+        status = error.status
+        if 400 <= status < 500 and status not in _RETRY_LATER and error.operation_outcome:
+            return "permanent"
+    return "transient"
+
+
+def push_pending(
+    client: FhirClient,
+    outbox: Outbox,
+    *,
+    chunk_size: int,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_sent: Callable[[int], None] = lambda n: None,
+    pause: Callable[[float], bool] | None = None,
+) -> PushStats:
+    """Send every pending record (until a transient failure or ``should_stop``); see the docstring.
+
+    ``should_stop`` is asked between chunks only: a chunk that started is finished (with its
+    bisection) and recorded before the function returns.  ``pause(seconds)`` waits before a chunk
+    refused with a conflict is tried again (True: stop instead); default ``time.sleep``.
+    """
+    stats = PushStats()
+    sender = _Sender(client, outbox, stats, on_sent, pause or _sleep)
+    last_seq = 0
+    while not should_stop():
+        chunk = outbox.pending(chunk_size, after_seq=last_seq)
+        if not chunk:
+            break
+        last_seq = chunk[-1].seq
+        try:
+            sender.send(chunk)
+        except SendStopped as stop:
+            stats.stopped = _short(stop.error)
+            stats.fatal = stop.failure == "fatal"
+            log.warning(
+                "push stopped after %d sent: %s failure (status %s); %s",
+                stats.sent,
+                stop.failure,
+                stop.error.status or "none",
+                "records stay pending for the next pass",
+            )
+            break
+    return stats
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
+class _Sender:
+    """Sends one chunk: conflict retries, then bisection on a permanent refusal."""
+
+    def __init__(
+        self,
+        client: FhirClient,
+        outbox: Outbox,
+        stats: PushStats,
+        on_sent: Callable[[int], None],
+        pause: Callable[[float], bool],
+    ) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.stats = stats
+        self.on_sent = on_sent
+        self.pause = pause
+
+    def send(self, records: Sequence[StoredRecord]) -> None:
+        """Send ``records`` as one transaction; on a permanent refusal bisect (see the module docstring)."""
+        exc = self._transaction(records)
+        if exc is None:
+            self.outbox.mark_sent(records)
+            self.stats.sent += len(records)
+            self.on_sent(len(records))
+            return
+        if len(records) == 1:
+            record = records[0]
+            self.outbox.mark_dead(record, _reason(exc), exc.status, exc.operation_outcome)
+            self.stats.dead += 1
+            log.warning("dead letter: %s (%s) refused with status %s", record.key, record.source, exc.status)
+            return
+        middle = len(records) // 2
+        log.info("transaction of %d records refused (status %s); bisecting", len(records), exc.status)
+        self.send(records[:middle])
+        self.send(records[middle:])
+
+    def _transaction(self, records: Sequence[StoredRecord]) -> FhirClientError | None:
+        """None when the server confirmed; the error of a permanent refusal; SendStopped otherwise.
+
+        A 409 conflict (another writer -- e.g. a killed run's transaction the server is still
+        finishing -- holds the same conditional URL) is tried again after a pause, up to
+        :data:`CONFLICT_RETRIES` times, before the pass gives up on the chunk.
+        """
+        for attempt in range(CONFLICT_RETRIES + 1):
+            self.outbox.begin_attempt(records)
+            self.stats.transactions += 1
+            try:
+                self.client.transaction(_bundle(records))
+                return None
+            except FhirClientError as exc:
+                failure = classify(exc)
+                if failure == "permanent":
+                    return exc
+                if exc.status == 409 and attempt < CONFLICT_RETRIES:
+                    delay = CONFLICT_PAUSE * 2**attempt
+                    log.info("transaction of %d records: conflict (409), again in %.1fs", len(records), delay)
+                    if not self.pause(delay):
+                        continue
+                self.outbox.mark_failed(
+                    records, str(exc)
+                )  # the database may hold the server's text; logs do not
+                raise SendStopped(failure, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _bundle(records: Sequence[StoredRecord]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [entry for record in records for entry in record.entries],
+    }
+
+
+def _reason(exc: FhirClientError) -> str:
+    """The dead-letter reason: the status and the OperationOutcome's issues (kept in the database)."""
+    summary = summarize_outcome(exc.operation_outcome)
+    return f"HTTP {exc.status}: {summary}" if summary else str(exc)
+
+
+def _short(exc: FhirClientError) -> str:
+    """A loggable description: exception class and status, no server text."""
+    return f"{type(exc).__name__}" + (f" (HTTP {exc.status})" if exc.status else "")

@@ -1,0 +1,243 @@
+"""Passes of the sync job: read sources into the outbox, push what is pending, pull what changed.
+
+A pass checks the server (FHIR version; the study's ResearchStudy, whose arms the enrolments are
+checked against), reads every new or changed source file into the outbox (every row is committed
+there before anything is sent), sends the pending records, and finally pulls the study's changes
+since the checkpoints.  A transient failure stops the push (records stay pending); the pull still
+runs, and a failed pull moves no checkpoint.
+
+:func:`run` does one pass or loops every ``interval`` seconds.  SIGTERM and SIGINT set a stop flag:
+the current chunk is finished and recorded, then the job exits cleanly (a second SIGINT interrupts
+at once -- still safe, see :mod:`adapter.sync.outbox`).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from adapter.client import FhirClient
+from adapter.errors import FhirClientError, NotFound
+from adapter.pull import find_study
+from mappings.errors import TrialbridgeError
+from mappings.fhir import read_bundle
+from mappings.model import Protocol
+
+from .config import SyncConfig
+from .engine import PushStats, push_pending
+from .outbox import Counts, Outbox
+from .progress import Progress
+from .pull import PullStats, pull_study_changes
+from .records import TrialRecords
+from .sources import IngestStats, Reader, ingest
+
+__all__ = ["PassResult", "StopFlag", "handle_signals", "run", "run_pass"]
+
+log = logging.getLogger("trialbridge.sync")
+
+
+class StopFlag:
+    """Set by a signal (or a test); asked between chunks, files and passes."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking as soon as the flag is set; True if it is set."""
+        return self._event.wait(seconds)
+
+
+@dataclass
+class PassResult:
+    """What one pass did."""
+
+    ingest: IngestStats = field(default_factory=IngestStats)
+    push: PushStats | None = None
+    pull: PullStats | None = None
+    counts: Counts | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed (dead letters are not failures: they are reported)."""
+        return self.error is None and not (self.push and self.push.stopped)
+
+    def __str__(self) -> str:
+        parts = [f"read: {self.ingest}"]
+        if self.push:
+            parts.append(f"push: {self.push}")
+        if self.pull:
+            parts.append(str(self.pull))
+        if self.counts:
+            parts.append(f"outbox: {self.counts}")
+        if self.error:
+            parts.append(f"error: {self.error}")
+        return "; ".join(parts)
+
+
+@contextmanager
+def handle_signals(stop: StopFlag) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` (a second SIGINT raises KeyboardInterrupt); restored on exit."""
+    if threading.current_thread() is not threading.main_thread():  # pragma: no cover
+        yield
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        log.info("%s received: finishing the current chunk, then stopping", signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_pass(
+    config: SyncConfig,
+    outbox: Outbox,
+    *,
+    stop: StopFlag | None = None,
+    progress: Progress | None = None,
+    readers: Mapping[str, Reader] | None = None,
+    client_factory: Callable[..., FhirClient] = FhirClient,
+) -> PassResult:
+    """One pass (see the module docstring); raises only for what the operator must fix."""
+    stop = stop or StopFlag()
+    progress = progress or Progress(False)
+    result = PassResult()
+    with client_factory(config.server) as client:
+        client.check_version()
+        study = _study(client, config)
+        readers = readers or _trial_readers(config, outbox, _protocol(study, config))
+        with progress.meter("read", unit="row") as step:
+            for kind, path in (("enrolments", config.enrolments), ("labs", config.labs)):
+                if path is not None and kind in readers and not stop():
+                    ingest(outbox, kind, path, readers[kind], result.ingest, should_stop=stop, on_rows=step)
+        log.info("read: %s", result.ingest)
+        if not stop():
+            with progress.meter("push", total=outbox.counts().pending) as step:
+                result.push = push_pending(
+                    client,
+                    outbox,
+                    chunk_size=config.chunk_size,
+                    should_stop=stop,
+                    on_sent=step,
+                    pause=stop.wait,
+                )
+            log.info("push: %s", result.push)
+        if config.pull is not None and not stop() and not (result.push and result.push.fatal):
+            try:
+                with progress.meter("pull", unit="res") as step:
+                    result.pull = pull_study_changes(
+                        client,
+                        outbox,
+                        str(study["id"]),
+                        config.study,
+                        config.pull.output,
+                        safety_margin=config.pull.safety_margin,
+                        page_size=config.pull.page_size,
+                        on_resources=step,
+                    )
+            except FhirClientError as exc:  # the push is recorded; the checkpoints did not move
+                result.error = f"pull: {_loggable(exc)}"
+                log.error("%s", result.error)
+    result.counts = outbox.counts()
+    log.info("outbox: %s", result.counts)
+    return result
+
+
+def _trial_readers(config: SyncConfig, outbox: Outbox, protocol: Protocol | None) -> dict[str, Reader]:
+    records = TrialRecords(
+        outbox,
+        config.study,
+        config.server.fhir_version,
+        protocol=protocol,
+        create_patients=config.create_patients,
+        mrn_system=config.mrn_system,
+    )
+    return {"enrolments": records.enrolments, "labs": records.labs}
+
+
+def _study(client: FhirClient, config: SyncConfig) -> dict[str, Any]:
+    """The study's ResearchStudy with what it references (a collection Bundle's first entry holds it)."""
+    try:
+        return find_study(client, config.study)
+    except NotFound:
+        raise TrialbridgeError(
+            f"study {config.study} is not on server {config.server.name}: push its protocol first "
+            "(trialbridge push)"
+        ) from None
+
+
+def _protocol(study: dict[str, Any], config: SyncConfig) -> Protocol | None:
+    """The study's protocol read back from its ResearchStudy (for the arm labels), or None."""
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": study}]}
+    try:
+        return read_bundle(bundle, config.server.fhir_version).protocol
+    except TrialbridgeError:
+        log.warning(
+            "the ResearchStudy of %s could not be read back; enrolment arms are not checked", config.study
+        )
+        return None
+
+
+def _loggable(exc: TrialbridgeError) -> str:
+    """An error for the log: a server error by class, method, path and status (its text may quote
+    identifiers); any other trialbridge error by its message (configuration, missing study)."""
+    if isinstance(exc, FhirClientError):
+        where = " ".join(p for p in (exc.method, exc.url) if p)
+        return f"{type(exc).__name__} {where} (status {exc.status or 'none'})"
+    return " ".join(str(exc).split())
+
+
+def run(
+    config: SyncConfig,
+    *,
+    once: bool = True,
+    interval: float | None = None,
+    passes: int | None = None,
+    stop: StopFlag | None = None,
+    progress: Progress | None = None,
+    readers: Mapping[str, Reader] | None = None,
+) -> PassResult:
+    """One pass (``once``) or passes every ``interval`` seconds until stopped (or ``passes`` done);
+    returns the last pass's result (a loop keeps no history: memory stays flat for weeks).
+
+    In a loop, a pass that raises a trialbridge error is logged (see :func:`_loggable`) and the
+    loop goes on; with ``once`` the error propagates.
+    """
+    stop = stop or StopFlag()
+    wait = config.interval if interval is None else interval
+    result = PassResult()
+    done = 0
+    with Outbox(config.state) as outbox, handle_signals(stop):
+        while True:
+            try:
+                result = run_pass(config, outbox, stop=stop, progress=progress, readers=readers)
+            except TrialbridgeError as exc:
+                if once:
+                    raise
+                result = PassResult(error=_loggable(exc), counts=outbox.counts())
+                log.error("pass failed: %s; next pass in %gs", result.error, wait)
+            done += 1
+            if once or stop() or (passes is not None and done >= passes):
+                break
+            if stop.wait(wait):
+                break
+    return result
