@@ -23,7 +23,7 @@ lint: install
 demo: install
 	$(PY) -m adapter.demo
 
-bench: install
+bench: install hapi
 	$(PY) -m bench
 
 # The long fault runs (tests/integration/test_faults.py, test_sync_faults.py): 10,000 resources pushed
