@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from adapter import trial_data
 from adapter.client import VERSION_PREFIXES, FhirClient
 from adapter.config import ServerConfig, load_config
+from adapter.errors import ConfigError
 from adapter.prescreen import check_nct, format_table, parse_patient, prescreen
 from adapter.pull import pull_study
 from adapter.push import push_bundle, push_protocol
@@ -264,7 +265,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``trialbridge serve``: the web service under gunicorn (configuration from the environment)."""
     if args.config:
         os.environ["TRIALBRIDGE_CONFIG"] = args.config
-    load_config()  # fail here, in one line, rather than in every worker
+    config = load_config()  # fail here, in one line, rather than in every worker
+    if not config.api_keys():
+        source = config.api_keys_file or f"${config.api_keys_env}"
+        raise ConfigError(f"no API keys configured (looked in {source}); the service would refuse every call")
     from adapter.serve import serve
 
     serve(bind=args.bind, workers=args.workers, threads=args.threads)

@@ -2,7 +2,8 @@
 
 ``create_app()`` reads the configuration (``adapter.config.load_config``: TOML file named by
 ``TRIALBRIDGE_CONFIG`` plus environment); tests pass ``test_config`` with a ready ``ServiceConfig``
-under ``"TRIALBRIDGE"`` and, optionally, a ``"CLIENT_FACTORY"``.
+under ``"TRIALBRIDGE"`` and, optionally, a ``"CLIENT_FACTORY"``.  Every endpoint but ``/health``
+needs one of the API keys the configuration names (``access``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from flask import Flask
 from adapter.client import FhirClient
 from adapter.config import load_config
 
-from . import errors, health, openapi, prescreen, studies, trial_data
+from . import access, errors, health, openapi, prescreen, studies, trial_data
 from .state import ServiceState
 
 
@@ -29,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, **overrides)
     app.extensions["trialbridge"] = ServiceState(config=config, client_factory=factory)
     errors.register(app)
+    access.register(app, config.api_keys())
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(studies.bp)

@@ -20,6 +20,7 @@ from mappings.eligibility import recognise_eligibility
 from mappings.errors import InputError
 from mappings.sources import read_protocol
 from tests.conftest import SEED
+from tests.service_keys import KEY_ENV, keyed_client
 
 BASE = "http://fhir.test/fhir"
 CRITERIA = recognise_eligibility(read_protocol(SEED.read_bytes()).protocol.eligibility)
@@ -92,7 +93,8 @@ def test_an_unknown_patient_is_not_found():
 @pytest.fixture
 def web():
     servers = {"r4": ServerConfig(name="r4", base_url=BASE, fhir_version="R4", max_retries=0)}
-    return create_app({"TESTING": True, "TRIALBRIDGE": ServiceConfig(servers=servers)}).test_client()
+    config = ServiceConfig(servers=servers, api_keys_env=KEY_ENV)
+    return keyed_client(create_app({"TESTING": True, "TRIALBRIDGE": config}))
 
 
 URL = "/studies/NCT03945487/prescreen?server=r4"

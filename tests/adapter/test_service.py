@@ -15,6 +15,7 @@ from adapter.config import ServerConfig, ServiceConfig
 from adapter.service import create_app
 from adapter.service.openapi import document
 from tests.conftest import SEED, record_bytes
+from tests.service_keys import KEY_ENV, keyed_client
 
 BASE = "http://fhir.test/fhir"
 
@@ -25,14 +26,13 @@ def app():
         "r4": ServerConfig(name="r4", base_url=BASE, fhir_version="R4", max_retries=0),
         "r5": ServerConfig(name="r5", base_url=BASE + "5", fhir_version="R5", max_retries=0),
     }
-    return create_app(
-        {"TESTING": True, "TRIALBRIDGE": ServiceConfig(servers=servers, max_body_bytes=200_000)}
-    )
+    config = ServiceConfig(servers=servers, api_keys_env=KEY_ENV, max_body_bytes=200_000)
+    return create_app({"TESTING": True, "TRIALBRIDGE": config})
 
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    return keyed_client(app)
 
 
 def assert_outcome(resp, status: int, text: str | None = None) -> dict:

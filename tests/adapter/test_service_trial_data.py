@@ -19,6 +19,7 @@ from mappings import fhirjson
 from mappings.fhir import observation_entry
 from mappings.trial_model import LabResult, PatientIdentifier
 from tests.conftest import ROOT
+from tests.service_keys import KEY_ENV, keyed_client
 
 BASE = "http://fhir.test/fhir"
 NCT = "NCT03945487"
@@ -35,13 +36,13 @@ MRN = "https://hospital.example.org/mrn"
 @pytest.fixture
 def app():
     servers = {"r4": ServerConfig(name="r4", base_url=BASE, fhir_version="R4", max_retries=0)}
-    config = ServiceConfig(servers=servers, max_body_bytes=100_000)
+    config = ServiceConfig(servers=servers, api_keys_env=KEY_ENV, max_body_bytes=100_000)
     return create_app({"TESTING": True, "TRIALBRIDGE": config})
 
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    return keyed_client(app)
 
 
 def searchset(*resources, include=()):

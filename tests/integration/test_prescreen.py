@@ -22,6 +22,7 @@ from adapter.service import create_app
 from mappings.fhir.criteria import is_derived
 from mappings.sources import read_protocol
 from tests.conftest import ROOT, SEED
+from tests.service_keys import KEY_ENV, keyed_client
 
 pytestmark = pytest.mark.hapi
 
@@ -214,9 +215,9 @@ def test_cli_errors_are_one_line(capsys, server_config, loaded):
 
 @pytest.fixture
 def service(server_config):
-    config = ServiceConfig(servers={server_config.name: server_config})
+    config = ServiceConfig(servers={server_config.name: server_config}, api_keys_env=KEY_ENV)
     app = create_app({"TESTING": True, "TRIALBRIDGE": config})
-    return app.test_client(), server_config.name
+    return keyed_client(app), server_config.name
 
 
 def test_service_verdicts(service, loaded):

@@ -20,6 +20,7 @@ from adapter.service import create_app
 from mappings.model import to_dict
 from mappings.sources import read_protocol
 from tests.conftest import ROOT, SEED
+from tests.service_keys import KEY_ENV, keyed_client
 
 pytestmark = pytest.mark.hapi
 
@@ -30,14 +31,13 @@ def app(hapi_servers):
         v.lower(): ServerConfig(name=v.lower(), base_url=url, fhir_version=v, timeout=(5.0, 120.0))
         for v, url in hapi_servers.items()
     }
-    return create_app(
-        {"TESTING": True, "TRIALBRIDGE": ServiceConfig(servers=servers, max_body_bytes=100_000)}
-    )
+    config = ServiceConfig(servers=servers, api_keys_env=KEY_ENV, max_body_bytes=100_000)
+    return create_app({"TESTING": True, "TRIALBRIDGE": config})
 
 
 @pytest.fixture
 def web(app):
-    return app.test_client()
+    return keyed_client(app)
 
 
 def total(client, resource_type: str) -> int:

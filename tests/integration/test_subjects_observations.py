@@ -49,6 +49,7 @@ from mappings.outcomes import TimeFrame
 from mappings.sources import read_protocol
 from mappings.sources.trial_csv import read_enrolments, read_labs
 from tests.conftest import ROOT, SEED
+from tests.service_keys import KEY_ENV, keyed_client
 
 pytestmark = pytest.mark.hapi
 
@@ -105,8 +106,9 @@ def seeded(server_config, protocol):
     with FhirClient(server_config) as c:
         push_protocol(c, protocol)
     name = server_config.name
-    app = create_app({"TESTING": True, "TRIALBRIDGE": ServiceConfig(servers={name: server_config})})
-    web = app.test_client()
+    config = ServiceConfig(servers={name: server_config}, api_keys_env=KEY_ENV)
+    app = create_app({"TESTING": True, "TRIALBRIDGE": config})
+    web = keyed_client(app)
     enrolled = web.post(f"/studies/{NCT}/subjects?server={name}&createPatients=true",
                         data=(TRIAL / "enrolments.csv").read_bytes(), content_type="text/csv")
     assert enrolled.status_code in (200, 201), enrolled.get_data(as_text=True)
