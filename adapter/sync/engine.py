@@ -22,6 +22,12 @@ What a failure means (:func:`classify`):
   still finishing when the resumed run sends the same chunk -- and its unique index on conditional
   URLs is what keeps that race from making a duplicate.
 * **fatal** -- 401/403: the same, but the caller should stop (credentials must be fixed first).
+* **poison** -- a 500 (the server answered: an internal error, not an outage: 502/503/504 and lost
+  connections never count) for a chunk whose every record has already been tried
+  :data:`POISON_ATTEMPTS` times is taken as the content's fault: the chunk is bisected like a
+  permanent refusal, so the records that the server can store are sent and the one that makes it
+  fail every time goes to the dead letter instead of blocking its chunk on every pass.  Random
+  500s do not get there: each pass retries, and a record needs that many failed passes in a row.
 
 Log lines carry keys, counts and status codes only -- never an OperationOutcome's diagnostics
 (they can quote identifiers).
@@ -52,6 +58,8 @@ _RETRY_LATER = frozenset({408, 409, 423, 425, 429})
 #: times within the pass, after CONFLICT_PAUSE, 2x, 4x... seconds.
 CONFLICT_RETRIES = 3
 CONFLICT_PAUSE = 0.5
+#: Failed attempts (passes) after which a 500 is blamed on the chunk's content (see "poison").
+POISON_ATTEMPTS = 5
 
 
 @dataclass
@@ -184,7 +192,7 @@ class _Sender:
                 return None
             except FhirClientError as exc:
                 failure = classify(exc)
-                if failure == "permanent":
+                if failure == "permanent" or _poisoned(exc, records, attempt):
                     return exc
                 if exc.status == 409 and attempt < CONFLICT_RETRIES:
                     delay = CONFLICT_PAUSE * 2**attempt
@@ -196,6 +204,13 @@ class _Sender:
                 )  # the database may hold the server's text; logs do not
                 raise SendStopped(failure, exc) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _poisoned(exc: FhirClientError, records: Sequence[StoredRecord], attempt: int) -> bool:
+    """A 500 for records that every one failed :data:`POISON_ATTEMPTS` times (this one included)."""
+    if not (isinstance(exc, FhirHttpError) and exc.status == 500):
+        return False
+    return min(r.attempts for r in records) + attempt + 1 >= POISON_ATTEMPTS
 
 
 def _bundle(records: Sequence[StoredRecord]) -> dict[str, Any]:

@@ -380,3 +380,49 @@ def test_a_failed_pull_moves_no_checkpoint_and_leaves_no_file(client, outbox, tm
         pull(client, outbox, tmp_path)
     assert outbox.checkpoint("pull:ResearchSubject") is None
     assert list((tmp_path / "out").glob("*.ndjson")) == []
+
+
+def poison_server(bad: str, seen: list[list[str]]):
+    """A transaction endpoint that fails with 500 on every bundle holding the ``bad`` key."""
+
+    def answer(request):
+        keys = keys_of(request)
+        seen.append(keys)
+        if bad in keys:
+            return 500, {"Content-Type": "application/fhir+json"}, json.dumps(REFUSAL)
+        entries = [{"response": {"status": "201 Created"}} for _ in keys]
+        body = json.dumps({"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
+        return 200, {"Content-Type": "application/fhir+json"}, body
+
+    return answer
+
+
+@responses.activate
+def test_a_record_that_makes_the_server_fail_every_pass_is_isolated_after_poison_attempts(client, outbox):
+    from adapter.sync.engine import POISON_ATTEMPTS
+
+    seen: list[list[str]] = []
+    responses.add_callback(responses.POST, BASE, callback=poison_server("k02", seen))
+    keys = fill(outbox, 6)
+    for _ in range(POISON_ATTEMPTS - 1):  # a 500 is transient at first: the pass stops, nothing is lost
+        stats = push_pending(client, outbox, chunk_size=6)
+        assert stats.stopped and stats.sent == 0 and outbox.counts().pending == 6
+    stats = push_pending(client, outbox, chunk_size=6)
+    assert (stats.sent, stats.dead, stats.stopped) == (5, 1, None)
+    assert [d.key for d in outbox.dead_letters()] == ["k02"]
+    assert outbox.counts().pending == 0
+    sent_keys = {k for bundle in seen[POISON_ATTEMPTS:] for k in bundle if "k02" not in bundle}
+    assert sent_keys == set(keys) - {"k02"}
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_an_outage_never_counts_as_poison(client, outbox, status):
+    from adapter.sync.engine import POISON_ATTEMPTS
+
+    responses.add(responses.POST, BASE, status=status, json=REFUSAL)
+    fill(outbox, 4)
+    for _ in range(POISON_ATTEMPTS + 2):
+        stats = push_pending(client, outbox, chunk_size=4)
+        assert stats.stopped and stats.dead == 0
+    assert outbox.counts().pending == 4 and list(outbox.dead_letters()) == []
