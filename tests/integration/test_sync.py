@@ -57,9 +57,16 @@ def r4(r4_url: str):
 
 
 @pytest.fixture
-def env(r4_url: str) -> dict[str, str]:
+def r5(hapi_servers: dict[str, str]):
+    config = ServerConfig(name="r5", base_url=hapi_servers["R5"], fhir_version="R5", timeout=(5.0, 120.0))
+    with FhirClient(config) as c:
+        yield c
+
+
+@pytest.fixture
+def env(r4_url: str, hapi_servers: dict[str, str]) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if k != "TRIALBRIDGE_CONFIG"}
-    return {**clean, "TRIALBRIDGE_R4_URL": r4_url}
+    return {**clean, "TRIALBRIDGE_R4_URL": r4_url, "TRIALBRIDGE_R5_URL": hapi_servers["R5"]}
 
 
 def push_study(client: FhirClient, nct: str) -> None:
@@ -93,7 +100,8 @@ class Study:
     lab_ids: list[str]
 
     def config(self, **options: object) -> Path:
-        values = {"chunk_size": 20, "create_patients": True, "pull": True, "safety_margin": 5, **options}
+        values = {"chunk_size": 20, "create_patients": True, "pull": True, "safety_margin": 5, "server": "r4",
+                  **options}
         text = [
             f'study = "{self.nct}"',
             'state = "state.sqlite"',
@@ -104,7 +112,7 @@ class Study:
             'enrolments = "enrolments.csv"',
             'labs = "labs.csv"',
             "[target]",
-            'server = "r4"',
+            f'server = "{values["server"]}"',
         ]
         if values["pull"]:
             text += ["[pull]", 'output = "pull"', f"safety_margin = {values['safety_margin']}"]
@@ -374,6 +382,24 @@ def test_pull_since_the_checkpoint_writes_only_what_changed(r4, env, tmp_path):
     assert [(r["resourceType"], r["identifier"][0]["value"]) for r in pulled] == [("Observation", cells[-1])]
     assert str(pulled[0]["valueQuantity"]["value"]) == "99.9" and pulled[0]["status"] == "corrected"
     assert len(list((study.dir / "pull").glob("pull-*.ndjson"))) == 4  # one file per pass
+
+
+# -- R5 -------------------------------------------------------------------------------------------
+
+
+def test_sync_to_an_r5_server_writes_r5_resources_exactly_once_and_pulls_them_back(r5, env, tmp_path):
+    study = synthetic_study(tmp_path, r5, subjects=3, labs_per_subject=4)
+    config = load_sync_config(study.config(server="r5"), env)
+    first = run(config, once=True)
+    assert first.ok, first
+    assert first.push.sent == 3 + 12 and first.push.dead == 0
+    assert first.pull.counts == {"ResearchSubject": 3, "Observation": 12}
+    assert run(config, once=True).push.sent == 0
+    assert_exactly_once_on_server(r5, study)
+    pulled = [json.loads(line) for line in first.pull.path.read_text().splitlines()]
+    subjects = [r for r in pulled if r["resourceType"] == "ResearchSubject"]
+    # R5's shape: ``subject`` (R4: ``individual``) and ``progress`` (R4: ``status`` + an extension)
+    assert all("subject" in r and "individual" not in r and r.get("progress") for r in subjects)
 
 
 # -- SIGTERM in the interval loop -------------------------------------------------------------------
