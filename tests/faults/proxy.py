@@ -225,6 +225,7 @@ class FaultProxy:
         self._counts: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
         self._expired = False
+        self._stop_requested = False
         self._stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(max_connections)
         self._live: set[socket.socket] = set()
@@ -290,7 +291,8 @@ class FaultProxy:
         return f"http://{LOOPBACK}:{self.port}{self.path}"
 
     def stats(self) -> FaultStats:
-        """A snapshot of the counters."""
+        """A snapshot of the counters.  A request's counts are final once its handler is done, which
+        can be just after the client read its answer: after :meth:`stop` the totals are exact."""
         with self._lock:
             return FaultStats(
                 requests=self._counts["requests"],
@@ -306,9 +308,13 @@ class FaultProxy:
     # -- used by the server and its handlers -------------------------------------------------
 
     def _expire(self) -> None:
+        """The budget (time or requests) is spent: stop, once, from a thread of its own (stop()
+        waits for the serving thread and the handlers, so neither may call it)."""
         with self._lock:
             self._expired = True
-        # stop() waits for the serving thread: never call it from a handler or the serving thread.
+            if self._stop_requested:
+                return
+            self._stop_requested = True
         threading.Thread(target=self.stop, name="fault-proxy-stop", daemon=True).start()
 
     def _next_fault(self) -> tuple[FaultKind | None, bool, bool]:
@@ -316,10 +322,7 @@ class FaultProxy:
         with self._lock:
             self._counts["requests"] += 1
             if self._counts["requests"] > self.max_requests:
-                exhausted = not self._expired
                 self._expired = True
-                if exhausted:
-                    threading.Thread(target=self.stop, name="fault-proxy-stop", daemon=True).start()
                 return None, False, True
             kind, early = self._schedule.next()
             if kind is not None:
@@ -412,6 +415,7 @@ class _Handler(BaseHTTPRequestHandler):
         kind, early, exhausted = proxy._next_fault()
         if exhausted:
             self._synthetic(503, "fault proxy budget exhausted", close=True)
+            proxy._expire()  # after the answer: stop() cuts every live connection
         elif kind in (FaultKind.HTTP_500, FaultKind.HTTP_503, FaultKind.HTTP_429):
             self._synthetic(int(kind.value[-3:]), f"injected fault {kind.value}")
         else:

@@ -237,7 +237,7 @@ def fault_run(plan: Plan, hapi_url: str, direct: FhirClient) -> dict[str, Any]:
             while waiting and rounds < plan.max_rounds:
                 rounds += 1
                 waiting = [s for s, outcome in pusher.push_all(waiting) if not ledger.record(s, outcome)]
-        stats = proxy.stats()
+    stats = proxy.stats()  # after stop(): every handler has finished counting
     found = count_keys(direct, [key for study in studies for key in study.keys])
     expected = [key for study in studies for key in study.keys]
     return {
