@@ -1,8 +1,22 @@
 """Push a study protocol (or any transaction Bundle) to a FHIR server and say what happened to each
-entry: created, updated, unchanged (matched by its identifier, nothing written), or matched."""
+entry: created, updated, unchanged (matched by its identifier, nothing written), or matched.
+
+Concurrent pushes of the same resources (e.g. eight callers of the service posting one study at once)
+must leave one copy of each.  Two guards, see :func:`push_bundle`:
+
+* on this host, the writers of a conditional URL take turns (:mod:`adapter.locks`, file locks shared
+  by every process and thread of the user: gunicorn workers, the CLI);
+* a transaction the server refuses with 409 -- HAPI's answer (HAPI-2745) when another writer
+  (another host) created the same conditional URL first; the transaction was rolled back -- is sent
+  again after a pause: its searches then find what the other writer created and update it in place.
+"""
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,11 +24,19 @@ from mappings.errors import MappingIssue
 from mappings.fhir import write_bundle
 from mappings.model import Protocol
 
+from . import locks
 from .client import FhirClient
+from .errors import FhirHttpError
+
+log = logging.getLogger("trialbridge.push")
 
 #: HAPI FHIR's storage-response codes saying a conditional update found nothing to change.
 _NO_CHANGE_CODES = frozenset({"SUCCESSFUL_UPDATE_NO_CHANGE", "SUCCESSFUL_CONDITIONAL_UPDATE_NO_CHANGE",
                               "SUCCESSFUL_UPDATE_WITH_CONDITIONAL_MATCH_NO_CHANGE"})
+#: A transaction refused with 409 (a concurrent writer of the same conditional URL) is sent again this
+#: many times, after CONFLICT_PAUSE, 2x, 4x... seconds (jittered: racing writers spread out).
+CONFLICT_RETRIES = 4
+CONFLICT_PAUSE = 0.25
 
 
 @dataclass
@@ -58,9 +80,25 @@ def push_protocol(client: FhirClient, protocol: Protocol) -> PushResult:
     return result
 
 
-def push_bundle(client: FhirClient, bundle: dict[str, Any]) -> PushResult:
-    """Send a transaction Bundle; return each entry's outcome (in request order)."""
-    response = client.transaction(bundle)
+def push_bundle(
+    client: FhirClient,
+    bundle: dict[str, Any],
+    *,
+    lock_timeout: float = locks.LOCK_TIMEOUT,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PushResult:
+    """Send a transaction Bundle; return each entry's outcome (in request order).
+
+    While it is sent, this host's locks of its conditional URLs are held (:func:`adapter.locks.hold`;
+    :class:`adapter.locks.LockTimeout` after ``lock_timeout`` seconds of waiting).  A 409 answer to a
+    bundle whose every entry is a conditional or idempotent write without ``ifMatch`` is retried
+    (:data:`CONFLICT_RETRIES`): the server rolled it back because a concurrent writer got there first,
+    and the retry's searches find that writer's resources.  A lasting 409 is raised
+    (:class:`~adapter.errors.FhirHttpError`, status 409) for the caller to retry later.
+    """
+    keys = _conditional_urls(bundle)
+    with locks.hold(client.config.base_url, keys, timeout=lock_timeout):
+        response = _send(client, bundle, sleep)
     requests = bundle.get("entry") or []
     answers = response.get("entry") or []
     result = PushResult()
@@ -68,6 +106,46 @@ def push_bundle(client: FhirClient, bundle: dict[str, Any]) -> PushResult:
         resource_type = (sent.get("resource") or {}).get("resourceType") or _type_of_url(sent)
         result.entries.append(entry_result(resource_type, answer.get("response") or {}))
     return result
+
+
+def _send(client: FhirClient, bundle: dict[str, Any], sleep: Callable[[float], None]) -> dict[str, Any]:
+    retry = _conflict_retry_safe(bundle)
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            return client.transaction(bundle)
+        except FhirHttpError as exc:
+            if exc.status != 409 or not retry or attempt == CONFLICT_RETRIES:
+                raise
+            delay = CONFLICT_PAUSE * 2**attempt * (0.5 + random.random())
+            log.info("transaction of %d entries: conflict (409), again in %.2fs", len(bundle["entry"]), delay)
+            sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _conditional_urls(bundle: Any) -> list[str]:
+    """``Type?query`` of every entry that creates through a search (conditional update or create)."""
+    urls = []
+    for entry in (bundle.get("entry") if isinstance(bundle, dict) else None) or []:
+        request = (entry.get("request") if isinstance(entry, dict) else None) or {}
+        method, url = str(request.get("method", "")).upper(), str(request.get("url", ""))
+        if method == "PUT" and "?" in url:
+            urls.append(url)
+        elif method == "POST" and request.get("ifNoneExist"):
+            urls.append(f"{url}?{request['ifNoneExist']}")
+    return urls
+
+
+def _conflict_retry_safe(bundle: dict[str, Any]) -> bool:
+    """Every entry a PUT/DELETE/GET or a conditional create, none with ``ifMatch``: sending the bundle
+    again after the server rolled it back writes it once."""
+    for entry in bundle.get("entry") or []:
+        request = (entry.get("request") if isinstance(entry, dict) else None) or {}
+        method = str(request.get("method", "")).upper()
+        if request.get("ifMatch") or not (
+            method in ("PUT", "DELETE", "GET", "HEAD") or (method == "POST" and request.get("ifNoneExist"))
+        ):
+            return False
+    return True
 
 
 def entry_result(resource_type: str, response: dict[str, Any]) -> EntryResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from adapter.errors import (
@@ -17,6 +17,7 @@ from adapter.errors import (
     OutcomeUnknown,
     VersionMismatch,
 )
+from adapter.locks import LockTimeout
 from mappings import fhirjson
 from mappings.errors import InputError, MappingError, TrialbridgeError
 
@@ -45,9 +46,24 @@ def outcome_response(status: int, diagnostics: str, **kwargs) -> Response:
     return fhir_response(operation_outcome(status, diagnostics, **kwargs), status)
 
 
+#: The FHIR server's 4xx answers (after the client's retries) that are not a verdict on the content,
+#: and what the service answers its caller instead of 422.
+UPSTREAM_4XX: dict[int, int] = {
+    401: 502,  # the service's own credentials for the FHIR server failed: not the caller's fault
+    403: 502,
+    408: 504,  # the FHIR server timed out
+    409: 409,  # a concurrent writer of the same resources won (after our retries): try again
+    412: 409,
+    423: 503,  # locked, rate limited: try again later
+    429: 503,
+}
+
+
 def _status_for_upstream(exc: FhirClientError) -> int:
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, FhirHttpError) and exc.status in UPSTREAM_4XX:
+        return UPSTREAM_4XX[exc.status]
     if isinstance(exc, FhirHttpError) and exc.status is not None and 400 <= exc.status < 500:
         return 422  # the EHR server refused what we sent: the request cannot be processed as is
     if isinstance(exc, FhirConnectionError) and "timed out" in str(exc).lower():
@@ -59,6 +75,19 @@ def _status_for_upstream(exc: FhirClientError) -> int:
 
 def register(app: Flask) -> None:
     """Install the error handlers on ``app``."""
+    # Routing redirects (``//studies`` -> ``/studies``) bypass the error handlers and answer HTML;
+    # no route of this API needs one, so such a path is simply not found.
+    app.url_map.merge_slashes = False
+
+    @app.before_request
+    def _query_is_utf8() -> Response | None:
+        # werkzeug decodes the raw query string strictly when ``request.args`` is first read; raw
+        # (not percent-encoded) non-UTF-8 bytes would raise there, inside a view, as a 500.
+        try:
+            request.query_string.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return outcome_response(400, f"the query string is not valid UTF-8 (byte {exc.start})")
+        return None
 
     @app.errorhandler(RequestError)
     def _request_error(exc: RequestError) -> Response:
@@ -81,7 +110,15 @@ def register(app: Flask) -> None:
         status = _status_for_upstream(exc)
         log.warning("upstream error %s: %s", status, type(exc).__name__)
         body = with_upstream(operation_outcome(status, str(exc)), exc.operation_outcome)
-        return fhir_response(body, status)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(max(1, round(retry_after)))} if status == 503 and retry_after else None
+        return fhir_response(body, status, headers)
+
+    @app.errorhandler(LockTimeout)
+    def _lock_timeout(exc: LockTimeout) -> Response:
+        response = outcome_response(503, str(exc), code="lock-error")
+        response.headers["Retry-After"] = str(round(exc.retry_after))
+        return response
 
     @app.errorhandler(ConfigError)
     def _config_error(exc: ConfigError) -> Response:

@@ -157,6 +157,19 @@ def test_upstream_rejection_is_422_with_the_servers_outcome(client):
 
 
 @responses.activate
+@pytest.mark.parametrize(("upstream", "status"), [(401, 502), (403, 502), (408, 504), (409, 409), (412, 409),
+                                                  (423, 503), (429, 503), (404, 404), (422, 422)])
+def test_an_upstream_answer_that_is_no_verdict_on_the_content_is_not_422(client, upstream, status):
+    headers = {"Retry-After": "7"} if upstream == 429 else {}
+    responses.post(BASE, json={"resourceType": "OperationOutcome", "issue": []}, status=upstream,
+                   headers=headers)
+    resp = client.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
+    assert_outcome(resp, status)
+    if upstream == 429:
+        assert resp.headers["Retry-After"] == "7"
+
+
+@responses.activate
 def test_upstream_down_is_502(client):
     responses.post(BASE, status=500, body="boom")
     assert_outcome(client.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain"), 502)

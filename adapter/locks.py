@@ -1,0 +1,116 @@
+"""Host-wide write locks: no two processes or threads of this host send conditional writes of the same
+resource key (server + ``Type?identifier=...``) to a FHIR server at the same time.
+
+Why: a conditional update (``PUT Type?identifier=s|v``) is "search, then create when nothing
+matched".  Two transactions that search before either commits both create.  HAPI FHIR guards the
+create with a unique index on the conditional URL (the loser gets 409 HAPI-2745 and is rolled back),
+but the guard's row goes away with the first update of the new resource, so with three or more
+writers at once a late one can still create a second copy (seen with 8 concurrent pushes of one
+study through two gunicorn workers: every resource of the study twice).  Other servers may have no
+guard at all.  Serialising the writers of a key on this host removes the race among them; writers
+on other hosts still rely on the server (and on :func:`adapter.push.push_bundle` retrying a 409).
+
+How: ``fcntl.flock`` on lock files in a directory private to the user (``TRIALBRIDGE_LOCK_DIR``,
+default ``<tmp>/trialbridge-<uid>/locks``).  Keys are hashed into :data:`STRIPES` files, so the
+directory stays small whatever is pushed; two keys sharing a stripe only wait for each other.  The
+stripes of one request are taken in sorted order (no deadlock between requests that share several)
+and without a busy wait beyond a short poll.  ``flock`` locks belong to the open file, so threads of
+one process exclude each other as processes do, and the kernel releases them when a process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import random
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from mappings.errors import TrialbridgeError
+
+__all__ = ["LOCK_TIMEOUT", "STRIPES", "LockTimeout", "hold", "lock_dir", "stripes"]
+
+#: Number of lock files keys are hashed into.
+STRIPES = 1024
+#: Seconds to wait for the locks of a request before giving up.
+LOCK_TIMEOUT = 120.0
+#: Poll interval while waiting (seconds; jittered).
+_POLL = 0.02
+
+
+class LockTimeout(TrialbridgeError):
+    """Another writer of the same resources on this host held them longer than the timeout."""
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+def lock_dir() -> Path:
+    """The lock directory (created, mode 0700; refused when another user owns it)."""
+    configured = os.environ.get("TRIALBRIDGE_LOCK_DIR")
+    if configured:
+        path = Path(configured)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    else:  # in the shared temporary directory: ours alone, or refused
+        path = Path(tempfile.gettempdir()) / f"trialbridge-{os.getuid()}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        _check_owner(path)
+        path /= "locks"
+        path.mkdir(mode=0o700, exist_ok=True)
+    _check_owner(path)
+    return path
+
+
+def _check_owner(path: Path) -> None:
+    if path.stat().st_uid != os.getuid():
+        raise TrialbridgeError(f"lock directory {path} belongs to another user; set TRIALBRIDGE_LOCK_DIR")
+
+
+def stripes(scope: str, keys: Iterable[str]) -> list[int]:
+    """The sorted, distinct stripe numbers of ``keys`` within ``scope`` (e.g. the server's base URL)."""
+    found = set()
+    for key in keys:
+        digest = hashlib.sha256(f"{scope}\n{key}".encode()).digest()
+        found.add(int.from_bytes(digest[:4], "big") % STRIPES)
+    return sorted(found)
+
+
+@contextlib.contextmanager
+def hold(scope: str, keys: Iterable[str], timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the locks of ``keys`` within ``scope`` for the ``with`` block; :class:`LockTimeout` when
+    they cannot all be had within ``timeout`` seconds (nothing is held then)."""
+    numbers = stripes(scope, keys)
+    if not numbers:
+        yield
+        return
+    directory = lock_dir()
+    deadline = time.monotonic() + timeout
+    with contextlib.ExitStack() as held:
+        for number in numbers:
+            fd = os.open(directory / f"{number:04d}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            held.callback(os.close, fd)
+            _acquire(fd, deadline, timeout)
+            held.callback(fcntl.flock, fd, fcntl.LOCK_UN)
+        yield
+
+
+def _acquire(fd: int, deadline: float, timeout: float) -> None:
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+        if time.monotonic() >= deadline:
+            raise LockTimeout(
+                f"another push of the same resources on this host has been running for over {timeout:g}s; "
+                "retry later"
+            )
+        time.sleep(_POLL * (0.5 + random.random()))

@@ -1,0 +1,168 @@
+"""Concurrent pushes of the same resources: host-wide write locks (adapter.locks), the transaction
+retried on a 409 (adapter.push), and what the service answers when the race outlasts both.
+
+The race itself, against the real HAPI servers through gunicorn, is
+``tests/integration/test_concurrent_push.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import responses
+
+from adapter import locks
+from adapter.client import FhirClient
+from adapter.config import ServerConfig, ServiceConfig
+from adapter.errors import FhirHttpError
+from adapter.push import CONFLICT_RETRIES, push_bundle
+from adapter.service import create_app
+from tests.conftest import SEED
+from tests.service_keys import KEY_ENV, keyed_client
+
+BASE = "https://ehr.example.org/fhir"
+CONFLICT = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "processing",
+               "diagnostics": "HAPI-0550: HAPI-2745: The operation has failed with a conditional constraint "
+               "failure."}],
+}
+ORG_URL = "Organization?identifier=https://trialbridge.dev/fhir/sid/organization|x"
+BUNDLE = {
+    "resourceType": "Bundle",
+    "type": "transaction",
+    "entry": [{"resource": {"resourceType": "Organization", "name": "X"},
+               "request": {"method": "PUT", "url": ORG_URL}}],
+}
+ANSWER = {"resourceType": "Bundle", "type": "transaction-response",
+          "entry": [{"response": {"status": "201 Created", "location": "Organization/1/_history/1"}}]}
+
+
+@pytest.fixture(autouse=True)
+def lock_dir(tmp_path, monkeypatch) -> Any:
+    monkeypatch.setenv("TRIALBRIDGE_LOCK_DIR", str(tmp_path / "locks"))
+    return tmp_path / "locks"
+
+
+@pytest.fixture
+def client() -> FhirClient:
+    return FhirClient(ServerConfig.from_url(BASE, max_retries=0))
+
+
+@responses.activate
+def test_a_conflict_is_retried_until_the_transaction_passes(client: FhirClient) -> None:
+    responses.post(BASE, status=409, json=CONFLICT)
+    responses.post(BASE, status=409, json=CONFLICT)
+    responses.post(BASE, json=ANSWER)
+    sleeps: list[float] = []
+    result = push_bundle(client, BUNDLE, sleep=sleeps.append)
+    assert [e.outcome for e in result.entries] == ["created"]
+    assert len(responses.calls) == 3 and len(sleeps) == 2 and sleeps[0] < sleeps[1] * 2
+
+
+@responses.activate
+def test_a_lasting_conflict_is_raised_as_409(client: FhirClient) -> None:
+    responses.post(BASE, status=409, json=CONFLICT)
+    sleeps: list[float] = []
+    with pytest.raises(FhirHttpError, match="HAPI-2745") as caught:
+        push_bundle(client, BUNDLE, sleep=sleeps.append)
+    assert caught.value.status == 409
+    assert len(responses.calls) == CONFLICT_RETRIES + 1 and len(sleeps) == CONFLICT_RETRIES
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [{"method": "PUT", "url": "Organization/1", "ifMatch": 'W/"3"'},
+     {"method": "POST", "url": "Organization"}],
+    ids=["if-match", "plain-post"],
+)
+@responses.activate
+def test_no_retry_when_a_resend_could_write_twice_or_the_409_is_a_version_check(
+    client: FhirClient, request_: dict[str, str]
+) -> None:
+    responses.post(BASE, status=409, json=CONFLICT)
+    bundle = {**BUNDLE, "entry": [{**BUNDLE["entry"][0], "request": request_}]}
+    with pytest.raises(FhirHttpError):
+        push_bundle(client, bundle, sleep=lambda s: None)
+    assert len(responses.calls) == 1
+
+
+def test_writers_of_one_key_take_turns_across_threads() -> None:
+    inside, overlaps = [0], [0]
+    guard = threading.Lock()
+
+    def writer() -> None:
+        with locks.hold(BASE, [ORG_URL]):
+            with guard:
+                inside[0] += 1
+                overlaps[0] += inside[0] > 1
+            time.sleep(0.01)
+            with guard:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == [0]
+
+
+def test_lock_timeout_when_the_key_is_held(lock_dir) -> None:
+    with (
+        locks.hold(BASE, [ORG_URL]),
+        pytest.raises(locks.LockTimeout),
+        locks.hold(BASE, [ORG_URL], timeout=0.1),
+    ):
+        pass  # pragma: no cover
+    with locks.hold(BASE, [ORG_URL], timeout=0.1):  # released: free again
+        pass
+    assert len(list(lock_dir.iterdir())) == 1
+
+
+def test_other_keys_and_other_servers_do_not_wait() -> None:
+    other = ORG_URL.replace("|x", "|y")
+    assert locks.stripes(BASE, [ORG_URL]) != locks.stripes(BASE, [other])
+    with locks.hold(BASE, [ORG_URL]):
+        with locks.hold(BASE, [other], timeout=0.1):
+            pass
+        if locks.stripes(BASE + "5", [ORG_URL]) != locks.stripes(BASE, [ORG_URL]):
+            with locks.hold(BASE + "5", [ORG_URL], timeout=0.1):
+                pass
+
+
+def test_a_lock_directory_of_another_user_is_refused(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(locks.os, "getuid", lambda: 12345)
+    with pytest.raises(locks.TrialbridgeError, match="another user"):
+        locks.lock_dir()
+
+
+@pytest.fixture
+def web() -> Any:
+    servers = {"r4": ServerConfig(name="r4", base_url=BASE, fhir_version="R4", max_retries=0)}
+    config = ServiceConfig(servers=servers, api_keys_env=KEY_ENV)
+    return keyed_client(create_app({"TESTING": True, "TRIALBRIDGE": config}))
+
+
+@responses.activate
+def test_service_answers_a_lasting_conflict_with_409(web: Any, monkeypatch) -> None:
+    monkeypatch.setattr("adapter.push.CONFLICT_RETRIES", 0)
+    responses.post(BASE, status=409, json=CONFLICT)
+    resp = web.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
+    assert resp.status_code == 409
+    body = resp.get_json(force=True)
+    assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["code"] == "conflict"
+    assert any("HAPI-2745" in i.get("diagnostics", "") for i in body["issue"])
+
+
+def test_service_answers_a_lock_timeout_with_503_and_retry_after(web: Any, monkeypatch) -> None:
+    def held(*args: Any, **kwargs: Any) -> Any:
+        raise locks.LockTimeout("another push of the same resources on this host; retry later")
+
+    monkeypatch.setattr("adapter.push.locks.hold", held)
+    resp = web.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
+    assert resp.get_json(force=True)["resourceType"] == "OperationOutcome"
