@@ -271,7 +271,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"no API keys configured (looked in {source}); the service would refuse every call")
     from adapter.serve import serve
 
-    serve(bind=args.bind, workers=args.workers, threads=args.threads)
+    serve(bind=args.bind, workers=args.workers, threads=args.threads, log_format=args.log_format)
     return 0
 
 
@@ -330,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, min 2)")
     p.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
     p.add_argument("--config", metavar="FILE", help="TOML configuration (else $TRIALBRIDGE_CONFIG)")
+    p.add_argument("--log-format", choices=("json", "text"), default="json",
+                   help="log lines on standard error: JSON objects (default) or text")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("enrol", help="enrol the subjects of an enrolments CSV in a study on a FHIR server")

@@ -74,12 +74,14 @@ from adapter.errors import (
     ProtocolError,
     VersionMismatch,
 )
+from adapter.logs import redact_library_loggers
 from mappings import fhirjson
 from mappings.errors import InputError
 
 __all__ = ["FhirClient", "Params", "Resource", "Response"]
 
 log = logging.getLogger("trialbridge.client")
+redact_library_loggers()  # urllib3 logs request URLs, query strings (identifiers) included, at DEBUG
 
 Resource = dict[str, Any]
 Params = Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]] | None

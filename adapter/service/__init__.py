@@ -16,7 +16,7 @@ from flask import Flask
 from adapter.client import FhirClient
 from adapter.config import load_config
 
-from . import access, errors, health, openapi, prescreen, studies, trial_data
+from . import access, errors, health, openapi, prescreen, requestlog, studies, trial_data
 from .state import ServiceState
 
 
@@ -29,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     factory = overrides.pop("CLIENT_FACTORY", None) or FhirClient
     app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, **overrides)
     app.extensions["trialbridge"] = ServiceState(config=config, client_factory=factory)
+    requestlog.register(app)  # request ids, JSON access lines
     errors.register(app)
     access.register(app, config.api_keys())
     app.register_blueprint(health.bp)

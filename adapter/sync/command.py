@@ -57,6 +57,8 @@ def add_sync_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="DIR", help="pull output directory (overrides the config)")
     p.add_argument("--all", action="store_true", help="with --report: include superseded dead letters")
     p.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="log lines on standard error: text (default) or one JSON object per line")
     p.add_argument("-v", "--verbose", action="store_true", help="also log each HTTP request (method, path)")
     p.set_defaults(func=cmd_sync)
     return p
@@ -75,7 +77,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
             else:
                 print(f"{outbox.requeue_dead()} record(s) back in the outbox")
         return 0
-    progress = configure_logging(args.verbose, bars=False if args.no_progress else None)
+    progress = configure_logging(
+        args.verbose, bars=False if args.no_progress else None, log_format=args.log_format
+    )
     last = run(config, once=args.once, interval=args.interval, passes=args.passes, progress=progress)
     if last.counts is not None:
         print(f"{config.study}: {last.counts}")

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
+from adapter.logs import JsonFormatter, RedactingFormatter
+
 __all__ = ["Meter", "Progress", "TqdmLogHandler", "configure_logging"]
 
 log = logging.getLogger("trialbridge.sync")
@@ -73,11 +75,15 @@ class TqdmLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
 
 
-def configure_logging(verbose: bool = False, bars: bool | None = None) -> Progress:
-    """Log ``trialbridge.*`` to standard error (INFO for sync, WARNING for the HTTP client)."""
-    progress = Progress(bars)
+def configure_logging(verbose: bool = False, bars: bool | None = None, log_format: str = "text") -> Progress:
+    """Log ``trialbridge.*`` to standard error (INFO for sync, WARNING for the HTTP client), as text
+    or (``log_format="json"``) one JSON object per line (:mod:`adapter.logs`; no bars then)."""
+    progress = Progress(False if log_format == "json" else bars)
     handler: logging.Handler = TqdmLogHandler() if progress.bars else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("trialbridge")
     for old in [h for h in root.handlers if getattr(h, "_trialbridge_sync", False)]:
         root.removeHandler(old)

@@ -115,7 +115,9 @@ def _free_port() -> int:
 
 def test_trialbridge_serve_runs_under_gunicorn(hapi_servers):
     port = _free_port()
-    env = {**os.environ, "TRIALBRIDGE_R4_URL": hapi_servers["R4"], "TRIALBRIDGE_R5_URL": hapi_servers["R5"]}
+    env = {**os.environ, "TRIALBRIDGE_R4_URL": hapi_servers["R4"], "TRIALBRIDGE_R5_URL": hapi_servers["R5"],
+           "TRIALBRIDGE_API_KEYS": "serve-test-key"}
+    key = {"Authorization": "Bearer serve-test-key"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "adapter.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
         cwd=ROOT,
@@ -136,11 +138,12 @@ def test_trialbridge_serve_runs_under_gunicorn(hapi_servers):
         resp = requests.post(
             f"http://127.0.0.1:{port}/studies?server=r4&dryRun=true",
             data=SEED.read_bytes(),
-            headers={"Content-Type": "text/plain"},
+            headers={"Content-Type": "text/plain", **key},
             timeout=30,
         )
         assert resp.status_code == 200 and resp.json()["type"] == "transaction"
-        assert requests.get(f"http://127.0.0.1:{port}/ready", timeout=30).status_code == 200
+        assert requests.get(f"http://127.0.0.1:{port}/ready", timeout=30).status_code == 401
+        assert requests.get(f"http://127.0.0.1:{port}/ready", headers=key, timeout=30).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
