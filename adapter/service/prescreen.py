@@ -15,6 +15,7 @@ from flask import Blueprint, Response, request
 
 from adapter.prescreen import check_nct, prescreen
 
+from .body import whole_body
 from .errors import RequestError, fhir_response
 from .state import state
 
@@ -27,7 +28,11 @@ def _body() -> dict[str, Any]:
     if request.mimetype not in JSON_TYPES:
         shown = request.mimetype or "(none)"
         raise RequestError(f"unsupported content type {shown!r}; send application/json", status=415)
-    body = request.get_json(silent=True)
+    whole_body()  # 413 for an oversize body sent without a length (get_json would read it cut short)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # silent=True only covers ValueError
+        raise RequestError("the JSON body is nested too deeply", parameter="patient") from None
     if not isinstance(body, dict):
         raise RequestError('the body must be a JSON object like {"patient": "ID"}', parameter="patient")
     if not isinstance(body.get("patient"), str):

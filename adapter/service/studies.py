@@ -12,6 +12,7 @@ from mappings.fhir import read_bundle, write_bundle
 from mappings.model import to_dict
 from mappings.sources import read_protocol
 
+from .body import whole_body
 from .errors import RequestError, fhir_response
 from .state import state
 
@@ -27,7 +28,7 @@ RECORD_TYPES = frozenset(
         "text/plain",
     }
 )
-NCT_ID = re.compile(r"^NCT[0-9]{8}$")
+NCT_ID = re.compile(r"NCT[0-9]{8}")  # used with fullmatch: '$' would let a trailing newline through
 
 
 def _flag(name: str) -> bool:
@@ -44,7 +45,7 @@ def _record_body() -> bytes:
             f"{', '.join(sorted(RECORD_TYPES))}",
             status=415,
         )
-    return request.get_data(cache=False)
+    return whole_body()
 
 
 @bp.post("/studies")
@@ -66,7 +67,7 @@ def post_study() -> Response:
 @bp.get("/studies/<nct>")
 def get_study(nct: str) -> Response:
     """Pull the study and what it references, as FHIR (a collection Bundle) or the protocol model."""
-    if not NCT_ID.match(nct):
+    if not NCT_ID.fullmatch(nct):
         raise RequestError("the study id must be an NCT number like NCT01234567", parameter="nct")
     server = state().server(request.args.get("server"))
     fmt = request.args.get("format", "fhir")

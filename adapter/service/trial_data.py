@@ -23,6 +23,7 @@ from mappings.errors import InputError, TrialbridgeError
 from mappings.model import to_dict
 from mappings.outcomes import parse_time_frame
 
+from .body import whole_body
 from .errors import RequestError, fhir_response
 from .outcome import operation_outcome
 from .state import state
@@ -31,13 +32,14 @@ bp = Blueprint("trial_data", __name__)
 
 log = logging.getLogger("trialbridge.service")
 
-NCT_ID = re.compile(r"^NCT[0-9]{8}$")
+NCT_ID = re.compile(r"NCT[0-9]{8}")  # used with fullmatch: '$' would let a trailing newline through
+GRACE_DAYS = re.compile(r"[0-9]{1,4}")
 CSV_TYPES = frozenset({"text/csv"})
 PULL_TYPES = {"ndjson": "application/fhir+ndjson", "csv": "text/csv"}
 
 
 def _nct(nct: str) -> str:
-    if not NCT_ID.match(nct):
+    if not NCT_ID.fullmatch(nct):
         raise RequestError("the study id must be an NCT number like NCT01234567", parameter="nct")
     return nct
 
@@ -50,22 +52,21 @@ def _flag(name: str) -> bool:
 
 
 def _csv_lines() -> Iterator[str]:
-    """The request body (``text/csv``, UTF-8) as lines, read as they arrive (the media type is
-    checked now, the text as it is read)."""
+    """The request body (``text/csv``, UTF-8) as lines.  The whole body is read and decoded before
+    the first row is pushed: a body over ``max_body_bytes`` (413) or with invalid UTF-8 (400) is
+    refused before anything reaches the FHIR server, even when it came chunked, without a length."""
     if request.mimetype not in CSV_TYPES:
         raise RequestError(f"unsupported content type {request.mimetype or '(none)'!r}; send text/csv",
                            status=415)
     charset = (request.mimetype_params.get("charset") or "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise RequestError(f"unsupported charset {charset!r}; send UTF-8", status=415)
-    return _decoded(io.TextIOWrapper(request.stream, encoding="utf-8-sig", newline=""))
-
-
-def _decoded(text: io.TextIOWrapper) -> Iterator[str]:
+    data = whole_body()
     try:
-        yield from text
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"the body is not valid UTF-8 (byte {exc.start} of a chunk)") from exc
+        raise InputError(f"the body is not valid UTF-8 (byte {exc.start})") from exc
+    return iter(io.StringIO(text, newline=""))
 
 
 @bp.post("/studies/<nct>/subjects")
@@ -120,7 +121,8 @@ def _tests() -> list[str] | None:
 
 def _grace_days() -> int:
     value = request.args.get("graceDays", str(trial_data.DEFAULT_GRACE_DAYS))
-    if not value.isdigit() or int(value) > 3650:
+    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
+    if not GRACE_DAYS.fullmatch(value) or int(value) > 3650:
         raise RequestError("query parameter 'graceDays' must be a whole number of days (0-3650)",
                            parameter="graceDays")
     return int(value)
