@@ -5,10 +5,15 @@ from __future__ import annotations
 import gc
 import sys
 
-from . import eligibility, mapping, trial_data
+from . import eligibility, mapping, service, trial_data
 from .report import print_table, write_json
 
-SUITES = [("mapping", mapping.run), ("eligibility", eligibility.run), ("trial_data", trial_data.run)]
+SUITES = [
+    ("mapping", mapping.run),
+    ("eligibility", eligibility.run),
+    ("trial_data", trial_data.run),
+    ("service", service.run),
+]
 
 
 def main() -> int:

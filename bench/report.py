@@ -15,7 +15,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 @dataclass
 class Row:
     """One figure next to its same-run baseline; ``ratio`` = value / baseline (higher is better
-    when ``higher_is_better``), ``target`` the ratio we aim for."""
+    when ``higher_is_better``), ``target`` the ratio we aim for; ``detail`` what else to read
+    (e.g. latency percentiles), printed under the row."""
 
     name: str
     value: float
@@ -24,6 +25,7 @@ class Row:
     baseline: float
     target: float | None = None
     higher_is_better: bool = True
+    detail: str = ""
 
     @property
     def ratio(self) -> float:
@@ -58,6 +60,8 @@ def print_table(rows: list[Row]) -> None:
             f"{r.name:44} {r.value:>10.4g} {r.unit:<3} {r.baseline_name:>24} {r.baseline:>10.4g} "
             f"{r.ratio:>8.3f} {target:>8}{mark}"
         )
+        if r.detail:
+            print(f"    {r.detail}")
 
 
 def write_json(rows: list[Row]) -> Path:
