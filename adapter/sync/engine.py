@@ -19,8 +19,10 @@ What a failure means (:func:`classify`):
   pending with ``last_error`` and the pass stops; the next pass resends them.  A 409 is first
   tried again within the pass, after a pause (0.5, 1, 2 s): it is how HAPI reports two writers
   racing for the same conditional URL -- e.g. the transaction of a killed run that the server is
-  still finishing when the resumed run sends the same chunk -- and its unique index on conditional
-  URLs is what keeps that race from making a duplicate.
+  still finishing when the resumed run sends the same chunk.  HAPI's unique index on conditional
+  URLs refuses the second of two such writers (HAPI-2745); it does not cover every interleaving of
+  three or more (see ``adapter/push.py``), which one sync job -- one writer, the outbox's lock --
+  never makes.
 * **fatal** -- 401/403: the same, but the caller should stop (credentials must be fixed first).
 * **poison** -- a 500 (the server answered: an internal error, not an outage: 502/503/504 and lost
   connections never count) for a chunk whose every record has already been tried
