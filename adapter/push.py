@@ -96,9 +96,7 @@ def push_bundle(
     and the retry's searches find that writer's resources.  A lasting 409 is raised
     (:class:`~adapter.errors.FhirHttpError`, status 409) for the caller to retry later.
     """
-    keys = _conditional_urls(bundle)
-    with locks.hold(client.config.base_url, keys, timeout=lock_timeout):
-        response = _send(client, bundle, sleep)
+    response = send_transaction(client, bundle, lock_timeout=lock_timeout, sleep=sleep)
     requests = bundle.get("entry") or []
     answers = response.get("entry") or []
     result = PushResult()
@@ -106,6 +104,21 @@ def push_bundle(
         resource_type = (sent.get("resource") or {}).get("resourceType") or _type_of_url(sent)
         result.entries.append(entry_result(resource_type, answer.get("response") or {}))
     return result
+
+
+def send_transaction(
+    client: FhirClient,
+    bundle: dict[str, Any],
+    *,
+    lock_timeout: float = locks.LOCK_TIMEOUT,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Send a transaction Bundle holding this host's locks of its conditional URLs, with the 409
+    retry of :func:`push_bundle`; the transaction-response Bundle.  Every transaction of
+    conditional writes goes through here (protocols, enrolments, lab results)."""
+    keys = _conditional_urls(bundle)
+    with locks.hold(client.config.base_url, keys, timeout=lock_timeout):
+        return _send(client, bundle, sleep)
 
 
 def _send(client: FhirClient, bundle: dict[str, Any], sleep: Callable[[float], None]) -> dict[str, Any]:

@@ -72,7 +72,7 @@ from mappings.trial_model import Enrolment, LabResult
 from .client import FhirClient
 from .errors import FhirHttpError, summarize_outcome
 from .pull import find_study, pull_study
-from .push import entry_result
+from .push import entry_result, send_transaction
 
 log = logging.getLogger("trialbridge.trial_data")
 
@@ -158,9 +158,15 @@ def _reason(exc: FhirHttpError) -> str:
     return summarize_outcome(exc.operation_outcome) or f"refused by the server (HTTP {exc.status})"
 
 
+#: 4xx answers that say "not now" or "not you", not "not this content": raised, never taken as a row's
+#: rejection (the caller sends the file again later; every write is conditional).
+_NOT_A_VERDICT = frozenset({401, 403, 408, 409, 423, 425, 429})
+
+
 def _refused(exc: Exception) -> bool:
     """A 4xx answer to a transaction: the server refused what we sent (not a fault of the server)."""
-    return isinstance(exc, FhirHttpError) and exc.status is not None and 400 <= exc.status < 500
+    return (isinstance(exc, FhirHttpError) and exc.status is not None and 400 <= exc.status < 500
+            and exc.status not in _NOT_A_VERDICT)
 
 
 def _bundle(kind: str, entries: list[JSON]) -> JSON:
@@ -214,7 +220,8 @@ def _push_subjects(client: FhirClient, enrolments: list[Enrolment], study_ref: s
     if not mapped:
         return
     try:
-        response = client.transaction(_bundle("transaction", [x for _, entries in mapped for x in entries]))
+        bundle = _bundle("transaction", [x for _, entries in mapped for x in entries])
+        response = send_transaction(client, bundle)
     except FhirHttpError as exc:
         if not _refused(exc):
             raise
@@ -354,7 +361,7 @@ def _push_chunk(client: FhirClient, chunk: list[LabResult], study_ref: str, subj
         return
     entries = [entry for _, entry in mapped]
     try:
-        answers = client.transaction(_bundle("transaction", entries)).get("entry") or []
+        answers = send_transaction(client, _bundle("transaction", entries)).get("entry") or []
     except FhirHttpError as exc:
         if not _refused(exc):
             raise

@@ -194,6 +194,16 @@ def test_a_server_fault_is_502_not_a_rejected_row(client):
     assert_outcome(post(client, f"/studies/{NCT}/subjects", csv_body(HEADER, S001)), 502)
 
 
+@responses.activate
+@pytest.mark.parametrize(("upstream", "status"), [(429, 503), (401, 502), (409, 409)])
+def test_a_not_now_answer_is_an_error_not_rejected_rows(client, upstream, status):
+    responses.get(f"{BASE}/ResearchStudy", json=searchset(STUDY))
+    responses.post(BASE, status=upstream, json={"resourceType": "OperationOutcome", "issue": []})
+    assert_outcome(post(client, f"/studies/{NCT}/subjects", csv_body(HEADER, S001, S002)), status)
+    # not split into one transaction per subject to find "the bad one": nothing was refused
+    assert len([c for c in responses.calls if c.request.method == "POST"]) <= 5  # the 409 retries only
+
+
 def _subject(subject_id, patient_id, mrn, arm=CONTROL, enrolled="2019-06-08"):
     return {"resourceType": "ResearchSubject", "id": f"rs-{subject_id}",
             "identifier": [{"system": "https://trialbridge.dev/fhir/sid/research-subject",
