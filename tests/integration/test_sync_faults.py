@@ -8,11 +8,13 @@ and two of its subjects' Patients are missing on the server, so HAPI refuses tho
 their lab results (404): permanent failures that must land in the dead letter, found by bisecting
 chunks while faults keep breaking requests.
 
-Each study's sync job (``chunk_size`` 10, pull on) talks to the server through
+Each study's sync job (``chunk_size`` 4, pull on) talks to the server through
 :class:`tests.faults.FaultProxy` (20 % of requests broken, every kind) with a 2 s read timeout and
 generous retries, given by a ``TRIALBRIDGE_CONFIG`` server file.  ``run(config, once=True)`` is
 called again and again, as a scheduler would, until a pass ends with nothing pending (at most
-``MAX_PASSES``); a pass that raises a :class:`FhirClientError` counts as a failed pass.
+``MAX_PASSES``); a pass that raises a :class:`FhirClientError` counts as a failed pass.  If some
+fault kind was then injected fewer than 50 times, more passes run by turns (nothing left to push:
+they pull through the proxy) until each kind was.
 
 Afterwards, straight on HAPI: every resource of every record marked sent exists exactly once,
 nothing of a dead record exists; in each outbox nothing is pending; every dead-letter row is
@@ -58,14 +60,16 @@ pytestmark = pytest.mark.hapi
 TRIAL = ROOT / "fixtures" / "trial"
 MRN_SYSTEM = "https://hospital.example.org/mrn"
 READ_TIMEOUT = 2.0
-CHUNK_SIZE = 10
-MAX_PASSES = 60
+CHUNK_SIZE = 4  # small transactions: more requests, so every fault kind comes up 50+ times
+MAX_PASSES = 150
 #: Study B: subjects whose Patient is not on the server (their records are refused: dead letter).
 MISSING_PATIENTS = 2
 #: Faults of each kind the run must have seen (the deck keeps kinds within one of each other).
-MIN_PER_KIND = 5
+MIN_PER_KIND = 50
 #: The fixture's deliberate error rows (``LIS-29000xx``): the reader refuses them.
 ERROR_ROWS = 10
+#: MRNs per search when cleaning up: 144 make a request line longer than Tomcat takes (8 KB).
+MRNS_PER_QUERY = 48
 
 
 @dataclass
@@ -175,6 +179,25 @@ def sync_until_done(study: SyncStudy, env: dict[str, str], failed: Counter[str])
     raise AssertionError(f"{study.nct}: still pending after {MAX_PASSES} passes: {results[-1:]}")
 
 
+def top_up_faults(proxy: FaultProxy, studies: list[SyncStudy], env: dict[str, str],
+                  failed: Counter[str]) -> int:
+    """More passes of the jobs, by turns, until every fault kind was injected ``MIN_PER_KIND`` times.
+
+    With nothing left to push a pass still checks the server, looks up the study and pulls the
+    changes since its checkpoint through the proxy: the faults then hit the incremental pull, whose
+    checkpoint must not move past a failure.  Returns the number of such passes (at most 400).
+    """
+    configs = [load_sync_config(study.config_path, env) for study in studies]
+    done = 0
+    while min(proxy.stats().faults.values(), default=0) < MIN_PER_KIND and done < 400:
+        try:
+            run(configs[done % len(configs)], once=True)
+        except FhirClientError as exc:
+            failed[type(exc).__name__] += 1
+        done += 1
+    return done
+
+
 def outbox_records(state: Path) -> list[tuple[str, str, list[dict[str, Any]]]]:
     """(key, status, entries) of every outbox record."""
     db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
@@ -234,7 +257,15 @@ def check_study(direct: FhirClient, study: SyncStudy) -> dict[str, Any]:
 def clean_up(direct: FhirClient, studies: list[SyncStudy]) -> dict[str, int]:
     """Delete and expunge what the run wrote, referrers first (the seed's shared Organizations,
     Practitioners and Location stay: other studies refer to them)."""
-    mrns = ",".join(f"{MRN_SYSTEM}|{mrn}" for study in studies for mrn in study.mrns.values())
+    mrns = [f"{MRN_SYSTEM}|{mrn}" for study in studies for mrn in study.mrns.values()]
+    steps: list[tuple[str, dict[str, str]]] = []
+    for start in range(0, len(mrns), MRNS_PER_QUERY):
+        some = ",".join(mrns[start : start + MRNS_PER_QUERY])
+        steps += [
+            ("Observation", {"patient.identifier": some}),
+            ("ResearchSubject", {"patient.identifier": some}),
+            ("Patient", {"identifier": some}),
+        ]
     own: dict[str, list[str]] = {}
     protocol = read_protocol(SEED.read_bytes()).protocol
     for study in studies:
@@ -242,14 +273,12 @@ def clean_up(direct: FhirClient, studies: list[SyncStudy]) -> dict[str, int]:
             key = entry_key(entry)
             if key is not None and study.nct in key[2]:
                 own.setdefault(key[0], []).append(f"{key[1]}|{key[2]}")
-    steps = [
-        ("Observation", {"patient.identifier": mrns}),
-        ("ResearchSubject", {"patient.identifier": mrns}),
-        ("Patient", {"identifier": mrns}),
-    ]
     for kind in sorted(own, key=lambda kind: kind != "ResearchStudy"):  # the study refers to the rest
         steps.append((kind, {"identifier": ",".join(own[kind])}))
-    return {kind: delete_expunge(direct, kind, params) for kind, params in steps}
+    deleted: Counter[str] = Counter()
+    for kind, params in steps:
+        deleted[kind] += delete_expunge(direct, kind, params)
+    return dict(deleted)
 
 
 @pytest.fixture(scope="module")
@@ -279,12 +308,14 @@ def test_sync_through_faults_leaves_everything_exactly_once(hapi_servers, direct
         env = {"TRIALBRIDGE_CONFIG": str(servers_file(tmp_path / "servers.toml", proxy.url))}
         for study in studies:
             passes[study.nct] = len(sync_until_done(study, env, failed_passes))
-        stats = proxy.stats()
+        idle_passes = top_up_faults(proxy, studies, env, failed_passes)
+    stats = proxy.stats()  # after stop(): every handler has finished counting
     facts = [check_study(direct_r4, study) for study in studies]
     report: dict[str, Any] = {
         "run": run_id,
         "studies": facts,
         "passes": passes,
+        "idle_passes": idle_passes,
         "failed_passes": dict(failed_passes),
         "resources_sent": sum(f["resources_sent"] for f in facts),
         "duplicates": sum(f["duplicates"] for f in facts),
