@@ -116,7 +116,7 @@ def send_transaction(
     """Send a transaction Bundle holding this host's locks of its conditional URLs, with the 409
     retry of :func:`push_bundle`; the transaction-response Bundle.  Every transaction of
     conditional writes goes through here (protocols, enrolments, lab results)."""
-    keys = _conditional_urls(bundle)
+    keys = conditional_urls(bundle)
     with locks.hold(client.config.base_url, keys, timeout=lock_timeout):
         return _send(client, bundle, sleep)
 
@@ -135,7 +135,7 @@ def _send(client: FhirClient, bundle: dict[str, Any], sleep: Callable[[float], N
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _conditional_urls(bundle: Any) -> list[str]:
+def conditional_urls(bundle: Any) -> list[str]:
     """``Type?query`` of every entry that creates through a search (conditional update or create)."""
     urls = []
     for entry in (bundle.get("entry") if isinstance(bundle, dict) else None) or []:

@@ -43,8 +43,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from adapter import locks
 from adapter.client import FhirClient
 from adapter.errors import FhirClientError, FhirHttpError, Unauthorized, summarize_outcome
+from adapter.push import conditional_urls
 
 from .outbox import Outbox, StoredRecord
 
@@ -189,9 +191,17 @@ class _Sender:
         for attempt in range(CONFLICT_RETRIES + 1):
             self.outbox.begin_attempt(records)
             self.stats.transactions += 1
+            bundle = _bundle(records)
             try:
-                self.client.transaction(_bundle(records))
+                # the host's locks of these conditional URLs: the service or the CLI writing the same
+                # resources on this host waits for this transaction (adapter/locks.py)
+                with locks.hold(self.client.config.base_url, conditional_urls(bundle)):
+                    self.client.transaction(bundle)
                 return None
+            except locks.LockTimeout as exc:  # another writer on this host is slow: a transient failure
+                error = FhirClientError(f"waiting for this host's lock of the records' resources: {exc}")
+                self.outbox.mark_failed(records, str(error))
+                raise SendStopped("transient", error) from None
             except FhirClientError as exc:
                 failure = classify(exc)
                 if failure == "permanent" or _poisoned(exc, records, attempt):

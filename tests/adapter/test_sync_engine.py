@@ -426,3 +426,19 @@ def test_an_outage_never_counts_as_poison(client, outbox, status):
         stats = push_pending(client, outbox, chunk_size=4)
         assert stats.stopped and stats.dead == 0
     assert outbox.counts().pending == 4 and list(outbox.dead_letters()) == []
+
+
+@responses.activate
+def test_a_host_lock_held_too_long_stops_the_pass_with_the_records_pending(client, outbox, monkeypatch):
+    from adapter import locks
+    from adapter.sync import engine
+
+    def busy(scope, keys, timeout=locks.LOCK_TIMEOUT):
+        raise locks.LockTimeout("held by another writer")
+
+    monkeypatch.setattr(engine.locks, "hold", busy)
+    fill(outbox, 3)
+    stats = push_pending(client, outbox, chunk_size=3)
+    assert stats.stopped and not stats.fatal and stats.sent == 0
+    assert outbox.counts().pending == 3 and len(responses.calls) == 0
+    assert "lock" in outbox.record("k00")["last_error"]
