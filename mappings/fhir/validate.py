@@ -6,7 +6,10 @@ on the plain dict -- strict is about 10% faster; R5 -> ``fhir.resources``, R4 ->
 taken out first and each ``value[x]`` is validated with the model (or primitive type) of its own
 datatype: the same checks, but fhir.resources' Extension model tests all of its ~50 value[x]
 choices on every instance, which cost two thirds of the time on a typical study; the extension's
-own shape (url, value or sub-extensions, ext-1) is checked below.
+own shape (url, value or sub-extensions, ext-1) is checked below.  One recursive walk per resource
+does the checks below and gives the resource without its extensions (collected on the way;
+subtrees without any are shared, not copied) for ``model_validate``; problems are still listed
+model first, then the walk's.
 fhir.resources checks structure, cardinality, choice types and primitive formats, but not codes,
 invariants or references, and it coerces JSON of the wrong type (``"200"`` for an unsignedInt,
 ``"false"`` for a boolean, even the number ``2019`` for a dateTime), so this module adds:
@@ -58,7 +61,9 @@ _TYPE_TAIL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_histo
 
 def _without_extensions(node: Any, where: str, found: list[tuple[str, JSON]]) -> Any:
     """A copy of ``node`` without ``extension`` elements (collected, with their paths, into
-    ``found``, sub-extensions too); an element left empty by that is left out."""
+    ``found``, sub-extensions too); an element left empty by that is left out.  ``_Checker.walk``
+    gives the same while checking; this is for what it does not descend into (an ``extension``
+    that is no array, a contained item that is no object) and for its failure path."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
@@ -124,23 +129,77 @@ def _json_kind(key: str) -> tuple[bool, bool]:
             key in _NUMBER_ELEMENTS or key.endswith(_NUMBER_SUFFIXES))
 
 
+#: ``extension`` and ``modifierExtension``: the elements taken out before ``model_validate``.
+_EXTENSION_KEYS = frozenset({"extension", "modifierExtension"})
+
+#: What ``_Checker._node`` returns for an element the model does not get (an extension list).
+_DROP: Any = object()
+
+
+class _Tables:
+    """What a ``_Checker`` needs from a version's table, derived once per table (:func:`_tables`):
+    the models module, exact and ``*.suffix`` required bindings, reference targets, forbidden
+    extension value types, the leaf names of bound elements; and two memos of what those give
+    per element name or path (never of anything checked)."""
+
+    #: Memos stop growing at this many names (element names and paths come from the input).
+    MEMO_LIMIT = 20_000
+
+    def __init__(self, table: JSON) -> None:
+        self.models_package: str = table["models_package"]
+        self.models = import_module(self.models_package)
+        bindings = {k: set(v) for k, v in table["required_bindings"].items() if not k.startswith("_")}
+        self.exact = {k: v for k, v in bindings.items() if not k.startswith("*.")}
+        self.suffix = [(k[1:], v) for k, v in bindings.items() if k.startswith("*.")]
+        self.targets = {k: set(v) for k, v in table["reference_targets"].items() if not k.startswith("_")}
+        self.forbidden = frozenset(table.get("forbidden_extension_value_types", []))
+        self.binding_leaves = frozenset(k.rsplit(".", 1)[-1] for k in bindings)
+        self._allowed: dict[str, set[str] | None] = {}
+        self.plain: dict[str, bool] = {}
+
+    def allowed(self, elem: str) -> set[str] | None:
+        """The codes of the required binding of element path ``elem`` (``None``: not bound)."""
+        try:
+            return self._allowed[elem]
+        except KeyError:
+            pass
+        allowed = self.exact.get(elem)
+        if allowed is None:
+            allowed = next((codes for suffix, codes in self.suffix if elem.endswith(suffix)), None)
+        if len(self._allowed) < self.MEMO_LIMIT:
+            self._allowed[elem] = allowed
+        return allowed
+
+    def learn_plain(self, key: str) -> bool:
+        """Whether a non-empty string in element ``key`` needs no check at all: a string belongs
+        there (:func:`_json_kind`), it is no reference, extension, contained list or bound code."""
+        boolean, number = _json_kind(key)
+        plain = ((not (boolean or number) or key == "value") and key not in self.binding_leaves
+                 and key not in _EXTENSION_KEYS and key not in ("contained", "reference"))
+        if len(self.plain) < self.MEMO_LIMIT:
+            self.plain[key] = plain
+        return plain
+
+
+@cache
+def _tables(table_name: str) -> _Tables:
+    """The :class:`_Tables` of table file ``table_name``, made once."""
+    return _Tables(load_table(table_name))
+
+
 class _Checker:
     """The state of one validation."""
 
     def __init__(self, bundle: JSON, version: str) -> None:
-        mod = _module(version)
-        self.table = load_table(mod.TABLE)
-        self.models = import_module(self.table["models_package"])
-        bindings = {k: set(v) for k, v in self.table["required_bindings"].items() if not k.startswith("_")}
-        self.exact = {k: v for k, v in bindings.items() if not k.startswith("*.")}
-        self.suffix = [(k[1:], v) for k, v in bindings.items() if k.startswith("*.")]
-        self.targets = {k: set(v) for k, v in self.table["reference_targets"].items()
-                        if not k.startswith("_")}
-        self.forbidden = set(self.table.get("forbidden_extension_value_types", []))
-        self.binding_leaves = {k.rsplit(".", 1)[-1] for k in bindings}
+        tables = self.tables = _tables(_module(version).TABLE)
+        self.models, self.models_package = tables.models, tables.models_package
+        self.targets, self.forbidden = tables.targets, tables.forbidden
+        self.binding_leaves, self.plain = tables.binding_leaves, tables.plain
         self.bundle = bundle
         self.problems: list[str] = []
         self.types_by_url: dict[str, str] = {}
+        self._container: JSON = {}
+        self._bad_root: str | None = None
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -175,23 +234,40 @@ class _Checker:
             rtype = res.get("resourceType", "")
             where = f"entry[{i}] {rtype}"
             studies += rtype == "ResearchStudy"
-            self.parse(res, where)
-            self.walk(res, rtype, where, res, None)
+            self.check_resource(res, rtype, where)
             self.request(e, res, i)
         if studies != 1:
             self.add("Bundle.entry", f"expected exactly one ResearchStudy, found {studies}")
         return self.problems
 
-    def parse(self, res: JSON, where: str) -> None:
+    def check_resource(self, res: JSON, rtype: Any, where: str) -> None:
+        """One traversal (:meth:`walk`) checks the resource and gives it without its extensions
+        (collected on the way); then :meth:`parse`.  Problems in the order parse, walk."""
+        mark = len(self.problems)
+        extensions: list[tuple[str, JSON]] = []
+        try:
+            stripped = self.walk(res, rtype, where, res, extensions)
+        except Exception:
+            # Fail as parse-then-walk would: parse's own error, if any, comes first.
+            del self.problems[mark:]
+            extensions.clear()
+            self.parse(res, where, _without_extensions(res, where, extensions), extensions)
+            raise
+        walked = self.problems[mark:]
+        del self.problems[mark:]
+        self.parse(res, where, stripped, extensions)
+        self.problems += walked
+
+    def parse(self, res: JSON, where: str, stripped: JSON, extensions: list[tuple[str, JSON]]) -> None:
         """``model_validate`` with the version's fhir.resources models: the resource without its
-        extensions, then each extension value with the model of its own datatype (see above)."""
+        extensions (``stripped``), then each extension value (``extensions``: path, extension
+        without sub-extensions) with the model of its own datatype (see above)."""
         try:
             cls = self.models.get_fhir_model_class(res.get("resourceType", ""))
         except (KeyError, ValueError):
             self.add(where, f"unknown resource type {res.get('resourceType')!r}")
             return
-        extensions: list[tuple[str, JSON]] = []
-        self.model_check(cls, _without_extensions(res, where, extensions), where)
+        self.model_check(cls, stripped, where)
         for path, x in extensions:
             for key, value in x.items():
                 if key.startswith("value"):
@@ -210,7 +286,7 @@ class _Checker:
 
     def value_check(self, type_name: str, value: Any, where: str) -> None:
         """An extension's ``value[x]`` against the fhir.resources model of datatype ``type_name``."""
-        validator = _datatype_validator(self.table["models_package"], type_name)
+        validator = _datatype_validator(self.models_package, type_name)
         if validator is None:
             self.add(where, f"value{type_name} is not an extension value type")
         else:
@@ -244,66 +320,110 @@ class _Checker:
     # element level -------------------------------------------------------------------------------
 
     def binding(self, elem: str, value: Any, where: str) -> None:
-        allowed = self.exact.get(elem)
-        if allowed is None:
-            allowed = next((codes for suffix, codes in self.suffix if elem.endswith(suffix)), None)
+        allowed = self.tables.allowed(elem)
         if allowed is not None and value not in allowed:
             self.add(where, f"{value!r} is not in the required value set")
 
-    def walk(self, node: Any, elem: str, where: str, container: JSON, ext_key: str | None) -> None:
-        """Recursive checks from a resource (or extension body) down.
+    def walk(self, node: JSON, root: Any, where: str, container: JSON,
+             found: list[tuple[str, JSON]] | None) -> Any:
+        """Recursive checks from a resource down; returns the resource without its extensions
+        (what ``_without_extensions`` gives: elements left empty by that are left out, the rest is
+        shared, not copied), which are appended with their paths to ``found``.  ``found`` is
+        ``None`` inside an extension value: checked only, kept whole (its model checks it).
 
-        ``elem`` is the element path without indexes (what the tables name); paths are built as
-        lists and joined only for a binding, a reference or a problem, to keep this cheap.
+        ``root`` is the resource type, the first segment of the element path without indexes
+        (what the tables name), built along with ``where``, the path with indexes.
         """
-        self._elem, self._where = [elem], [where]
+        saved = self._container, self._bad_root
         self._container = container
-        self._node(node, ext_key)
+        # A resourceType that is no string fails only where the path is looked up, as "".join would.
+        self._bad_root = (None if isinstance(root, str)
+                          else f"sequence item 0: expected str instance, {type(root).__name__} found")
+        try:
+            return self._node(node, root if isinstance(root, str) else "", where, None, found)
+        finally:
+            self._container, self._bad_root = saved
 
-    def _here(self) -> str:
-        return "".join(self._where)
-
-    def _node(self, node: Any, ext_key: str | None) -> None:
+    def _node(self, node: Any, elem: str, where: str, ext_key: str | None,
+              found: list[tuple[str, JSON]] | None) -> Any:
         if isinstance(node, dict):
             if not node:
-                self.add(self._here(), "empty object (ele-1)")
+                self.add(where, "empty object (ele-1)")
+            changes: dict[str, Any] | None = None
+            plain = self.plain
             for key, value in node.items():
-                self._elem.append("." + key)
-                self._where.append("." + key)
-                if value is None or value == "" or value == [] or value == {}:
-                    self.add(self._here(), "empty or null value (ele-1)")
-                elif key in ("extension", "modifierExtension"):
-                    for j, x in enumerate(value if isinstance(value, list) else [value]):
-                        self._where.append(f"[{j}]")
-                        self.extension(x, ext_key)
-                        self._where.pop()
+                if type(value) is str and value:
+                    is_plain = plain.get(key)
+                    if is_plain or (is_plain is None and self.tables.learn_plain(key)):
+                        continue  # the common case: nothing to check, nothing to strip
+                here = where + "." + key
+                kept = value
+                if not value and (value is None or value == "" or value == [] or value == {}):
+                    self.add(here, "empty or null value (ele-1)")
+                    if key in _EXTENSION_KEYS and isinstance(value, list):
+                        kept = _DROP
+                elif key in _EXTENSION_KEYS:
+                    sub_elem = elem + "." + key
+                    if isinstance(value, list):
+                        for j, x in enumerate(value):
+                            self.extension(x, ext_key, sub_elem, f"{here}[{j}]", found)
+                        kept = _DROP
+                    else:
+                        self.extension(value, ext_key, sub_elem, here + "[0]", None)
+                        if found is not None:
+                            kept = _without_extensions(value, here, found)
                 elif key == "contained" and isinstance(value, list):
-                    for j, c in enumerate(value):
-                        if isinstance(c, dict):
-                            saved = self._elem, self._where, self._container
-                            self.walk(c, c.get("resourceType", ""), f"{self._here()}[{j}]", c, None)
-                            self._elem, self._where, self._container = saved
+                    kept = self.contained(value, here, found)
                 else:
                     if key == "reference" and isinstance(value, str):
-                        self.reference(value, ext_key)
+                        self.reference(value, elem, here, ext_key)
                     elif key in self.binding_leaves and isinstance(value, str):
-                        self.binding("".join(self._elem), value, self._here())
+                        if self._bad_root:
+                            raise TypeError(self._bad_root)
+                        self.binding(elem + "." + key, value, here)
                     if isinstance(value, dict | list):
-                        self._node(value, ext_key)
+                        kept = self._node(value, elem + "." + key, here, ext_key, found)
                     else:
-                        self.json_type(key, value)
-                self._elem.pop()
-                self._where.pop()
-        elif isinstance(node, list):
+                        self.json_type(key, value, here)
+                if kept is not value and found is not None:
+                    if changes is None:
+                        changes = {}
+                    changes[key] = _DROP if kept is _DROP or (kept == {} and value != {}) else kept
+            if changes is None:
+                return node
+            return {k: changes.get(k, v) for k, v in node.items() if changes.get(k) is not _DROP}
+        if isinstance(node, list):
+            out: list[Any] | None = None
             for j, item in enumerate(node):
-                self._where.append(f"[{j}]")
-                if item is None:
-                    self.add(self._here(), "null in array (ele-1)")
-                else:
-                    self._node(item, ext_key)
-                self._where.pop()
+                if not isinstance(item, dict | list):
+                    if item is None:
+                        self.add(f"{where}[{j}]", "null in array (ele-1)")
+                    continue  # a primitive in an array: nothing to check
+                kept = self._node(item, elem, f"{where}[{j}]", ext_key, found)
+                if kept is not item:
+                    if out is None:
+                        out = list(node)
+                    out[j] = kept
+            return node if out is None else out
+        return node
 
-    def json_type(self, key: str, value: Any) -> None:
+    def contained(self, resources: list[Any], where: str, found: list[tuple[str, JSON]] | None) -> Any:
+        """Each contained resource walked from its own type (references ``#id`` resolve in it)."""
+        out: list[Any] | None = None
+        for j, c in enumerate(resources):
+            if isinstance(c, dict):
+                kept = self.walk(c, c.get("resourceType", ""), f"{where}[{j}]", c, found)
+            elif found is not None:
+                kept = _without_extensions(c, f"{where}[{j}]", found)
+            else:
+                continue
+            if kept is not c:
+                if out is None:
+                    out = list(resources)
+                out[j] = kept
+        return resources if out is None else out
+
+    def json_type(self, key: str, value: Any, where: str) -> None:
         """A boolean or number only where FHIR JSON has one (see the module docstring)."""
         boolean, number = _json_kind(key)
         if type(value) is str and (not (boolean or number) or key == "value"):
@@ -315,42 +435,49 @@ class _Checker:
         else:
             ok = not (boolean or number) or (key == "value" and isinstance(value, str))
         if not ok:
-            self.add(self._here(), f"JSON {type(value).__name__} {value!r} is the wrong type for {key}")
+            self.add(where, f"JSON {type(value).__name__} {value!r} is the wrong type for {key}")
 
-    def extension(self, x: Any, parent: str | None) -> None:
+    def extension(self, x: Any, parent: str | None, elem: str, where: str,
+                  found: list[tuple[str, JSON]] | None) -> None:
+        """One extension: url, ext-1, value types; collected into ``found`` (when not ``None``)
+        with its sub-extensions, as ``_without_extensions`` does."""
+        if found is not None and isinstance(x, dict):
+            found.append((where, {k: v for k, v in x.items() if k != "extension"}))
         if not isinstance(x, dict) or not isinstance(x.get("url"), str) or not x["url"]:
-            self.add(self._here(), "extension without url")
+            self.add(where, "extension without url")
+            if found is not None and isinstance(x, dict) and isinstance(x.get("extension"), list):
+                _collect(x["extension"], where + ".extension", found)
             return
         url = x["url"]
         key = url if "://" in url or url.startswith("urn:") else f"{parent}#{url}"
         values = [k for k in x if k.startswith("value")]
         if bool(values) == bool(x.get("extension")):
-            self.add(self._here(), f"extension {url}: a value[x] or sub-extensions, not both (ext-1)")
+            self.add(where, f"extension {url}: a value[x] or sub-extensions, not both (ext-1)")
         for k in values:
             if k in self.forbidden:
-                self.add(self._here(), f"{k} is not an R4 extension value type (R4B only)")
+                self.add(where, f"{k} is not an R4 extension value type (R4B only)")
         for k, v in x.items():
             if k == "url":
                 continue
-            self._elem.append("." + k)
-            self._where.append("." + k)
-            if v is None or v == "" or v == [] or v == {}:
-                self.add(self._here(), "empty or null value (ele-1)")
+            here = where + "." + k
+            if not v and (v is None or v == "" or v == [] or v == {}):
+                self.add(here, "empty or null value (ele-1)")
             elif k == "extension":
-                for j, sub in enumerate(v if isinstance(v, list) else [v]):
-                    self._where.append(f"[{j}]")
-                    self.extension(sub, key)
-                    self._where.pop()
+                sub_elem = elem + "." + k
+                if isinstance(v, list):
+                    for j, sub in enumerate(v):
+                        self.extension(sub, key, sub_elem, f"{here}[{j}]", found)
+                else:
+                    self.extension(v, key, sub_elem, here + "[0]", None)
             elif isinstance(v, dict | list):
-                self._node(v, key)
+                self._node(v, elem + "." + k, here, key, None)
             else:
-                self.json_type(k, v)
-            self._elem.pop()
-            self._where.pop()
+                self.json_type(k, v, here)
 
-    def reference(self, ref: str, ext_key: str | None) -> None:
-        elem = "".join(self._elem[:-1])
-        where = self._here()
+    def reference(self, ref: str, elem: str, where: str, ext_key: str | None) -> None:
+        """``elem``: the path without indexes of the Reference holding ``ref``."""
+        if self._bad_root:
+            raise TypeError(self._bad_root)
         key = ext_key if elem.rsplit(".", 1)[-1].startswith("value") and ext_key else elem
         rtype = None
         if ref.startswith("#"):
