@@ -10,7 +10,7 @@ from mappings.fhir import write_bundle
 from mappings.fhir.validate import validate_bundle
 from mappings.sources import read_protocol
 
-from .report import Row, rate
+from .report import Row, rates
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ctgov"
 
@@ -36,23 +36,18 @@ def run() -> list[Row]:
             json.dumps(json.loads(data), ensure_ascii=False)
         return len(records)
 
-    floor_rate = rate(floor)
-    rows = []
-    for version in ("R4", "R5"):
-
-        def mapped(version: str = version) -> int:
+    def mapper(version: str):
+        def mapped() -> int:
             for data in records:
                 map_once(data, version)
             return len(records)
 
-        rows.append(
-            Row(
-                f"map v2 JSON -> validated {version} Bundle",
-                rate(mapped),
-                "rec/s",
-                "json.loads+dumps",
-                floor_rate,
-                target=0.05,
-            )
-        )
-    return rows
+        return mapped
+
+    versions = ("R4", "R5")
+    floor_rate, *mapped_rates = rates([floor, *(mapper(v) for v in versions)], seconds=4.5)
+    return [
+        Row(f"map v2 JSON -> validated {version} Bundle", value, "rec/s", "json.loads+dumps", floor_rate,
+            target=0.05)
+        for version, value in zip(versions, mapped_rates)
+    ]

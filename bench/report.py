@@ -49,6 +49,20 @@ def rate(func: Callable[[], int], seconds: float = 2.5, rounds: int = 5) -> floa
     return best
 
 
+def rates(funcs: list[Callable[[], int]], seconds: float = 2.5, rounds: int = 9) -> list[float]:
+    """Best-of-``rounds`` items per second of each of ``funcs``, measured in turns (round 1 of each,
+    then round 2 of each...), so that a figure and its baseline see the same machine: a busy moment
+    costs each of them a round, not one of them its whole measurement."""
+    best = [0.0] * len(funcs)
+    for _ in range(rounds):
+        for i, func in enumerate(funcs):
+            done, start = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - start) < seconds / rounds:
+                done += func()
+            best[i] = max(best[i], done / elapsed)
+    return best
+
+
 def print_table(rows: list[Row]) -> None:
     header = f"{'figure':44} {'value':>14} {'baseline (same run)':>36} {'ratio':>8} {'target':>8}"
     print(header)
