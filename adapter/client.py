@@ -165,7 +165,7 @@ class _Call:
         """May it be sent twice without a second effect (no duplicate create)?"""
         if self.method in IDEMPOTENT or self.writes_nothing:
             return True
-        return self.method == "POST" and ("If-None-Exist" in self.headers or _bundle_replay_safe(self.body))
+        return self.method == "POST" and ("If-None-Exist" in self.headers or bundle_replay_safe(self.body))
 
     @cached_property
     def creates_by_search(self) -> bool:
@@ -173,7 +173,7 @@ class _Call:
         if self.method == "PUT":
             return "?" in self.url
         return self.method == "POST" and (
-            "If-None-Exist" in self.headers or _bundle_creates_by_search(self.body)
+            "If-None-Exist" in self.headers or bool(conditional_urls(self.body))
         )
 
 
@@ -515,7 +515,9 @@ def _retry_after(response: requests.Response, clock: Callable[[], float]) -> flo
     return max(0.0, when.timestamp() - clock())
 
 
-def _bundle_replay_safe(body: Resource | None) -> bool:
+def bundle_replay_safe(body: Resource | None) -> bool:
+    """Is a transaction/batch Bundle safe to send again: every entry idempotent or a conditional
+    create (once one attempt is committed, another matches it and changes nothing)?"""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         return False
     if body.get("type") not in ("transaction", "batch"):
@@ -523,17 +525,20 @@ def _bundle_replay_safe(body: Resource | None) -> bool:
     return all(_entry_replay_safe(entry) for entry in body.get("entry") or [])
 
 
-def _bundle_creates_by_search(body: Resource | None) -> bool:
+def conditional_urls(body: Resource | None) -> list[str]:
+    """``Type?query`` of every entry of a Bundle that creates through a search (a conditional update
+    or a conditional create): what two concurrent writers of one resource have in common."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-        return False
+        return []
+    urls = []
     for entry in body.get("entry") or []:
         request = (entry.get("request") if isinstance(entry, dict) else None) or {}
-        method = str(request.get("method", "")).upper()
-        if (method == "PUT" and "?" in str(request.get("url", ""))) or (
-            method == "POST" and request.get("ifNoneExist")
-        ):
-            return True
-    return False
+        method, url = str(request.get("method", "")).upper(), str(request.get("url", ""))
+        if method == "PUT" and "?" in url:
+            urls.append(url)
+        elif method == "POST" and request.get("ifNoneExist"):
+            urls.append(f"{url}?{request['ifNoneExist']}")
+    return urls
 
 
 def _entry_replay_safe(entry: Any) -> bool:

@@ -145,6 +145,19 @@ _STATUS_CLASSES: dict[int, type[FhirHttpError]] = {
 }
 
 
+#: 4xx answers that say "not now" (timeout, conflict with a concurrent writer, locked, too early,
+#: rate limited), not "not this content": the same request may succeed later.
+RETRY_LATER_STATUSES = frozenset({408, 409, 423, 425, 429})
+
+
+def refuses_content(exc: BaseException) -> bool:
+    """Is ``exc`` the server's verdict on what was sent: a 4xx that is neither "not now"
+    (:data:`RETRY_LATER_STATUSES`) nor "not you" (401/403, :class:`Unauthorized`)?"""
+    return (isinstance(exc, FhirHttpError) and not isinstance(exc, Unauthorized)
+            and exc.status is not None and 400 <= exc.status < 500
+            and exc.status not in RETRY_LATER_STATUSES)
+
+
 def _class_for_status(status: int) -> type[FhirHttpError]:
     if status in _STATUS_CLASSES:
         return _STATUS_CLASSES[status]

@@ -45,6 +45,7 @@ from mappings.eligibility import (
 from mappings.eligibility.recognise import load_table
 from mappings.errors import InputError, MappingIssue
 from mappings.fhir import read_bundle
+from mappings.model import NCT_ID
 
 from .client import FhirClient, Resource
 from .errors import NotFound
@@ -53,7 +54,6 @@ from .pull import pull_study
 __all__ = ["PrescreenResult", "format_table", "needed_observation_codes", "parse_patient", "prescreen",
            "study_criteria"]
 
-NCT_ID = re.compile(r"NCT[0-9]{8}")
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"

@@ -25,7 +25,7 @@ from mappings.fhir import write_bundle
 from mappings.model import Protocol
 
 from . import locks
-from .client import FhirClient
+from .client import FhirClient, bundle_replay_safe, conditional_urls
 from .errors import FhirHttpError
 
 log = logging.getLogger("trialbridge.push")
@@ -122,7 +122,11 @@ def send_transaction(
 
 
 def _send(client: FhirClient, bundle: dict[str, Any], sleep: Callable[[float], None]) -> dict[str, Any]:
-    retry = _conflict_retry_safe(bundle)
+    # sent again after the server rolled it back, such a bundle writes once; an If-Match would fail
+    retry = bundle_replay_safe(bundle) and not any(
+        ((entry.get("request") if isinstance(entry, dict) else None) or {}).get("ifMatch")
+        for entry in bundle.get("entry") or []
+    )
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
             return client.transaction(bundle)
@@ -133,32 +137,6 @@ def _send(client: FhirClient, bundle: dict[str, Any], sleep: Callable[[float], N
             log.info("transaction of %d entries: conflict (409), again in %.2fs", len(bundle["entry"]), delay)
             sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def conditional_urls(bundle: Any) -> list[str]:
-    """``Type?query`` of every entry that creates through a search (conditional update or create)."""
-    urls = []
-    for entry in (bundle.get("entry") if isinstance(bundle, dict) else None) or []:
-        request = (entry.get("request") if isinstance(entry, dict) else None) or {}
-        method, url = str(request.get("method", "")).upper(), str(request.get("url", ""))
-        if method == "PUT" and "?" in url:
-            urls.append(url)
-        elif method == "POST" and request.get("ifNoneExist"):
-            urls.append(f"{url}?{request['ifNoneExist']}")
-    return urls
-
-
-def _conflict_retry_safe(bundle: dict[str, Any]) -> bool:
-    """Every entry a PUT/DELETE/GET or a conditional create, none with ``ifMatch``: sending the bundle
-    again after the server rolled it back writes it once."""
-    for entry in bundle.get("entry") or []:
-        request = (entry.get("request") if isinstance(entry, dict) else None) or {}
-        method = str(request.get("method", "")).upper()
-        if request.get("ifMatch") or not (
-            method in ("PUT", "DELETE", "GET", "HEAD") or (method == "POST" and request.get("ifNoneExist"))
-        ):
-            return False
-    return True
 
 
 def entry_result(resource_type: str, response: dict[str, Any]) -> EntryResult:

@@ -70,7 +70,7 @@ from mappings.sources.trial_csv import RowError, iter_enrolments, iter_labs
 from mappings.trial_model import Enrolment, LabResult
 
 from .client import FhirClient
-from .errors import FhirHttpError, summarize_outcome
+from .errors import FhirHttpError, refuses_content, summarize_outcome
 from .pull import find_study, pull_study
 from .push import entry_result, send_transaction
 
@@ -158,17 +158,6 @@ def _reason(exc: FhirHttpError) -> str:
     return summarize_outcome(exc.operation_outcome) or f"refused by the server (HTTP {exc.status})"
 
 
-#: 4xx answers that say "not now" or "not you", not "not this content": raised, never taken as a row's
-#: rejection (the caller sends the file again later; every write is conditional).
-_NOT_A_VERDICT = frozenset({401, 403, 408, 409, 423, 425, 429})
-
-
-def _refused(exc: Exception) -> bool:
-    """A 4xx answer to a transaction: the server refused what we sent (not a fault of the server)."""
-    return (isinstance(exc, FhirHttpError) and exc.status is not None and 400 <= exc.status < 500
-            and exc.status not in _NOT_A_VERDICT)
-
-
 def _bundle(kind: str, entries: list[JSON]) -> JSON:
     return {"resourceType": "Bundle", "type": kind, "entry": entries}
 
@@ -223,7 +212,7 @@ def _push_subjects(client: FhirClient, enrolments: list[Enrolment], study_ref: s
         bundle = _bundle("transaction", [x for _, entries in mapped for x in entries])
         response = send_transaction(client, bundle)
     except FhirHttpError as exc:
-        if not _refused(exc):
+        if not refuses_content(exc):
             raise
         if len(mapped) == 1:
             result.reject(_reason(exc), key=mapped[0][0].subject_id)
@@ -363,7 +352,7 @@ def _push_chunk(client: FhirClient, chunk: list[LabResult], study_ref: str, subj
     try:
         answers = send_transaction(client, _bundle("transaction", entries)).get("entry") or []
     except FhirHttpError as exc:
-        if not _refused(exc):
+        if not refuses_content(exc):
             raise
         answers = client.batch(_bundle("batch", entries)).get("entry") or []
     for (r, _), answer in zip(mapped, answers):

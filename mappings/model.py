@@ -14,11 +14,16 @@ for JSON.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
+
+#: A ClinicalTrials.gov NCT number.  Use it with ``fullmatch``: ``$`` would let a trailing newline
+#: through, and ``\d`` would take other scripts' digits.
+NCT_ID = re.compile(r"NCT[0-9]{8}")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from adapter.errors import (
     NotFound,
     OutcomeUnknown,
     VersionMismatch,
+    refuses_content,
 )
 from adapter.locks import LockTimeout
 from mappings import fhirjson
@@ -54,7 +55,8 @@ UPSTREAM_4XX: dict[int, int] = {
     408: 504,  # the FHIR server timed out
     409: 409,  # a concurrent writer of the same resources won (after our retries): try again
     412: 409,
-    423: 503,  # locked, rate limited: try again later
+    423: 503,  # locked, too early, rate limited: try again later
+    425: 503,
     429: 503,
 }
 
@@ -64,7 +66,7 @@ def _status_for_upstream(exc: FhirClientError) -> int:
         return 404
     if isinstance(exc, FhirHttpError) and exc.status in UPSTREAM_4XX:
         return UPSTREAM_4XX[exc.status]
-    if isinstance(exc, FhirHttpError) and exc.status is not None and 400 <= exc.status < 500:
+    if refuses_content(exc):
         return 422  # the EHR server refused what we sent: the request cannot be processed as is
     if isinstance(exc, FhirConnectionError) and "timed out" in str(exc).lower():
         return 504

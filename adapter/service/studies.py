@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from flask import Blueprint, Response, request
 
 from adapter.pull import pull_study
@@ -14,6 +12,7 @@ from mappings.sources import read_protocol
 
 from .body import whole_body
 from .errors import RequestError, fhir_response
+from .params import flag_param, nct_param
 from .state import state
 
 bp = Blueprint("studies", __name__)
@@ -28,14 +27,6 @@ RECORD_TYPES = frozenset(
         "text/plain",
     }
 )
-NCT_ID = re.compile(r"NCT[0-9]{8}")  # used with fullmatch: '$' would let a trailing newline through
-
-
-def _flag(name: str) -> bool:
-    value = request.args.get(name, "false").lower()
-    if value not in ("true", "false"):
-        raise RequestError(f"query parameter {name!r} must be true or false", parameter=name)
-    return value == "true"
 
 
 def _record_body() -> bytes:
@@ -52,7 +43,7 @@ def _record_body() -> bytes:
 def post_study() -> Response:
     """Map the posted record for the named server's FHIR version; push it unless ``dryRun``."""
     server = state().server(request.args.get("server"))
-    dry_run = _flag("dryRun")
+    dry_run = flag_param("dryRun")
     read = read_protocol(_record_body())
     if dry_run:
         written = write_bundle(read.protocol, server.fhir_version)
@@ -67,8 +58,7 @@ def post_study() -> Response:
 @bp.get("/studies/<nct>")
 def get_study(nct: str) -> Response:
     """Pull the study and what it references, as FHIR (a collection Bundle) or the protocol model."""
-    if not NCT_ID.fullmatch(nct):
-        raise RequestError("the study id must be an NCT number like NCT01234567", parameter="nct")
+    nct_param(nct)
     server = state().server(request.args.get("server"))
     fmt = request.args.get("format", "fhir")
     if fmt not in ("fhir", "protocol"):

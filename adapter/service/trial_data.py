@@ -26,29 +26,16 @@ from mappings.outcomes import parse_time_frame
 from .body import whole_body
 from .errors import RequestError, fhir_response
 from .outcome import operation_outcome
+from .params import flag_param, nct_param
 from .state import state
 
 bp = Blueprint("trial_data", __name__)
 
 log = logging.getLogger("trialbridge.service")
 
-NCT_ID = re.compile(r"NCT[0-9]{8}")  # used with fullmatch: '$' would let a trailing newline through
 GRACE_DAYS = re.compile(r"[0-9]{1,4}")
 CSV_TYPES = frozenset({"text/csv"})
 PULL_TYPES = {"ndjson": "application/fhir+ndjson", "csv": "text/csv"}
-
-
-def _nct(nct: str) -> str:
-    if not NCT_ID.fullmatch(nct):
-        raise RequestError("the study id must be an NCT number like NCT01234567", parameter="nct")
-    return nct
-
-
-def _flag(name: str) -> bool:
-    value = request.args.get(name, "false").lower()
-    if value not in ("true", "false"):
-        raise RequestError(f"query parameter {name!r} must be true or false", parameter=name)
-    return value == "true"
 
 
 def _csv_lines() -> Iterator[str]:
@@ -72,9 +59,9 @@ def _csv_lines() -> Iterator[str]:
 @bp.post("/studies/<nct>/subjects")
 def post_subjects(nct: str) -> Response:
     """Enrol the subjects of an enrolments CSV in the study on the named server."""
-    nct = _nct(nct)
+    nct = nct_param(nct)
     server = state().server(request.args.get("server"))
-    create = _flag("createPatients")
+    create = flag_param("createPatients")
     lines = _csv_lines()
     result = trial_data.enrol(state().client(server.name), nct, lines, create_patients=create)
     body = {"nctId": nct, "server": server.name, **result.to_json()}
@@ -84,7 +71,7 @@ def post_subjects(nct: str) -> Response:
 @bp.get("/studies/<nct>/subjects")
 def get_subjects(nct: str) -> Response:
     """The study's ResearchSubjects read back as enrolments (with their Patients' birth date and sex)."""
-    nct = _nct(nct)
+    nct = nct_param(nct)
     server = state().server(request.args.get("server"))
     client = state().client(server.name)
     study = find_study(client, nct)
@@ -101,7 +88,7 @@ def get_subjects(nct: str) -> Response:
 @bp.post("/studies/<nct>/observations")
 def post_observations(nct: str) -> Response:
     """Push the results of a lab CSV for the study's enrolled subjects, in transaction chunks."""
-    nct = _nct(nct)
+    nct = nct_param(nct)
     server = state().server(request.args.get("server"))
     lines = _csv_lines()
     result = trial_data.push_labs(state().client(server.name), nct, lines)
@@ -131,7 +118,7 @@ def _grace_days() -> int:
 @bp.get("/studies/<nct>/observations")
 def get_observations(nct: str) -> Response:
     """The study's outcome labs, streamed as NDJSON (FHIR) or tidy CSV."""
-    nct = _nct(nct)
+    nct = nct_param(nct)
     server = state().server(request.args.get("server"))
     fmt = request.args.get("format", "ndjson")
     if fmt not in PULL_TYPES:

@@ -29,7 +29,6 @@ Relative paths are relative to the directory of the config file.  The target ser
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,10 +37,10 @@ from typing import Any
 
 from adapter.config import ServerConfig, load_config
 from adapter.errors import ConfigError
+from mappings.model import NCT_ID
 
 __all__ = ["PullConfig", "SyncConfig", "load_sync_config"]
 
-_NCT = re.compile(r"^NCT\d{8}$")
 _TOP = {"study", "state", "chunk_size", "interval", "create_patients", "source", "target", "pull"}
 _SOURCE = {"enrolments", "labs", "mrn_system"}
 _TARGET = {"server"}
@@ -96,7 +95,7 @@ def load_sync_config(
     pull_table = doc.get("pull")
 
     study = doc.get("study")
-    if not isinstance(study, str) or not _NCT.match(study):
+    if not isinstance(study, str) or not NCT_ID.fullmatch(study):
         raise ConfigError(f"study must be an NCT number (NCT + 8 digits), not {study!r}")
     state_value = state if state is not None else _string("state", doc.get("state"))
     enrolments = _optional_path(base, "source.enrolments", source.get("enrolments"))

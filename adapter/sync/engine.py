@@ -44,9 +44,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from adapter import locks
-from adapter.client import FhirClient
-from adapter.errors import FhirClientError, FhirHttpError, Unauthorized, summarize_outcome
-from adapter.push import conditional_urls
+from adapter.client import FhirClient, conditional_urls
+from adapter.errors import FhirClientError, FhirHttpError, Unauthorized, refuses_content, summarize_outcome
 
 from .outbox import Outbox, StoredRecord
 
@@ -56,8 +55,6 @@ log = logging.getLogger("trialbridge.sync")
 
 Failure = Literal["permanent", "transient", "fatal"]
 
-#: 4xx statuses that say "not now", not "never": retried on the next pass.
-_RETRY_LATER = frozenset({408, 409, 423, 425, 429})
 #: A chunk refused with 409 (a concurrent write of the same conditional URL) is tried again this many
 #: times within the pass, after CONFLICT_PAUSE, 2x, 4x... seconds.
 CONFLICT_RETRIES = 3
@@ -94,10 +91,8 @@ def classify(error: FhirClientError) -> Failure:
     """Is a failed transaction the content's fault (permanent), or the moment's (transient)?"""
     if isinstance(error, Unauthorized):
         return "fatal"
-    if isinstance(error, FhirHttpError) and error.status is not None:
-        status = error.status
-        if 400 <= status < 500 and status not in _RETRY_LATER and error.operation_outcome:
-            return "permanent"
+    if refuses_content(error) and error.operation_outcome:
+        return "permanent"
     return "transient"
 
 

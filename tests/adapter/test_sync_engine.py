@@ -44,14 +44,15 @@ def keys_of(request) -> list[str]:
     return [e["resource"]["identifier"][0]["value"] for e in bundle["entry"]]
 
 
-def server(bad: set[str], seen: list[list[str]]):
-    """A transaction endpoint refusing (400 + OperationOutcome) any bundle holding a ``bad`` key."""
+def server(bad: set[str], seen: list[list[str]], status: int = 400):
+    """A transaction endpoint answering ``status`` + OperationOutcome to any bundle holding a ``bad``
+    key (400: a refusal; 500: a record that makes the server fail every time)."""
 
     def answer(request):
         keys = keys_of(request)
         seen.append(keys)
         if bad & set(keys):
-            return 400, {"Content-Type": "application/fhir+json"}, json.dumps(REFUSAL)
+            return status, {"Content-Type": "application/fhir+json"}, json.dumps(REFUSAL)
         body = {
             "resourceType": "Bundle",
             "type": "transaction-response",
@@ -382,27 +383,12 @@ def test_a_failed_pull_moves_no_checkpoint_and_leaves_no_file(client, outbox, tm
     assert list((tmp_path / "out").glob("*.ndjson")) == []
 
 
-def poison_server(bad: str, seen: list[list[str]]):
-    """A transaction endpoint that fails with 500 on every bundle holding the ``bad`` key."""
-
-    def answer(request):
-        keys = keys_of(request)
-        seen.append(keys)
-        if bad in keys:
-            return 500, {"Content-Type": "application/fhir+json"}, json.dumps(REFUSAL)
-        entries = [{"response": {"status": "201 Created"}} for _ in keys]
-        body = json.dumps({"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
-        return 200, {"Content-Type": "application/fhir+json"}, body
-
-    return answer
-
-
 @responses.activate
 def test_a_record_that_makes_the_server_fail_every_pass_is_isolated_after_poison_attempts(client, outbox):
     from adapter.sync.engine import POISON_ATTEMPTS
 
     seen: list[list[str]] = []
-    responses.add_callback(responses.POST, BASE, callback=poison_server("k02", seen))
+    responses.add_callback(responses.POST, BASE, callback=server({"k02"}, seen, status=500))
     keys = fill(outbox, 6)
     for _ in range(POISON_ATTEMPTS - 1):  # a 500 is transient at first: the pass stops, nothing is lost
         stats = push_pending(client, outbox, chunk_size=6)
