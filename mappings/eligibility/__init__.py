@@ -10,13 +10,17 @@ The pure half of the "Eligibility criteria" issue (no I/O, no FHIR output, no se
 
 * :mod:`.parse` -- :func:`parse_criteria`: criteria text (v2 Markdown, legacy XML textblock, page
   text) -> :class:`CriteriaList` of verbatim inclusion/exclusion items; never raises.
-* :mod:`.recognise` -- :func:`recognise`: one item -> :class:`Criterion`, computable with a test or
-  not, with the reason; :func:`criteria_table` for the README.
-* :mod:`.evaluate` -- :func:`patient_facts_from_fhir` (R4/R5 Patient, Condition, Observation) and
-  :func:`evaluate` -> :class:`Verdict` with evidence.
+* :mod:`.tables` (the compiled tables), :mod:`.rules` (the text rules) and :mod:`.recognise`
+  (:func:`recognise`: one item -> :class:`Criterion`, computable with a test or not, with the
+  reason; :func:`criteria_table` for the README).
+* :mod:`.facts` -- :func:`patient_facts_from_fhir` (R4/R5 Patient, Condition, Observation);
+  :mod:`.evaluate` -- :func:`evaluate` -> :class:`Verdict` with evidence (dates: :mod:`.dates`).
+
+Design notes: ``docs/design/eligibility.md``.
 """
 
-from .evaluate import convert, evaluate, evaluate_test, patient_facts_from_fhir
+from .evaluate import convert, evaluate, evaluate_test
+from .facts import patient_facts_from_fhir
 from .model import (
     AgeTest,
     AllOf,

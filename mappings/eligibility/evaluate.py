@@ -1,48 +1,21 @@
-"""Evaluate recognised criteria against one patient; read the patient's facts from FHIR R4/R5 JSON.
+"""Evaluate recognised criteria against one patient's facts: each criterion's outcome and the verdict.
 
-:func:`patient_facts_from_fhir` turns Patient, Condition and Observation resources (loose, or in
-Bundles) into :class:`~.model.PatientFacts`.  R4 and R5 are read alike; where they differ:
-
-* ``Condition.clinicalStatus`` / ``verificationStatus`` are CodeableConcepts in both (system
-  ``http://terminology.hl7.org/CodeSystem/condition-clinical``); R5 makes clinicalStatus required
-  and adds the code ``unknown`` (read here as "cannot tell"); a bare STU3-style string is accepted.
-* ``Observation.value[x]``: R5 adds ``valueAttachment``/``valueReference`` (not used here).
-  Qualitative results are read from ``valueCodeableConcept`` (SNOMED 10828004 Positive /
-  260385009 Negative, Reactive/Non-reactive, Detected/Not detected, LOINC LA6576-8/LA6577-6), from
-  ``valueString`` words (``positive``, ``non-reactive``...) or, failing both, from
-  ``interpretation`` (POS/NEG/DET/ND).
-* pregnancy status (LOINC 82810-3) and breastfeeding status (LOINC 63895-7, SNOMED 413712001) become
-  :class:`~.model.StatusFact` rather than lab results.
-
-:func:`evaluate` gives each criterion an outcome -- met, not met, unknown, not computable -- with
-its evidence (resource references, values, dates), three-valued for combinations, and the verdict:
-
-* **not eligible** when an inclusion criterion is not met or an exclusion criterion is met;
-* otherwise **needs review** when a criterion is unknown (data missing, too old, units that do not
-  convert, dates that cannot show a duration) or cannot be computed and is not settled at
-  screening;
-* otherwise **likely eligible** -- with the criteria settled at screening (consent, participation,
-  the investigator's judgement...) listed in ``to_confirm``.
-
-Conditions count as present when their clinical status is active/recurrence/relapse (or absent)
-and their verification status is not refuted/entered-in-error; unconfirmed/provisional/differential
-diagnoses, and R5's ``unknown`` status, make the outcome unknown.  A patient with no Condition at
-all is unknown for a condition criterion (no data), not "absent".  Lab criteria use the latest
-result; units are compared only when equal or convertible by :mod:`mappings.units` (the one
-converter, with the unit spellings and molar masses of ``loinc_labs.json``), and a converted value
-within 1% of the threshold is unknown (rounding of factors and reported values).
+:func:`evaluate_test` gives a test an outcome -- met, not met, unknown -- with its evidence
+(resource references, values, dates), three-valued for combinations; :func:`evaluate` gives every
+criterion its outcome and the verdict: **not eligible** when an inclusion criterion is not met or an
+exclusion criterion is met; otherwise **needs review** when a criterion is unknown or cannot be
+computed and is not settled at screening; otherwise **likely eligible**, with the criteria settled at
+screening listed in ``to_confirm``.  How conditions, labs and units are read: ``docs/design/eligibility.md``.
 """
 
 from __future__ import annotations
 
-import calendar
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
 from .. import units
-from ..errors import MappingIssue
+from .dates import completed, date_bounds, shift
 from .model import (
     AgeTest,
     AllOf,
@@ -66,306 +39,20 @@ from .model import (
     PatientFacts,
     PregnancyTest,
     SexTest,
-    StatusFact,
     Test,
     Verdict,
     VerdictStatus,
 )
-from .recognise import ALL_SEXES, load_table, tables
+from .tables import ALL_SEXES, load_table, tables
 
-UCUM = "http://unitsofmeasure.org"
+__all__ = ["concept_coding", "convert", "evaluate", "evaluate_test"]
+
 _PRESENT = frozenset({"active", "recurrence", "relapse"})
 _UNCERTAIN_VERIFICATION = frozenset({"unconfirmed", "provisional", "differential"})
 _VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
-_VOID_OBSERVATION = frozenset({"entered-in-error", "cancelled"})
 _NEAR = Decimal("0.01")
 
 Result = tuple[Outcome, str, tuple[Evidence, ...]]
-
-# --------------------------------------------------------------------------------------------------
-# Dates
-# --------------------------------------------------------------------------------------------------
-
-
-def date_bounds(value: str | None) -> tuple[datetime.date, datetime.date] | None:
-    """The first and last day a partial ISO date or dateTime can mean (``2019`` -> Jan 1 .. Dec 31)."""
-    if not value or not isinstance(value, str):
-        return None
-    s = value.strip()[:10]
-    try:
-        if len(s) == 4:
-            y = int(s)
-            return datetime.date(y, 1, 1), datetime.date(y, 12, 31)
-        if len(s) == 7:
-            y, m = int(s[:4]), int(s[5:7])
-            return datetime.date(y, m, 1), datetime.date(y, m, calendar.monthrange(y, m)[1])
-        d = datetime.date.fromisoformat(s)
-        return d, d
-    except ValueError:
-        return None
-
-
-def shift(day: datetime.date, value: int, unit: str) -> datetime.date:
-    """``day`` moved back by ``value`` UCUM units (``a``, ``mo``, ``wk``, ``d``); month ends clamp."""
-    if unit in ("a", "mo"):
-        months = value * 12 if unit == "a" else value
-        total = day.year * 12 + day.month - 1 - months
-        y, m = divmod(total, 12)
-        m += 1
-        return datetime.date(y, m, min(day.day, calendar.monthrange(y, m)[1]))
-    if unit == "wk":
-        return day - datetime.timedelta(weeks=value)
-    return day - datetime.timedelta(days=value)
-
-
-def _completed(birth: datetime.date, on: datetime.date, unit: str) -> int:
-    if unit == "a":
-        return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
-    if unit == "mo":
-        return (on.year - birth.year) * 12 + on.month - birth.month - (on.day < birth.day)
-    days = (on - birth).days
-    return {"wk": days // 7, "d": days, "h": days * 24, "min": days * 1440}.get(unit, days)
-
-
-# --------------------------------------------------------------------------------------------------
-# FHIR JSON -> facts
-# --------------------------------------------------------------------------------------------------
-
-
-def _codings(cc: Any) -> tuple[Coding, ...]:
-    if not isinstance(cc, Mapping):
-        return ()
-    out = []
-    for c in cc.get("coding") or []:
-        if isinstance(c, Mapping) and isinstance(c.get("code"), str):
-            out.append(Coding(c.get("system"), c["code"].strip(), c.get("display")))
-    return tuple(out)
-
-
-def _status_code(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    codes = _codings(value)
-    return codes[0].code if codes else None
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def _reference(r: Mapping[str, Any], n: int, full_url: str | None) -> str:
-    rid = r.get("id")
-    if isinstance(rid, str) and rid:
-        return f"{r.get('resourceType')}/{rid}"
-    return full_url or f"{r.get('resourceType')}/#{n}"
-
-
-def _flatten(
-    resources: Iterable[Any], issues: list[MappingIssue]
-) -> list[tuple[Mapping[str, Any], str | None]]:
-    out: list[tuple[Mapping[str, Any], str | None]] = []
-    stack: list[tuple[Any, str | None]] = [(r, None) for r in resources]
-    stack.reverse()
-    while stack:
-        r, full_url = stack.pop()
-        if not isinstance(r, Mapping):
-            issues.append(MappingIssue("resources", "not a JSON object; ignored", severity="warning"))
-            continue
-        if r.get("resourceType") == "Bundle":
-            entries = [
-                (e.get("resource"), e.get("fullUrl")) for e in r.get("entry") or [] if isinstance(e, Mapping)
-            ]
-            stack.extend(reversed(entries))
-            continue
-        out.append((r, full_url))
-    return out
-
-
-def _result_of(cc: Any) -> str | None:
-    res = load_table("eligibility_labs.json")["results"]
-    for c in _codings(cc):
-        sys = (c.system or "").lower()
-        if "snomed" in sys and c.code in res["snomed"]:
-            return res["snomed"][c.code]
-        if "loinc" in sys and c.code in res["loinc"]:
-            return res["loinc"][c.code]
-        if "interpretation" in sys and c.code.upper() in res["interpretation"]:
-            return res["interpretation"][c.code.upper()]
-    if isinstance(cc, Mapping) and isinstance(cc.get("text"), str):
-        return res["words"].get(" ".join(cc["text"].lower().split()))
-    return None
-
-
-def _condition_fact(r: Mapping[str, Any], ref: str, issues: list[MappingIssue]) -> ConditionFact:
-    onset = r.get("onsetDateTime")
-    if onset is None and isinstance(r.get("onsetPeriod"), Mapping):
-        onset = r["onsetPeriod"].get("start")
-    if onset is None and ("onsetAge" in r or "onsetString" in r or "onsetRange" in r):
-        issues.append(
-            MappingIssue(
-                f"{ref}.onset[x]",
-                "onset given as age/range/string: not used as a date",
-                severity="information",
-            )
-        )
-    abatement = r.get("abatementDateTime")
-    if abatement is None and isinstance(r.get("abatementPeriod"), Mapping):
-        abatement = r["abatementPeriod"].get("end") or r["abatementPeriod"].get("start")
-    code = r.get("code")
-    return ConditionFact(
-        ref,
-        _codings(code),
-        _status_code(r.get("clinicalStatus")),
-        _status_code(r.get("verificationStatus")),
-        onset if isinstance(onset, str) else None,
-        abatement if isinstance(abatement, str) else None,
-        r.get("recordedDate") or r.get("assertedDate"),
-        code.get("text") if isinstance(code, Mapping) else None,
-    )
-
-
-def _effective(r: Mapping[str, Any], ref: str, issues: list[MappingIssue]) -> str | None:
-    eff = r.get("effectiveDateTime") or r.get("effectiveInstant")
-    if eff is None and isinstance(r.get("effectivePeriod"), Mapping):
-        eff = r["effectivePeriod"].get("start") or r["effectivePeriod"].get("end")
-    if eff is None and isinstance(r.get("issued"), str):
-        issues.append(
-            MappingIssue(f"{ref}.effective[x]", "no effective date: 'issued' used", severity="information")
-        )
-        eff = r["issued"]
-    return eff if isinstance(eff, str) else None
-
-
-def _observation_fact(r: Mapping[str, Any], ref: str, issues: list[MappingIssue]) -> ObservationFact:
-    value = comparator = unit = result = text = None
-    q = r.get("valueQuantity")
-    if isinstance(q, Mapping):
-        value = _decimal(q.get("value"))
-        comparator = q.get("comparator")
-        if q.get("system") == UCUM and isinstance(q.get("code"), str):
-            unit = q["code"]
-        else:
-            written = q.get("unit") or q.get("code")
-            unit = units.normalise_unit(written) or written
-    elif "valueCodeableConcept" in r:
-        result = _result_of(r["valueCodeableConcept"])
-        codes = _codings(r["valueCodeableConcept"])
-        text = codes[0].display or codes[0].code if codes else r["valueCodeableConcept"].get("text")
-    elif isinstance(r.get("valueString"), str):
-        text = r["valueString"]
-        result = load_table("eligibility_labs.json")["results"]["words"].get(" ".join(text.lower().split()))
-    if result is None and value is None:
-        for interp in r.get("interpretation") or []:
-            result = _result_of(interp)
-            if result:
-                break
-    high = high_unit = None
-    ranges = r.get("referenceRange") or []
-    if ranges and isinstance(ranges[0], Mapping) and isinstance(ranges[0].get("high"), Mapping):
-        h = ranges[0]["high"]
-        high = _decimal(h.get("value"))
-        high_unit = (
-            h["code"]
-            if h.get("system") == UCUM and h.get("code")
-            else units.normalise_unit(h.get("unit")) or h.get("unit")
-        )
-    return ObservationFact(
-        ref,
-        _codings(r.get("code")),
-        value,
-        comparator,
-        unit,
-        result,
-        text,
-        _effective(r, ref, issues),
-        high,
-        high_unit,
-        r.get("status"),
-    )
-
-
-def _status_kind(codes: tuple[Coding, ...]) -> str | None:
-    status = load_table("eligibility_labs.json")["status"]
-    for kind in ("pregnancy", "breastfeeding"):
-        spec = status[kind]
-        for c in codes:
-            sys = (c.system or "").lower()
-            if ("loinc" in sys and c.code in spec["loinc"]) or ("snomed" in sys and c.code in spec["snomed"]):
-                return kind
-    return None
-
-
-def _status_value(r: Mapping[str, Any], kind: str) -> str:
-    values = load_table("eligibility_labs.json")["status"][kind]["values"]
-    yes, no = ("pregnant", "not pregnant") if kind == "pregnancy" else ("breastfeeding", "not breastfeeding")
-    if isinstance(r.get("valueBoolean"), bool):
-        return yes if r["valueBoolean"] else no
-    for c in _codings(r.get("valueCodeableConcept")):
-        if c.code in values:
-            return values[c.code]
-        if c.code in ("Y", "N"):
-            return yes if c.code == "Y" else no
-    text = r.get("valueString")
-    if isinstance(text, str):
-        t = " ".join(text.lower().split())
-        if t in (yes, "yes", "true"):
-            return yes
-        if t in (no, "no", "false"):
-            return no
-    return "unknown"
-
-
-def patient_facts_from_fhir(resources: Iterable[Mapping[str, Any]], as_of: datetime.date) -> PatientFacts:
-    """Read Patient, Condition and Observation JSON (FHIR R4 or R5; Bundles are opened) into facts."""
-    issues: list[MappingIssue] = []
-    patient: Mapping[str, Any] | None = None
-    patient_ref = None
-    conditions: list[ConditionFact] = []
-    observations: list[ObservationFact] = []
-    status: dict[str, list[StatusFact]] = {"pregnancy": [], "breastfeeding": []}
-    for n, (r, full_url) in enumerate(_flatten(resources, issues), 1):
-        rt = r.get("resourceType")
-        ref = _reference(r, n, full_url)
-        if rt == "Patient":
-            if patient is None:
-                patient, patient_ref = r, ref
-            else:
-                issues.append(
-                    MappingIssue(ref, "more than one Patient: the first is used", severity="warning")
-                )
-        elif rt == "Condition":
-            conditions.append(_condition_fact(r, ref, issues))
-        elif rt == "Observation":
-            if r.get("status") in _VOID_OBSERVATION:
-                issues.append(MappingIssue(ref, f"status {r.get('status')}: ignored", severity="information"))
-                continue
-            kind = _status_kind(_codings(r.get("code")))
-            if kind:
-                status[kind].append(StatusFact(ref, _status_value(r, kind), _effective(r, ref, issues)))
-            else:
-                observations.append(_observation_fact(r, ref, issues))
-        else:
-            issues.append(
-                MappingIssue(ref, f"resourceType {rt!r} is not used for eligibility", severity="information")
-            )
-    birth = patient.get("birthDate") if patient else None
-    sex = patient.get("gender") if patient else None
-    return PatientFacts(
-        as_of,
-        patient_ref,
-        birth if isinstance(birth, str) else None,
-        sex if isinstance(sex, str) else None,
-        tuple(conditions),
-        tuple(observations),
-        tuple(status["pregnancy"]),
-        tuple(status["breastfeeding"]),
-        tuple(issues),
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -535,12 +222,15 @@ def convert(
     return units.try_convert(value, f, t, loinc, rounded=False)
 
 
-def _eval_lab(test: LabTest, p: PatientFacts) -> Result:
-    lab = test.lab
+def _lab_results(
+    test: LabTest, p: PatientFacts
+) -> tuple[list[tuple[tuple[datetime.date, datetime.date], ObservationFact]], int]:
+    """The test's lab results up to the evaluation date (and in its window), oldest first; how many
+    had no date."""
     dated = []
     undated = 0
     for o in p.observations:
-        if not _has_loinc(o, lab.loinc):
+        if not _has_loinc(o, test.lab.loinc):
             continue
         b = date_bounds(o.effective)
         if b is None:
@@ -551,6 +241,12 @@ def _eval_lab(test: LabTest, p: PatientFacts) -> Result:
     if test.duration is not None and test.duration.within:
         cutoff = shift(p.as_of, test.duration.value, test.duration.unit)
         dated = [(b, o) for b, o in dated if b[0] >= cutoff]
+    return dated, undated
+
+
+def _eval_lab(test: LabTest, p: PatientFacts) -> Result:
+    lab = test.lab
+    dated, undated = _lab_results(test, p)
     note = f" ({undated} undated result(s) not used)" if undated else ""
     if lab.qualitative:
         return _eval_qualitative(test, [(b, o) for b, o in dated if o.result], p, note)
@@ -734,9 +430,9 @@ def _eval_age(test: AgeTest, p: PatientFacts) -> Result:
     ev = (Evidence("birth date", p.reference, p.birth_date, p.birth_date),)
     outcomes = set()
     for cmp, value, unit in test.bounds:
-        lo, hi = _completed(b[1], p.as_of, unit), _completed(b[0], p.as_of, unit)
+        lo, hi = completed(b[1], p.as_of, unit), completed(b[0], p.as_of, unit)
         outcomes.add((cmp.holds(lo, value), cmp.holds(hi, value)))
-    years = _completed(b[1], p.as_of, "a"), _completed(b[0], p.as_of, "a")
+    years = completed(b[1], p.as_of, "a"), completed(b[0], p.as_of, "a")
     age = f"{years[0]}" if years[0] == years[1] else f"{years[0]}-{years[1]}"
     if any(not a and not z for a, z in outcomes):
         return Outcome.NOT_MET, f"age {age} years on {p.as_of}: outside {test.describe()}", ev

@@ -22,8 +22,8 @@ from mappings.eligibility import (
     recognise_eligibility,
     recognise_text,
 )
-from mappings.eligibility.evaluate import date_bounds, shift
-from mappings.eligibility.recognise import tables
+from mappings.eligibility.dates import date_bounds, shift
+from mappings.eligibility.tables import tables
 from mappings.sources import read_protocol
 from tests.conftest import SEED
 

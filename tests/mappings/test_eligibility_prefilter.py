@@ -25,7 +25,7 @@ from mappings.eligibility.prefilter import (
     trie_alternation,
 )
 
-R = importlib.import_module("mappings.eligibility.recognise")
+R = importlib.import_module("mappings.eligibility.rules")
 
 
 def all_patterns() -> list[Prefiltered]:
@@ -140,10 +140,10 @@ def test_a_trie_matches_what_the_flat_alternation_matches(context: str, words: l
 def test_text_helpers_equal_the_expressions_they_replace(text: str) -> None:
     ws = re.compile(r"\s+")
     plain = text.lower().replace("’", "'").replace("‘", "'").replace("–", "-").replace("—", "-")
-    assert R._norm(text) == ws.sub(" ", plain).strip().rstrip(" ;.,:")
-    assert R._has_digit(text) == any(ch.isdigit() for ch in text)
+    assert R.norm(text) == ws.sub(" ", plain).strip().rstrip(" ;.,:")
+    assert R.has_digit(text) == any(ch.isdigit() for ch in text)
     assert P._strip_trailing_decor(text) == re.sub(r"[\s*_]+$", "", text)
-    tx = R._Text(text)
+    tx = R.Text(text)
     depth, d = [], 0
     for ch in text:
         if ch == "(":

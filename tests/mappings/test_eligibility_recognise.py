@@ -32,7 +32,7 @@ from mappings.eligibility import (
     recognise_eligibility,
     recognise_text,
 )
-from mappings.eligibility.recognise import load_table, tables
+from mappings.eligibility.tables import load_table, tables
 from mappings.model import Eligibility
 from mappings.sources import read_protocol
 from tests.conftest import SEED
