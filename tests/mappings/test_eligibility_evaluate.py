@@ -1,150 +1,41 @@
-"""Synthetic FHIR patients (R4 and R5 JSON) against the seed's criteria: verdicts with evidence, and the
-evaluation rules one by one (durations, units, ULN, partial dates, statuses)."""
+"""Evaluating criteria for synthetic FHIR patients (:mod:`mappings.eligibility.evaluate`): verdicts with
+evidence, and the evaluation rules one by one (durations, units, ULN, partial dates, statuses)."""
 
 from __future__ import annotations
 
 import copy
-import datetime
 from decimal import Decimal
-
-import pytest
 
 from mappings import units
 from mappings.eligibility import (
     Kind,
     Outcome,
-    PatientFacts,
     VerdictStatus,
     convert,
     evaluate,
     evaluate_test,
     patient_facts_from_fhir,
-    recognise_eligibility,
+    recognise_all,
     recognise_text,
 )
-from mappings.eligibility.dates import date_bounds, shift
 from mappings.eligibility.tables import tables
-from mappings.sources import read_protocol
-from tests.conftest import SEED
-
-AS_OF = datetime.date(2024, 6, 1)
-SCT = "http://snomed.info/sct"
-ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-ICD10 = "http://hl7.org/fhir/sid/icd-10"
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-
-CRITERIA = recognise_eligibility(read_protocol(SEED.read_bytes()).protocol.eligibility)
-
-
-def patient(birth="1970-03-15", gender="female"):
-    return {"resourceType": "Patient", "id": "p1", "gender": gender, "birthDate": birth}
-
-
-def condition(
-    rid, system, code, display, onset="2020-01-10", status="active", verification="confirmed", **extra
-):
-    res = {
-        "resourceType": "Condition",
-        "id": rid,
-        "clinicalStatus": {"coding": [{"system": CLINICAL, "code": status}]},
-        "verificationStatus": {"coding": [{"system": VERIFICATION, "code": verification}]},
-        "code": {"coding": [{"system": system, "code": code, "display": display}]},
-        "subject": {"reference": "Patient/p1"},
-        "onsetDateTime": onset,
-    }
-    res.update(extra)
-    return res
-
-
-def hbsag(rid, date, positive=True, how="snomed"):
-    res = {
-        "resourceType": "Observation",
-        "id": rid,
-        "status": "final",
-        "code": {
-            "coding": [
-                {
-                    "system": LOINC,
-                    "code": "5196-1",
-                    "display": "Hepatitis B virus surface Ag [Presence] in Serum or Plasma by Immunoassay",
-                }
-            ]
-        },
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": date,
-    }
-    if how == "snomed":
-        res["valueCodeableConcept"] = {
-            "coding": [{"system": SCT, "code": "10828004" if positive else "260385009"}]
-        }
-    elif how == "string":
-        res["valueString"] = "Positive" if positive else "Non-reactive"
-    else:
-        res["interpretation"] = [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-                        "code": "POS" if positive else "NEG",
-                    }
-                ]
-            }
-        ]
-    return res
-
-
-def pregnancy_status(rid, date, code="60001007"):
-    return {
-        "resourceType": "Observation",
-        "id": rid,
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": "82810-3", "display": "Pregnancy status"}]},
-        "effectiveDateTime": date,
-        "valueCodeableConcept": {"coding": [{"system": SCT, "code": code}]},
-    }
-
-
-def quantity(rid, loinc, value, unit, date="2024-05-20", system=UCUM, high=None, comparator=None):
-    q = {"value": value, "unit": unit}
-    if system:
-        q.update(system=system, code=unit)
-    if comparator:
-        q["comparator"] = comparator
-    res = {
-        "resourceType": "Observation",
-        "id": rid,
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": loinc}]},
-        "effectiveDateTime": date,
-        "valueQuantity": q,
-    }
-    if high is not None:
-        res["referenceRange"] = [{"high": {"value": high, "unit": unit, "system": UCUM, "code": unit}}]
-    return res
-
-
-def eligible_r4():
-    """54-year-old woman: HBV cirrhosis with ascites, HBsAg positive since 2018, not pregnant last week."""
-    return [
-        patient(),
-        condition("cirrhosis", SCT, "19943007", "Cirrhosis of liver", "2019-05-01"),
-        condition("ascites", ICD10CM, "R18.8", "Other ascites", "2023-11-02"),
-        hbsag("hbsag-2018", "2018-04-01"),
-        hbsag("hbsag-2024", "2024-05-01"),
-        pregnancy_status("preg", "2024-05-20"),
-    ]
-
-
-def verdict(resources, as_of=AS_OF, criteria=CRITERIA):
-    return evaluate(criteria, patient_facts_from_fhir(resources, as_of))
-
-
-def result(v, text_start):
-    return next(r for r in v.results if r.criterion.text.startswith(text_start))
-
+from tests.mappings.eligibility_patients import (
+    AS_OF,
+    CRITERIA,
+    ICD10,
+    ICD10CM,
+    SCT,
+    condition,
+    eligible_r4,
+    facts,
+    hbsag,
+    outcome,
+    patient,
+    pregnancy_status,
+    quantity,
+    result,
+    verdict,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Verdicts
@@ -282,64 +173,9 @@ def test_r5_unknown_clinical_status_is_unknown():
     assert result(verdict(res), "Decompensated").outcome is Outcome.UNKNOWN
 
 
-def test_facts_from_fhir():
-    res = eligible_r4() + [
-        {**hbsag("bad", "2024-05-30", positive=False), "status": "entered-in-error"},
-        {"resourceType": "MedicationStatement", "id": "m1"},
-        condition("old", SCT, "25370001", "HCC", status="resolved", abatementDateTime="2010-01-01"),
-        quantity("tbil", "1975-2", 1.2, "mg/dL"),
-        "not a resource",
-    ]
-    facts = patient_facts_from_fhir(res, AS_OF)
-    assert (facts.birth_date, facts.sex, facts.reference) == ("1970-03-15", "female", "Patient/p1")
-    assert [c.reference for c in facts.conditions] == [
-        "Condition/cirrhosis",
-        "Condition/ascites",
-        "Condition/old",
-    ]
-    assert [o.reference for o in facts.observations] == [
-        "Observation/hbsag-2018",
-        "Observation/hbsag-2024",
-        "Observation/tbil",
-    ]
-    assert facts.observations[0].result == "positive"
-    assert facts.observations[2].value == Decimal("1.2") and facts.observations[2].unit == "mg/dL"
-    assert [(s.value, s.date) for s in facts.pregnancy] == [("not pregnant", "2024-05-20")]
-    messages = " ".join(i.message for i in facts.issues)
-    assert (
-        "entered-in-error" in messages
-        and "MedicationStatement" in messages
-        and "not a JSON object" in messages
-    )
-    assert result(verdict(res), "Hepatocellular").outcome is Outcome.NOT_MET  # resolved in 2010
-
-
-def test_breastfeeding_status():
-    crit = [recognise_text("Breastfeeding", Kind.EXCLUSION)]
-    obs = {
-        "resourceType": "Observation",
-        "id": "bf",
-        "status": "final",
-        "effectiveDateTime": "2024-05-30",
-        "code": {"coding": [{"system": LOINC, "code": "63895-7"}]},
-        "valueBoolean": True,
-    }
-    assert verdict([patient(), obs], criteria=crit).met_exclusion[0].evidence[0].reference == "Observation/bf"
-
-
 # --------------------------------------------------------------------------------------------------
 # Rules
 # --------------------------------------------------------------------------------------------------
-
-
-def facts(*resources, as_of=AS_OF) -> PatientFacts:
-    return patient_facts_from_fhir([patient(), *resources], as_of)
-
-
-def outcome(text, *resources, kind=Kind.INCLUSION, as_of=AS_OF):
-    c = recognise_text(text, kind)
-    assert c.test is not None, c.reason
-    return evaluate_test(c.test, facts(*resources, as_of=as_of))
 
 
 def test_duration_positive_only_recently_after_a_negative():
@@ -484,28 +320,13 @@ def test_negation_and_sex():
 
 
 def test_children_are_evaluated_each():
-    from mappings.eligibility import parse_criteria, recognise_all
+    from mappings.eligibility import parse_criteria
 
     cl = parse_criteria("Exclusion Criteria:\n* Any of:\n  * HIV\n  * unwilling to comply")
     crit = recognise_all(cl)
     v = evaluate(crit, facts(condition("hiv", SCT, "86406008", "HIV")))
     assert v.status is VerdictStatus.NOT_ELIGIBLE and v.met_exclusion[0].criterion.text == "HIV"
     assert [r.criterion.text for r in v.to_confirm] == ["unwilling to comply"]
-
-
-def test_helpers():
-    assert date_bounds("2019") == (datetime.date(2019, 1, 1), datetime.date(2019, 12, 31))
-    assert date_bounds("2020-02") == (datetime.date(2020, 2, 1), datetime.date(2020, 2, 29))
-    assert date_bounds("2019-05-20T10:00:00+08:00") == (datetime.date(2019, 5, 20),) * 2
-    assert date_bounds("garbage") is None
-    assert shift(datetime.date(2024, 8, 31), 6, "mo") == datetime.date(2024, 2, 29)
-    assert shift(datetime.date(2024, 2, 29), 1, "a") == datetime.date(2023, 2, 28)
-    bili = tables().labs["bilirubin_total"]
-    assert convert(Decimal(1), "mg/dL", "umol/L", bili).quantize(Decimal("0.1")) == Decimal("17.1")
-    creat = tables().labs["creatinine"]
-    assert convert(Decimal(1), "mg/dL", "umol/L", creat).quantize(Decimal("0.1")) == Decimal("88.4")
-    assert convert(Decimal(1), "mg/dL", "umol/L", tables().labs["alt"]) is None
-    assert convert(Decimal(250), "/uL", "10*9/L") == Decimal("0.25")
 
 
 def test_units_are_converted_by_mappings_units():
@@ -540,15 +361,10 @@ def test_evaluation_does_not_mutate_input():
     assert res == before
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"resourceType": "Observation", "valueQuantity": {"value": "abc"}},
-        {"resourceType": "Condition", "code": "not an object", "clinicalStatus": 5},
-        {"resourceType": "Patient", "birthDate": 19700101},
-        {"resourceType": "Bundle", "entry": [None, {"resource": None}]},
-    ],
-)
-def test_odd_json_does_not_break_reading(bad):
-    v = verdict([bad])
-    assert v.status in (VerdictStatus.NEEDS_REVIEW, VerdictStatus.NOT_ELIGIBLE)
+def test_convert():
+    bili = tables().labs["bilirubin_total"]
+    assert convert(Decimal(1), "mg/dL", "umol/L", bili).quantize(Decimal("0.1")) == Decimal("17.1")
+    creat = tables().labs["creatinine"]
+    assert convert(Decimal(1), "mg/dL", "umol/L", creat).quantize(Decimal("0.1")) == Decimal("88.4")
+    assert convert(Decimal(1), "mg/dL", "umol/L", tables().labs["alt"]) is None
+    assert convert(Decimal(250), "/uL", "10*9/L") == Decimal("0.25")
