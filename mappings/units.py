@@ -15,6 +15,9 @@ Public API:
   ``Observation.valueQuantity.unit``) -> its UCUM code, from the table's ``spellings``; ``None`` for
   a text not listed (even valid UCUM is not guessed).  :func:`unit_spellings` gives them all.
 * :func:`molar_mass` -- the analyte's molar mass by LOINC code (mass or substance code alike).
+* :func:`age_units` -- the time units of ages and durations (``tables/age_units.json``, their one
+  home), and what derives from them: :func:`registry_age_units`, :func:`time_unit_words`,
+  :func:`age_unit_words`, :func:`duration_unit_words`.
 * :func:`parse`, :func:`is_exact`, :func:`significant_digits`, :func:`round_significant`, :class:`Unit`.
 
 Why not a library.  We weighed ``pint`` 0.25 (well kept) and ``ucumvert`` 0.3.2 (a UCUM grammar on
@@ -145,6 +148,43 @@ def normalise_unit(text: str | None) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return None
     return _spellings().get(" ".join(text.lower().split()))
+
+
+@cache
+def age_units() -> Mapping[str, Mapping[str, Any]]:
+    """UCUM code (``a``, ``mo``, ``wk``, ``d``, ``h``, ``min``) -> its entry in ``tables/age_units.json``:
+    ``display``, ``registry``, ``age_words``, ``duration_words`` (what each means: the table's
+    ``_about``)."""
+    text = resources.files(__package__).joinpath("tables/age_units.json").read_text("utf-8")
+    return MappingProxyType(json.loads(text)["units"])
+
+
+def _words(key: str) -> Mapping[str, str]:
+    return MappingProxyType({w: code for code, e in age_units().items() for w in e[key]})
+
+
+@cache
+def registry_age_units() -> Mapping[str, str]:
+    """A registry age's unit word (``Years``, ``Month``...) -> its UCUM code."""
+    return _words("registry")
+
+
+@cache
+def time_unit_words() -> Mapping[str, str]:
+    """UCUM time code -> the word written for it (``a`` -> ``years``)."""
+    return MappingProxyType({code: e["display"] for code, e in age_units().items()})
+
+
+@cache
+def age_unit_words() -> Mapping[str, str]:
+    """A unit word after an age in criteria text (``years``, ``yr``, ``y``...) -> its UCUM code."""
+    return _words("age_words")
+
+
+@cache
+def duration_unit_words() -> Mapping[str, str]:
+    """A unit word of a duration in criteria text (``months``, ``mos``...) -> its UCUM code."""
+    return _words("duration_words")
 
 
 _POWER_OF_TEN = re.compile(r"^10[*^]([+-]?\d+)$")

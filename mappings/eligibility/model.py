@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from .. import units
 from ..errors import MappingIssue
 
 # --------------------------------------------------------------------------------------------------
@@ -161,9 +162,6 @@ class Duration:
         return f"{self.comparator.value} {self.value} {self.unit}"
 
 
-_AGE_UNITS = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours", "min": "minutes"}
-
-
 @dataclass(frozen=True)
 class AgeTest:
     """Age at the evaluation date in completed units (UCUM ``a``, ``mo``, ``wk``, ``d``, ``h``,
@@ -172,7 +170,8 @@ class AgeTest:
     bounds: tuple[tuple[Comparator, int, str], ...]
 
     def describe(self) -> str:
-        return "age " + " and ".join(f"{c.value} {v} {_AGE_UNITS.get(u, u)}" for c, v, u in self.bounds)
+        words = units.time_unit_words()
+        return "age " + " and ".join(f"{c.value} {v} {words.get(u, u)}" for c, v, u in self.bounds)
 
 
 @dataclass(frozen=True)

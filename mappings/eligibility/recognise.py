@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .. import units
 from ..model import Eligibility
 from .model import (
     AgeTest,
@@ -279,8 +280,10 @@ def recognise_all(criteria: CriteriaList) -> list[Criterion]:
     return [recognise(item) for item in criteria.items()]
 
 
-_AGE_FIELD = re.compile(r"\s*(\d{1,3})\s*(years?|months?|weeks?|days?|hours?|minutes?)\s*", re.I)
-_AGE_FIELD_UNITS = {"year": "a", "month": "mo", "week": "wk", "day": "d", "hour": "h", "minute": "min"}
+#: The registry's age unit words (``age_units.json``), lower case -> UCUM code.
+_AGE_FIELD_UNITS = {w.lower(): code for w, code in units.registry_age_units().items()}
+_AGE_FIELD_WORDS = "|".join(map(re.escape, sorted(_AGE_FIELD_UNITS, key=len, reverse=True)))
+_AGE_FIELD = re.compile(rf"\s*(\d{{1,3}})\s*({_AGE_FIELD_WORDS})\s*", re.I)
 
 
 def _age_bound(value: str | None, cmp: Comparator) -> tuple[Comparator, int, str] | None | bool:
@@ -290,7 +293,7 @@ def _age_bound(value: str | None, cmp: Comparator) -> tuple[Comparator, int, str
     m = _AGE_FIELD.fullmatch(value)
     if m is None:
         return False
-    return cmp, int(m[1]), _AGE_FIELD_UNITS[m[2].lower().rstrip("s")]
+    return cmp, int(m[1]), _AGE_FIELD_UNITS[m[2].lower()]
 
 
 def criteria_from_fields(eligibility: Eligibility) -> list[Criterion]:

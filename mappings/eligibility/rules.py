@@ -45,19 +45,6 @@ POS = prefiltered(r"\b(?:sero)?positiv(?:e|ity)\b|\breactive\b|\bdetect(?:ed|abl
 AGE_CTX = prefiltered(
     r"\bage[ds]?\b|\byears?\s+(?:old|of\s+age)\b|\byrs?\s+old\b|\bolder\b|\byounger\b|\by/?o\b"
 )
-_AGE_UNIT = {
-    "year": "a",
-    "years": "a",
-    "yr": "a",
-    "yrs": "a",
-    "y": "a",
-    "month": "mo",
-    "months": "mo",
-    "week": "wk",
-    "weeks": "wk",
-    "day": "d",
-    "days": "d",
-}
 _AGE_RANGE = re.compile(
     r"(?:\bbetween\s+)?(?P<a>\d{1,3})\s*(?:years?|yrs?)?\s*(?:-|–|—|to|and)\s*(?P<b>\d{1,3})\s*"
     + AGE_UNIT_RE
@@ -184,14 +171,19 @@ def read_durations(tx: Text) -> list[tuple[int, Duration]]:
     for m in tx.finditer(T.compiled["duration"]):
         cmp_words = " ".join(m["cmp"].split())
         cmp = T.comparator_index.get(cmp_words, Comparator.GE) if cmp_words else Comparator.GE
-        unit = load_table("eligibility_patterns.json")["duration_units"][m["unit"]]
+        unit = units.duration_unit_words()[m["unit"]]
         out.append((m.start(), Duration(cmp, int(m["n"]), unit, m.group(0))))
         tx.take(m.start(), m.end())
     for m in tx.finditer(T.compiled["within"]):
-        unit = load_table("eligibility_patterns.json")["duration_units"][m["unit"]]
+        unit = units.duration_unit_words()[m["unit"]]
         out.append((m.start(), Duration(Comparator.LE, int(m["n"]), unit, m.group(0), within=True)))
         tx.take(m.start(), m.end())
     return out
+
+
+def _age_unit(word: str | None) -> str:
+    """The UCUM code of an age's unit word; a bare number is years."""
+    return units.age_unit_words().get(word or "years", "a")
 
 
 def read_age(tx: Text) -> tuple[tuple[Comparator, int, str], ...]:
@@ -199,7 +191,7 @@ def read_age(tx: Text) -> tuple[tuple[Comparator, int, str], ...]:
     T = tables()
     bounds: list[tuple[Comparator, int, str]] = []
     for m in tx.finditer(_AGE_RANGE):
-        unit = _AGE_UNIT.get(m["unit"] or "years", "a")
+        unit = _age_unit(m["unit"])
         bounds += [(Comparator.GE, int(m["a"]), unit), (Comparator.LE, int(m["b"]), unit)]
         tx.take(m.start(), m.end())
     for m in tx.finditer(_AGE_POST):
@@ -208,14 +200,14 @@ def read_age(tx: Text) -> tuple[tuple[Comparator, int, str], ...]:
             if m["post"] in ("older", "above", "over", "more", "greater", "elder")
             else Comparator.LE
         )
-        bounds.append((cmp, int(m["n"]), _AGE_UNIT.get(m["unit"] or "years", "a")))
+        bounds.append((cmp, int(m["n"]), _age_unit(m["unit"])))
         tx.take(m.start(), m.end())
     for m in tx.finditer(T.age_comparator):
         cmp = T.comparator_index[" ".join(m["cmp"].split())]
-        bounds.append((cmp, int(m["n"]), _AGE_UNIT.get(m["unit"] or "years", "a")))
+        bounds.append((cmp, int(m["n"]), _age_unit(m["unit"])))
         tx.take(m.start(), m.end())
     for m in tx.finditer(_AGE_PLUS):
-        bounds.append((Comparator.GE, int(m["n"]), _AGE_UNIT.get(m["unit"] or "years", "a")))
+        bounds.append((Comparator.GE, int(m["n"]), _age_unit(m["unit"])))
         tx.take(m.start(), m.end())
     if bounds:
         for m in tx.finditer(_AGE_WORDS):

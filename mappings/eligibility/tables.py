@@ -22,8 +22,10 @@ from .prefilter import Condition, FirstMatch, Prefiltered, any_possible, prefilt
 
 _PACKAGE = __name__.rsplit(".", 2)[0]
 ALL_SEXES = frozenset({"male", "female", "other", "unknown"})
-#: The unit word after an age in criteria text (group ``unit``).
-AGE_UNIT_RE = r"(?P<unit>years?|yrs?|months?|weeks?|days?|y)"
+#: The unit word after an age in criteria text (group ``unit``; the words of ``age_units.json``).
+AGE_UNIT_RE = rf"(?P<unit>{trie_alternation(units.age_unit_words())})"
+#: What ``{duration_unit}`` in the duration patterns of ``eligibility_patterns.json`` stands for.
+_DURATION_UNIT = trie_alternation(units.duration_unit_words())
 
 
 @cache
@@ -126,7 +128,7 @@ def tables() -> Tables:
     restatements = tuple((prefiltered(r["pattern"]), r["note"]) for r in pat["restatements"])
     compiled = (
         {
-            k: prefiltered(pat[k])
+            k: prefiltered(pat[k].replace("{duration_unit}", _DURATION_UNIT))
             for k in (
                 "negation",
                 "history",

@@ -124,6 +124,7 @@ from ..model import (
     SecondaryId,
 )
 from ..sources import ReadResult
+from ..units import registry_age_units
 
 JSON = dict[str, Any]
 
@@ -900,7 +901,7 @@ class WriteContext:
         e = self.eligibility()
         if e is None:
             return []
-        codes, units = self.table["characteristics"], self.table["age_units"]
+        codes, units = self.table["characteristics"], registry_age_units()
 
         def char(key: str, **value: Any) -> JSON:
             return {"code": {"coding": [coding(codes[key])]}, **value, "exclude": False}

@@ -96,6 +96,7 @@ from ..eligibility import (
     recognise_all,
 )
 from ..model import Eligibility
+from ..units import time_unit_words
 from .common import JSON, coding, load_table
 
 TABLE = "eligibility_fhir.json"
@@ -173,7 +174,7 @@ def ucum_quantity(value: int | Decimal, unit: str, comparator: Comparator | None
     if comparator is not None and comparator is not Comparator.EQ:
         q["comparator"] = comparator.value
     q["value"] = value
-    q["unit"] = table()["unit_words"].get(unit, unit) if words else unit
+    q["unit"] = time_unit_words().get(unit, unit) if words else unit
     q["system"] = _systems()["ucum"]
     q["code"] = unit
     return q

@@ -8,7 +8,9 @@ import re
 import pytest
 
 from mappings import units
+from mappings.eligibility import AgeTest, Comparator, recognise_eligibility, recognise_text
 from mappings.eligibility.tables import load_table, tables
+from mappings.model import Eligibility
 
 BRIEF_CODES = {
     "cirrhosis": ("19943007", "K74.6"),
@@ -69,3 +71,18 @@ def test_cause_table_refers_to_known_concepts():
 )
 def test_unit_spellings(written, ucum):
     assert units.normalise_unit(written) == ucum
+
+
+def test_age_and_duration_words_are_read_as_the_age_units_table_says():
+    table = load_table("age_units.json")["units"]
+    for code, entry in table.items():
+        for word in entry["age_words"]:
+            test = recognise_text(f"aged >= 18 {word}").test
+            assert test == AgeTest(((Comparator.GE, 18, code),)), word
+        for word in entry["duration_words"]:
+            test = recognise_text(f"HBsAg positive for at least 6 {word}").test
+            assert (test.duration.value, test.duration.unit) == (6, code), word
+        for word in entry["registry"]:
+            (age,) = recognise_eligibility(Eligibility(minimum_age=f"2 {word}"))
+            assert age.test == AgeTest(((Comparator.GE, 2, code),)), word
+            assert f">= 2 {entry['display']}" in age.reason

@@ -286,3 +286,27 @@ def test_unit_facts_have_one_home():
     eligibility = json.loads((TABLES / "eligibility_labs.json").read_text("utf-8"))
     assert "units" not in eligibility
     assert all("molar_mass" not in lab for lab in eligibility["labs"].values())
+
+
+# --- age units: one table, every use derived from it --------------------------------------------------
+
+
+def test_age_units_table_is_the_one_home_of_time_units():
+    table = json.loads((TABLES / "age_units.json").read_text("utf-8"))["units"]
+    assert set(table) == {"a", "mo", "wk", "d", "h", "min"}
+    assert units.registry_age_units()["Years"] == "a" and units.registry_age_units()["Minute"] == "min"
+    assert dict(units.time_unit_words()) == {code: e["display"] for code, e in table.items()}
+    assert units.age_unit_words()["y"] == "a" and "mos" not in units.age_unit_words()
+    assert units.duration_unit_words()["mos"] == "mo" and "y" not in units.duration_unit_words()
+    for code, entry in table.items():
+        assert all(units.registry_age_units()[w] == code for w in entry["registry"])
+        assert all(units.age_unit_words()[w] == code for w in entry["age_words"])
+        assert all(units.duration_unit_words()[w] == code for w in entry["duration_words"])
+    # no other table lists them again
+    for name, key in [
+        ("fhir_r4.json", "age_units"),
+        ("fhir_r5.json", "age_units"),
+        ("eligibility_fhir.json", "unit_words"),
+        ("eligibility_patterns.json", "duration_units"),
+    ]:
+        assert key not in json.loads((TABLES / name).read_text("utf-8")), name
