@@ -6,8 +6,8 @@ The pipeline is ``criteria text -> CriteriaList -> Criterion -> Verdict``:
   items, each kept verbatim (parse.py);
 * :class:`Criterion` -- one item judged computable or not, with a :data:`Test` when it is
   (recognise.py);
-* :class:`PatientFacts` -- what a FHIR server returns for one patient, already simplified, and
-  :class:`Verdict` -- the criteria evaluated against those facts (evaluate.py).
+* :class:`PatientFacts` -- what a FHIR server returns for one patient, already simplified
+  (facts.py), and :class:`Verdict` -- the criteria evaluated against those facts (evaluate.py).
 
 Everything here is a frozen dataclass or an enumeration: no I/O, no FHIR JSON.
 """
