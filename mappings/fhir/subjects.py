@@ -1,10 +1,11 @@
-"""What the R4 and R5 mappings of trial data share: enrolments (Patient, ResearchSubject) and lab
-results (Observation).  Pure: plain JSON data in and out, no I/O.
+"""The R4 and R5 mappings of enrolments share these pieces: Patient and ResearchSubject, written and
+read back.  Pure: plain JSON data in and out, no I/O.
 
-The version modules (:mod:`.r4.subject`, :mod:`.r5.subject`, :mod:`.r4.observation`,
-:mod:`.r5.observation`) compose resources from the pieces here; only what differs between versions
-lives there.  Identifier systems, extension URLs and code displays are in ``tables/fhir_trial.json``;
-the codes come from the neutral model's tables (``trial_status.json``, ``loinc_labs.json``).
+The version modules (:mod:`.r4.subject`, :mod:`.r5.subject`) compose resources from the pieces here;
+only what differs between versions lives there.  Identifier systems, extension URLs and code displays
+are in ``tables/fhir_trial.json``; the codes come from the neutral model's table
+(``enrolment_codes.json``, through :mod:`mappings.enrolments`).  The study reference, the patient
+reference's MRN and the transaction entry are shared with :mod:`.observations`.
 
 Identity (every write is conditional, so pushing twice never makes a second copy)
     =============== =============================================== =================================
@@ -37,42 +38,12 @@ Progress.  The enrolment status (the trial system's code) becomes R5 ``progress`
 milestones reached (SignedUp, Screened, Randomized dated with the enrolment date) and one
 ``Enrollment`` entry with the subject state, the state-change reason (coded where the table knows
 the reason, with the withdrawal reason verbatim as ``text``) and the state's start date
-(:meth:`~mappings.trial_model.Enrolment.progress`).  R4 has no ``progress``: the same entries are
+(:meth:`~mappings.enrolments.Enrolment.progress`).  R4 has no ``progress``: the same entries are
 written as our extension ``research-subject-progress``, one per entry, with sub-extensions named
 as R5's elements, so R4 loses nothing.  Reading back, the trial status is the one whose R4 status
 (R4) or R5 subject state (R5) matches; where two share it (``completed`` and ``withdrawn`` are both
 ``off-study``), the one whose default reason the resource carries (``followUpComplete``) wins, else
 the one with no default reason (``withdrawn``).
-
-Observation
-    ============================ ===================================================================
-    LabResult                    Observation (R4 and R5 alike)
-    ============================ ===================================================================
-    result_id                    identifier (``.../sid/lab-result``), the conditional update key
-    study                        extension ``workflow-researchStudy`` (HL7; core in R4, extensions
-                                 pack in R5), valueReference to the study, with the NCT number as
-                                 ``Reference.identifier``
-    status                       status
-    (laboratory)                 category observation-category ``laboratory``
-    loinc_code, test_code        code: LOINC coding (display = LOINC long common name), then the
-                                 local test code (``.../CodeSystem/lab-test``); text = test name
-    patient                      subject (the caller's reference, with the MRN as identifier)
-    effective                    effectiveDateTime (verbatim)
-    value, comparator, unit      valueQuantity {value (exact Decimal), comparator, unit (the lab's
-                                 spelling), system UCUM, code (UCUM)}; an ordinal answer as
-                                 valueCodeableConcept (SNOMED CT coding, text = the answer)
-    ref_low, ref_high            referenceRange[0].low / high (UCUM quantities in the reported unit)
-    interpretation               interpretation (v3 ObservationInterpretation)
-    ============================ ===================================================================
-
-    Reading back: ``subject_id`` (the trial's id is not an Observation element) comes from the
-    caller, who found the Observation through the ResearchSubject; ``interpretation_source`` is not
-    carried (read as None); ``normalized`` is recomputed from the catalogue.  An Observation another
-    system wrote (the hospital's own result for a catalogue LOINC code) reads too: ``result_id`` is
-    then its first identifier (or ``""``), and the study and MRN are ``""`` when its references do
-    not carry them.  A numeric result
-    without a UCUM unit, or a code the catalogue does not know, raises :class:`MappingError`: the
-    reader reports such rows (RowError) and the mapping never guesses.
 """
 
 from __future__ import annotations
@@ -80,15 +51,12 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import cache
-from typing import Any
 
-from .. import trial_model as tm
+from ..enrolments import Enrolment, PatientIdentifier, SubjectStatus, enrolment_statuses, subject_status
+from ..enrolments import system as code_system
 from ..errors import MappingError
-from ..trial_model import Enrolment, LabResult, PatientIdentifier
-from ..units import UnitError
-from .common import JSON, NCT_SYSTEM, UCUM, conditional_url, exact, exts, full_url, load_table, prune
+from .common import JSON, NCT_SYSTEM, conditional_url, exts, full_url, load_table, prune
 
 TABLE = "fhir_trial.json"
 
@@ -99,9 +67,6 @@ def _table() -> JSON:
 
 
 SUBJECT_SYSTEM: str = _table()["identifier_systems"]["research_subject"]
-LAB_RESULT_SYSTEM: str = _table()["identifier_systems"]["lab_result"]
-LAB_TEST_SYSTEM: str = _table()["code_systems"]["lab_test"]
-STUDY_LINK: str = _table()["extensions"]["research_study"]
 PROGRESS_EXTENSION: str = _table()["extensions"]["subject_progress"]
 
 _SUBJECT_VALUE = re.compile(r"^(NCT\d{8})-(.+)$")
@@ -113,10 +78,10 @@ _DATES = ("startDate", "endDate")
 
 
 def coding(system_name: str, code: str) -> JSON:
-    """A Coding in one of the model's code systems (short name, see ``trial_model.system``), with
+    """A Coding in one of the model's code systems (short name, see :func:`mappings.enrolments.system`), with
     its display from the table when the table has one."""
     display = _table()["displays"].get(system_name, {}).get(code)
-    return prune({"system": tm.system(system_name), "code": code, "display": display})
+    return prune({"system": code_system(system_name), "code": code, "display": display})
 
 
 def concept(system_name: str, code: str | None, text: str | None = None) -> JSON | None:
@@ -126,7 +91,7 @@ def concept(system_name: str, code: str | None, text: str | None = None) -> JSON
 
 def codes_in(element: JSON | None, system_name: str) -> list[str]:
     """The codes of a CodeableConcept in one of the model's code systems."""
-    system = tm.system(system_name)
+    system = code_system(system_name)
     return [c["code"] for c in (element or {}).get("coding", [])
             if c.get("system") == system and c.get("code")]
 
@@ -222,13 +187,13 @@ def subject_key(enrolment: Enrolment) -> tuple[str, str]:
     return SUBJECT_SYSTEM, f"{enrolment.study}-{enrolment.subject_id}"
 
 
-def status_codes(enrolment: Enrolment) -> tm.SubjectStatus:
+def status_codes(enrolment: Enrolment) -> SubjectStatus:
     """The FHIR codes of the enrolment's status; MappingError for a status outside the table."""
     try:
         return enrolment.status_codes()
     except KeyError:
         raise MappingError(f"unknown enrolment status {enrolment.status!r} "
-                           f"(known: {', '.join(tm.enrolment_statuses())})") from None
+                           f"(known: {', '.join(enrolment_statuses())})") from None
 
 
 def check_arm(enrolment: Enrolment, labels: Collection[str] | None) -> None:
@@ -295,15 +260,15 @@ class SubjectParts:
     arm: str | None
 
 
-def trial_status(state: str, state_field: str, reasons: Collection[str]) -> str:
+def enrolment_status(state: str, state_field: str, reasons: Collection[str]) -> str:
     """The trial status whose ``state_field`` (``r4`` or ``r5_state``) is ``state`` (see the module
     docstring for statuses sharing one state)."""
-    candidates = [c for c in tm.enrolment_statuses() if getattr(tm.subject_status(c), state_field) == state]
+    candidates = [c for c in enrolment_statuses() if getattr(subject_status(c), state_field) == state]
     if not candidates:
         raise MappingError(f"no trial enrolment status for the ResearchSubject state {state!r}")
     if len(candidates) > 1:
-        by_reason = [c for c in candidates if tm.subject_status(c).reason in reasons]
-        no_default = [c for c in candidates if tm.subject_status(c).reason is None]
+        by_reason = [c for c in candidates if subject_status(c).reason in reasons]
+        no_default = [c for c in candidates if subject_status(c).reason is None]
         candidates = by_reason or no_default or candidates
     return candidates[0]
 
@@ -322,8 +287,8 @@ def read_enrolment(parts: SubjectParts, patient: JSON | None = None) -> Enrolmen
         raise MappingError(f"ResearchSubject {subject_id}: no subject state")
     reason = state_entry.get("reason") or {}
     reason_codes = codes_in(reason, "state_change_reason")
-    status = trial_status(state, parts.state_field, reason_codes)
-    codes = tm.subject_status(status)
+    status = enrolment_status(state, parts.state_field, reason_codes)
+    codes = subject_status(status)
     randomized = _progress_entry(parts.progress, "milestone", "r5_milestone", "Randomized")
     when = rs.get("period") or {}
     ends_by_withdrawal = "withdrawal_date" in codes.requires
@@ -374,159 +339,3 @@ def subject_entries(enrolment: Enrolment, resource: JSON, create_patient: bool) 
     entries = [patient_entry(enrolment)] if create_patient else []
     entries.append(conditional_entry(resource, system, value))
     return entries
-
-
-# --- observations ------------------------------------------------------------------------------------
-
-
-def _quantity(value: Decimal, result: LabResult, comparator: str | None = None) -> JSON:
-    return prune({"value": value, "comparator": comparator, "unit": result.unit_text or None, "system": UCUM,
-                  "code": result.unit})
-
-
-def _test_of(result: LabResult) -> tm.LabTest:
-    test = tm.lab_test(result.test_code)
-    if test is None:
-        raise MappingError(f"result {result.result_id}: unknown test code {result.test_code!r}")
-    if not result.loinc_code:
-        raise MappingError(f"result {result.result_id}: no LOINC code")
-    return test
-
-
-def observation(result: LabResult, *, study_ref: str, subject_ref: str) -> JSON:
-    """The Observation of a lab result (the same in R4 and R5; see the module docstring)."""
-    test = _test_of(result)
-    loinc = {"system": tm.system("loinc"), "code": result.loinc_code, "display": result.loinc_display}
-    code = {"coding": [prune(loinc), {"system": LAB_TEST_SYSTEM, "code": test.code, "display": test.name}],
-            "text": test.name}
-    subject: JSON = {"reference": subject_ref, "type": "Patient"}
-    if result.patient.system and result.patient.value:
-        subject["identifier"] = {"system": result.patient.system, "value": result.patient.value}
-    obs: JSON = {
-        "resourceType": "Observation",
-        "extension": [{"url": STUDY_LINK, "valueReference": study_reference(study_ref, result.study)}],
-        "identifier": [{"system": LAB_RESULT_SYSTEM, "value": result.result_id}],
-        "status": result.status,
-        "category": [{"coding": [dict(_table()["category"])]}],
-        "code": code,
-        "subject": subject,
-        "effectiveDateTime": result.effective,
-    }
-    if isinstance(result.value, Decimal):
-        if not result.unit:
-            raise MappingError(f"result {result.result_id}: a number without a UCUM unit")
-        obs["valueQuantity"] = _quantity(result.value, result, result.comparator)
-    elif isinstance(result.value, str) and result.value:
-        answer = prune({"system": tm.system("snomed"), "code": result.value_code, "display": result.value})
-        obs["valueCodeableConcept"] = prune({"coding": [answer] if result.value_code else None,
-                                             "text": result.value})
-    else:
-        raise MappingError(f"result {result.result_id}: no value")
-    if result.interpretation:
-        obs["interpretation"] = [{"coding": [coding("interpretation", result.interpretation)]}]
-    bounds = {k: _quantity(v, result) for k, v in (("low", result.ref_low), ("high", result.ref_high))
-              if v is not None}
-    if bounds:
-        if not result.unit:
-            raise MappingError(f"result {result.result_id}: a reference range without a UCUM unit")
-        obs["referenceRange"] = [bounds]
-    return obs
-
-
-def observation_entry(result: LabResult, *, study_ref: str, subject_ref: str) -> JSON:
-    """The conditional update entry of a lab result, keyed by its result id."""
-    if not result.result_id:
-        raise MappingError("a lab result needs its result id")
-    resource = observation(result, study_ref=study_ref, subject_ref=subject_ref)
-    return conditional_entry(resource, LAB_RESULT_SYSTEM, result.result_id)
-
-
-def _lab_test_of(code: JSON) -> tuple[tm.LabTest, JSON]:
-    """(catalogue test, LOINC coding) of an Observation.code: by our local coding, else by LOINC."""
-    codings = [c for c in code.get("coding") or [] if isinstance(c, dict)]
-    loinc = next((c for c in codings if c.get("system") == tm.system("loinc") and c.get("code")), None)
-    local = next((c["code"] for c in codings if c.get("system") == LAB_TEST_SYSTEM and c.get("code")), None)
-    test = tm.lab_test(local) if local else None
-    if test is None and loinc is not None:
-        test = _tests_by_loinc().get(loinc["code"])
-    if test is None or loinc is None:
-        shown = ", ".join(f"{c.get('system')}|{c.get('code')}" for c in codings) or "(no coding)"
-        raise MappingError(f"Observation code {shown} is not in the lab catalogue")
-    return test, loinc
-
-
-@cache
-def _tests_by_loinc() -> dict[str, tm.LabTest]:
-    out: dict[str, tm.LabTest] = {}
-    for code in tm.lab_tests():
-        test = tm.lab_test(code)
-        assert test is not None
-        for loinc in (test.loinc, *test.loinc_for_unit.values()):
-            out.setdefault(loinc.code, test)
-    return out
-
-
-def loinc_codes(test_codes: Collection[str]) -> list[str]:
-    """Every LOINC code the catalogue uses for the given local tests (each unit's term)."""
-    out: list[str] = []
-    for code in test_codes:
-        test = tm.lab_test(code)
-        if test is None:
-            raise MappingError(f"unknown test code {code!r} (not in the lab catalogue)")
-        for loinc in (test.loinc, *test.loinc_for_unit.values()):
-            if loinc.code not in out:
-                out.append(loinc.code)
-    return out
-
-
-def read_observation(resource: JSON, *, subject_id: str | None = None) -> LabResult:
-    """The LabResult of an Observation (see the module docstring for what comes back empty)."""
-    if not isinstance(resource, dict) or resource.get("resourceType") != "Observation":
-        raise MappingError("expected an Observation")
-    where = resource.get("id") or "(no id)"
-    idents = [i for i in resource.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
-    result_id = next((i["value"] for i in idents if i.get("system") == LAB_RESULT_SYSTEM),
-                     idents[0]["value"] if idents else "")
-    test, loinc = _lab_test_of(resource.get("code") or {})
-    link = next((x.get("valueReference") for x in exts(resource, STUDY_LINK)), None)
-    values: dict[str, Any] = {}
-    if "valueQuantity" in resource:
-        q = resource["valueQuantity"]
-        if q.get("value") is None or q.get("system") != UCUM or not q.get("code"):
-            raise MappingError(f"Observation {where}: valueQuantity without a value and UCUM code")
-        values = {"value": exact(q["value"]), "comparator": q.get("comparator"), "unit": q["code"],
-                  "unit_text": q.get("unit")}
-    elif "valueCodeableConcept" in resource:
-        cc = resource["valueCodeableConcept"]
-        snomed = next((c for c in cc.get("coding") or [] if c.get("system") == tm.system("snomed")), {})
-        values = {"value": cc.get("text") or snomed.get("display") or snomed.get("code") or "",
-                  "value_code": snomed.get("code")}
-    elif "valueString" in resource:
-        values = {"value": resource["valueString"]}
-    else:
-        raise MappingError(f"Observation {where}: no valueQuantity, valueCodeableConcept or valueString")
-    ranges = resource.get("referenceRange") or [{}]
-    low, high = (exact((ranges[0].get(k) or {}).get("value")) for k in ("low", "high"))
-    interpretation = next((first_code(c, "interpretation") for c in resource.get("interpretation") or []
-                           if first_code(c, "interpretation")), None)
-    result = LabResult(
-        study=nct_of(link) or "",
-        subject_id=subject_id or "",
-        patient=patient_identifier(resource.get("subject")),
-        result_id=result_id,
-        test_code=test.code,
-        loinc_code=loinc["code"],
-        loinc_display=loinc.get("display") or test.coding(values.get("unit")).display,
-        effective=resource.get("effectiveDateTime") or "",
-        status=resource.get("status") or "",
-        ref_low=low,
-        ref_high=high,
-        interpretation=interpretation,
-        **values,
-    )
-    if isinstance(result.value, Decimal) and result.unit and test.canonical_unit:
-        try:
-            result.normalized = test.normalize(result.value, result.unit, low, high)
-        except UnitError:
-            result.normalized = None
-    return result
