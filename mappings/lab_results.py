@@ -114,7 +114,9 @@ class Answer:
 
 @dataclass(frozen=True)
 class LabAnalyte:
-    """One entry of the lab catalogue (``tables/loinc_labs.json``)."""
+    """The lab catalogue's entry for one local test code (``tables/loinc_labs.json``): the analyte's
+    LOINC term (and the term per reported unit), its accepted unit texts, canonical unit, molar mass
+    and, for an ordinal test, its answers."""
 
     code: str
     name: str

@@ -7,35 +7,11 @@ displays are in ``tables/fhir_trial.json``; the codes come from the lab catalogu
 codes (``loinc_labs.json``, ``lab_result_codes.json``, through :mod:`mappings.lab_results`).  The
 study reference, the patient's MRN and the conditional entry are the ones of :mod:`.subjects`.
 
-Observation
-    ============================ ===================================================================
-    LabResult                    Observation (R4 and R5 alike)
-    ============================ ===================================================================
-    result_id                    identifier (``.../sid/lab-result``), the conditional update key
-    study                        extension ``workflow-researchStudy`` (HL7; core in R4, extensions
-                                 pack in R5), valueReference to the study, with the NCT number as
-                                 ``Reference.identifier``
-    status                       status
-    (laboratory)                 category observation-category ``laboratory``
-    loinc_code, test_code        code: LOINC coding (display = LOINC long common name), then the
-                                 local test code (``.../CodeSystem/lab-test``); text = test name
-    patient                      subject (the caller's reference, with the MRN as identifier)
-    effective                    effectiveDateTime (verbatim)
-    value, comparator, unit      valueQuantity {value (exact Decimal), comparator, unit (the lab's
-                                 spelling), system UCUM, code (UCUM)}; an ordinal answer as
-                                 valueCodeableConcept (SNOMED CT coding, text = the answer)
-    ref_low, ref_high            referenceRange[0].low / high (UCUM quantities in the reported unit)
-    interpretation               interpretation (v3 ObservationInterpretation)
-    ============================ ===================================================================
-
-    Reading back: ``subject_id`` (the trial's id is not an Observation element) comes from the
-    caller, who found the Observation through the ResearchSubject; ``interpretation_source`` is not
-    carried (read as None); ``normalized`` is recomputed from the catalogue.  An Observation another
-    system wrote (the hospital's own result for a catalogue LOINC code) reads too: ``result_id`` is
-    then its first identifier (or ``""``), and the study and MRN are ``""`` when its references do
-    not carry them.  A numeric result
-    without a UCUM unit, or a code the catalogue does not know, raises :class:`MappingError`: the
-    reader reports such rows (RowError) and the mapping never guesses.
+The Observation is keyed by ``.../sid/lab-result`` | result id (conditional update) and linked to the
+study by the ``workflow-researchStudy`` extension; the value is an exact ``valueQuantity`` (UCUM) or,
+for an ordinal answer, a ``valueCodeableConcept`` (SNOMED CT).  Reading back never guesses: a number
+without a UCUM unit, or a code the catalogue does not know, raises :class:`MappingError`.  The element
+table and what reads back empty: ``docs/design/trial-data-fhir.md``.
 """
 
 from __future__ import annotations
@@ -143,14 +119,14 @@ def observation_entry(result: LabResult, *, study_ref: str, subject_ref: str) ->
     return conditional_entry(resource, LAB_RESULT_SYSTEM, result.result_id)
 
 
-def _lab_test_of(code: JSON) -> tuple[LabAnalyte, JSON]:
-    """(catalogue test, LOINC coding) of an Observation.code: by our local coding, else by LOINC."""
+def _analyte_of(code: JSON) -> tuple[LabAnalyte, JSON]:
+    """(catalogue entry, LOINC coding) of an Observation.code: by our local coding, else by LOINC."""
     codings = [c for c in code.get("coding") or [] if isinstance(c, dict)]
     loinc = next((c for c in codings if c.get("system") == code_system("loinc") and c.get("code")), None)
     local = next((c["code"] for c in codings if c.get("system") == LAB_TEST_SYSTEM and c.get("code")), None)
     test = lab_test(local) if local else None
     if test is None and loinc is not None:
-        test = _tests_by_loinc().get(loinc["code"])
+        test = _analytes_by_loinc().get(loinc["code"])
     if test is None or loinc is None:
         shown = ", ".join(f"{c.get('system')}|{c.get('code')}" for c in codings) or "(no coding)"
         raise MappingError(f"Observation code {shown} is not in the lab catalogue")
@@ -158,7 +134,7 @@ def _lab_test_of(code: JSON) -> tuple[LabAnalyte, JSON]:
 
 
 @cache
-def _tests_by_loinc() -> dict[str, LabAnalyte]:
+def _analytes_by_loinc() -> dict[str, LabAnalyte]:
     out: dict[str, LabAnalyte] = {}
     for code in lab_tests():
         test = lab_test(code)
@@ -189,7 +165,7 @@ def read_observation(resource: JSON, *, subject_id: str | None = None) -> LabRes
     idents = [i for i in resource.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
     result_id = next((i["value"] for i in idents if i.get("system") == LAB_RESULT_SYSTEM),
                      idents[0]["value"] if idents else "")
-    test, loinc = _lab_test_of(resource.get("code") or {})
+    test, loinc = _analyte_of(resource.get("code") or {})
     link = next((x.get("valueReference") for x in exts(resource, STUDY_LINK)), None)
     values: dict[str, Any] = {}
     if "valueQuantity" in resource:

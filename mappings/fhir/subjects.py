@@ -3,47 +3,16 @@ read back.  Pure: plain JSON data in and out, no I/O.
 
 The version modules (:mod:`.r4.subject`, :mod:`.r5.subject`) compose resources from the pieces here;
 only what differs between versions lives there.  Identifier systems, extension URLs and code displays
-are in ``tables/fhir_trial.json``; the codes come from the neutral model's table
-(``enrolment_codes.json``, through :mod:`mappings.enrolments`).  The study reference, the patient
-reference's MRN and the transaction entry are shared with :mod:`.observations`.
+are in ``tables/fhir_trial.json``; the codes come from ``enrolment_codes.json`` (through
+:mod:`mappings.enrolments`).  The study reference, the patient reference's MRN and the conditional
+entry are shared with :mod:`.observations`.
 
-Identity (every write is conditional, so pushing twice never makes a second copy)
-    =============== =============================================== =================================
-    resource        identifier (system | value)                     request
-    =============== =============================================== =================================
-    Patient         the hospital's MRN (``mrn_system`` | MRN)       conditional create only when asked:
-                                                                    ``POST Patient``, ``ifNoneExist:
-                                                                    identifier=<system>|<mrn>``
-    ResearchSubject ``.../sid/research-subject`` | ``<NCT>-<id>``   ``PUT ResearchSubject?identifier=``
-    Observation     ``.../sid/lab-result`` | lab result id          ``PUT Observation?identifier=``
-    =============== =============================================== =================================
-
-    ``fullUrl`` is ``urn:uuid:`` + uuid5 of ``system|value``, as for the study (:mod:`.common`).
-
-Patients are never created behind the caller's back.  With ``create_patient`` the transaction
-carries a conditional create holding only identifier, birthDate and gender (synthetic data only),
-and the ResearchSubject refers to its fullUrl.  Without it there is no Patient entry: the subject
-refers to the patient conditionally (``Patient?identifier=<system>|<mrn>``), so a server that knows
-no such MRN rejects the entry and the enrolment is reported for review.  Every patient reference
-also carries the MRN as ``Reference.identifier``, which the server keeps when it resolves the
-reference, so a pull can name the patient without reading it.
-
-Consent.  R4 ``ResearchSubject.consent`` (0..1) and R5 ``consent`` (0..*) are ``Reference(Consent)``.
-The trial system records only the date consent was signed, not a consent document: a Consent
-resource made from a date would invent its scope, category, policy and signatory.  So no Consent is
-written; the consent date is ``period.start`` (participation begins with consent), and the end of
-participation (withdrawal or completion) is ``period.end``.
-
-Progress.  The enrolment status (the trial system's code) becomes R5 ``progress`` entries: the
-milestones reached (SignedUp, Screened, Randomized dated with the enrolment date) and one
-``Enrollment`` entry with the subject state, the state-change reason (coded where the table knows
-the reason, with the withdrawal reason verbatim as ``text``) and the state's start date
-(:meth:`~mappings.enrolments.Enrolment.progress`).  R4 has no ``progress``: the same entries are
-written as our extension ``research-subject-progress``, one per entry, with sub-extensions named
-as R5's elements, so R4 loses nothing.  Reading back, the trial status is the one whose R4 status
-(R4) or R5 subject state (R5) matches; where two share it (``completed`` and ``withdrawn`` are both
-``off-study``), the one whose default reason the resource carries (``followUpComplete``) wins, else
-the one with no default reason (``withdrawn``).
+Every write is conditional: the ResearchSubject by ``.../sid/research-subject`` | ``<NCT>-<id>``, the
+Patient (only with ``create_patient``) by conditional create on its MRN; without it the subject refers
+to the patient conditionally (``Patient?identifier=<system>|<mrn>``).  No Consent is written (the
+consent date is ``period.start``).  The enrolment status becomes R5 ``progress`` entries (in R4 our
+``research-subject-progress`` extension); reading back, :func:`enrolment_status` finds the trial
+status of a FHIR state.  Why, element by element: ``docs/design/trial-data-fhir.md``.
 """
 
 from __future__ import annotations
