@@ -58,16 +58,16 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, TextIO
 
-from mappings import fhirjson
-from mappings import trial_model as tm
+from mappings import fhirjson, lab_results
+from mappings.enrolments import Enrolment
 from mappings.errors import InputError, MappingError
 from mappings.fhir import observation_entry, read_bundle, read_observation, read_subject, study_arms
 from mappings.fhir import subject_entries as map_subject
-from mappings.fhir.trial_common import loinc_codes
+from mappings.fhir.observations import loinc_codes
+from mappings.lab_results import LabResult
 from mappings.model import Arm, Protocol
 from mappings.outcomes import TimeFrame, outcome_tests, outcome_window
 from mappings.sources.trial_csv import RowError, iter_enrolments, iter_labs
-from mappings.trial_model import Enrolment, LabResult
 
 from .client import FhirClient
 from .errors import FhirHttpError, refuses_content, summarize_outcome
@@ -388,10 +388,10 @@ def plan_pull(client: FhirClient, nct: str, *, tests: Sequence[str] | None = Non
     if grace_days < 0:
         raise InputError("must be 0 or more", field="graceDays")
     if tests:
-        found = {t: tm.lab_test(t) for t in tests}
+        found = {t: lab_results.lab_test(t) for t in tests}
         unknown = [t for t, test in found.items() if test is None]
         if unknown:
-            known = ", ".join(tm.lab_tests())
+            known = ", ".join(lab_results.lab_tests())
             raise InputError(f"unknown test code(s) {', '.join(unknown)} (known: {known})", field="tests")
         tests = [test.code for test in found.values() if test is not None]
     study = find_study(client, nct)
@@ -455,7 +455,7 @@ def iter_outcome_observations(client: FhirClient, plan: PullPlan, *,
                               page_size: int = PAGE_SIZE) -> Iterator[PulledObservation]:
     """Every outcome Observation of every subject, in its window, one page in memory at a time."""
     version = client.config.fhir_version
-    codes = ",".join(f"{tm.system('loinc')}|{c}" for c in plan.loinc_codes)
+    codes = ",".join(f"{lab_results.system('loinc')}|{c}" for c in plan.loinc_codes)
     for subject in subject_windows(client, plan):
         params: list[tuple[str, str]] = [("subject", subject.patient_ref), ("code", codes),
                                          ("date", f"ge{subject.start - timedelta(days=1)}")]

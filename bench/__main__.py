@@ -5,13 +5,13 @@ from __future__ import annotations
 import gc
 import sys
 
-from . import eligibility, mapping, service, trial_data
+from . import eligibility, lab_results, mapping, service
 from .report import print_table, write_json
 
 SUITES = [
     ("mapping", mapping.run),
     ("eligibility", eligibility.run),
-    ("trial_data", trial_data.run),
+    ("lab_results", lab_results.run),
     ("service", service.run),
 ]
 

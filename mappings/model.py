@@ -8,7 +8,8 @@ a value outside that vocabulary is kept verbatim (and reported by the reader), n
 Coordinates are :class:`~decimal.Decimal` so their digits survive exactly.  Dates are kept as the
 partial ISO strings the registry gives (``2019``, ``2019-05``, ``2019-05-20``).
 The model holds no I/O and no FHIR: it is plain dataclasses, with :func:`to_dict` / :func:`from_dict`
-for JSON.
+for JSON (for this model and the trial-data models, :mod:`mappings.enrolments` and
+:mod:`mappings.lab_results`).
 """
 
 from __future__ import annotations
@@ -112,12 +113,17 @@ class Intervention:
 
 
 @dataclass
-class Outcome:
-    """An outcome measure with its time frame."""
+class OutcomeMeasure:
+    """A study outcome measure (primary, secondary or other) with its time frame."""
 
     measure: str
     time_frame: str | None = None
     description: str | None = None
+
+
+#: Transitional: ``mappings/fhir/common.py`` (being split on another branch) still imports ``Outcome``;
+#: drop this line once it imports :class:`OutcomeMeasure`.
+Outcome = OutcomeMeasure
 
 
 @dataclass
@@ -241,9 +247,9 @@ class Protocol:
     # arms, interventions, outcomes
     arms: list[Arm] = field(default_factory=list)
     interventions: list[Intervention] = field(default_factory=list)
-    primary_outcomes: list[Outcome] = field(default_factory=list)
-    secondary_outcomes: list[Outcome] = field(default_factory=list)
-    other_outcomes: list[Outcome] = field(default_factory=list)
+    primary_outcomes: list[OutcomeMeasure] = field(default_factory=list)
+    secondary_outcomes: list[OutcomeMeasure] = field(default_factory=list)
+    other_outcomes: list[OutcomeMeasure] = field(default_factory=list)
     # eligibility
     eligibility: Eligibility | None = None
     # contacts and locations
@@ -283,9 +289,15 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
+def _holds_decimal(hint: Any) -> bool:
+    return hint is Decimal or Decimal in typing.get_args(hint)
+
+
 def _build(hint: Any, value: Any) -> Any:
     if value is None:
         return None
+    if isinstance(value, int) and not isinstance(value, bool) and _holds_decimal(hint):
+        return Decimal(value)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -301,7 +313,12 @@ def _build(hint: Any, value: Any) -> Any:
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build a model object of type ``cls`` from JSON data made by :func:`to_dict`."""
+    """Build a model object of type ``cls`` from JSON data made by :func:`to_dict`.
+
+    Read the JSON with :func:`mappings.fhirjson.loads` to keep decimals exact: it gives integers
+    (``19``) as ``int``, which Decimal fields get back as Decimal, so ``19`` and ``3.50`` round-trip
+    with their exact text.
+    """
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
     hints = _hints(cls)

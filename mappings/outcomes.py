@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from . import trial_model as tm
+from . import lab_results
 from .model import Protocol
 
 #: Approximate days per unit, used only to compare durations of different units.
@@ -89,14 +89,14 @@ def outcome_tests(protocol: Protocol) -> list[str]:
     """The local test codes named by the primary outcomes, in order of first mention."""
     text = " ".join(part for o in protocol.primary_outcomes for part in (o.measure, o.description or ""))
     positions: dict[str, int] = {}
-    codes = {c: c for c in tm.lab_tests() if len(c) >= 2}
+    codes = {c: c for c in lab_results.lab_tests() if len(c) >= 2}
     for m in _WORD.finditer(text):
         code = codes.get(m.group(0))
         if code is not None and m.group(0).isupper():
             positions.setdefault(code, m.start())
     lowered = " ".join(text.split()).lower()
-    for code in tm.lab_tests():
-        test = tm.lab_test(code)
+    for code in lab_results.lab_tests():
+        test = lab_results.lab_test(code)
         assert test is not None
         m = re.search(rf"\b{re.escape(_name_phrase(test.name))}\b", lowered)
         if m:

@@ -11,7 +11,7 @@ Public API:
 
 * :func:`convert` -- convert or raise :class:`UnitError`; :func:`try_convert` -- the same, ``None``
   instead of the error (for callers that treat "not convertible" as an answer, e.g. "unknown").
-* :func:`normalise_unit` -- a unit as written (``x10^9/L``, ``mg/dl``, ``µmol/l``: criteria text,
+* :func:`normalize_unit` -- a unit as written (``x10^9/L``, ``mg/dl``, ``µmol/l``: criteria text,
   ``Observation.valueQuantity.unit``) -> its UCUM code, from the table's ``spellings``; ``None`` for
   a text not listed (even valid UCUM is not guessed).  :func:`unit_spellings` gives them all.
 * :func:`molar_mass` -- the analyte's molar mass by LOINC code (mass or substance code alike).
@@ -135,11 +135,11 @@ def _spellings() -> Mapping[str, str]:
 
 
 def unit_spellings() -> Mapping[str, str]:
-    """Every unit text :func:`normalise_unit` reads (lower case, single blanks) -> its UCUM code."""
+    """Every unit text :func:`normalize_unit` reads (lower case, single blanks) -> its UCUM code."""
     return _spellings()
 
 
-def normalise_unit(text: str | None) -> str | None:
+def normalize_unit(text: str | None) -> str | None:
     """The UCUM code for a unit as written (``x10^9/L`` -> ``10*9/L``, ``mg/dl`` -> ``mg/dL``).
 
     Case does not matter and runs of blanks count as one (``x 10^9/l``).  ``None`` for an empty or

@@ -44,7 +44,7 @@ from typing import IO, Any
 from adapter.client import FhirClient
 from mappings import fhirjson
 from mappings.fhir.common import NCT_SYSTEM
-from mappings.fhir.trial_common import STUDY_LINK
+from mappings.fhir.observations import STUDY_LINK
 
 from .outbox import Outbox
 

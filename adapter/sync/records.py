@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from mappings import fhir
+from mappings.enrolments import Enrolment, PatientIdentifier
 from mappings.errors import TrialbridgeError
 from mappings.fhir.common import NCT_SYSTEM, conditional_url
-from mappings.fhir.trial_common import patient_reference
-from mappings.model import Protocol
+from mappings.fhir.subjects import patient_reference
+from mappings.lab_results import LabResult
+from mappings.model import Protocol, from_dict, to_dict
 from mappings.sources.trial_csv import RowError, iter_enrolments, iter_labs
-from mappings.trial_model import Enrolment, LabResult, PatientIdentifier, from_dict, to_dict
 
 from .outbox import Outbox, Record
 from .sources import Rejected

@@ -206,14 +206,14 @@ def convert(
 
     The same unit as written (even one we cannot read, or ``mL/min/{1.73_m2}``, outside the UCUM
     subset of :mod:`mappings.units`) gives ``value``.  Otherwise both units must be listed spellings
-    or UCUM codes (:func:`mappings.units.normalise_unit`: ``mL/s`` is valid UCUM but not read) and
+    or UCUM codes (:func:`mappings.units.normalize_unit`: ``mL/s`` is valid UCUM but not read) and
     :func:`mappings.units.try_convert` converts, unrounded (a comparison with a threshold must not
     round on its own); mass <-> substance concentration takes the molar mass ``loinc_labs.json``
     gives for the first of ``lab``'s LOINC codes that has one (bilirubin 1975-2 / 14631-6).
     """
     if from_unit is None or to_unit is None:
         return None
-    f, t = units.normalise_unit(from_unit), units.normalise_unit(to_unit)
+    f, t = units.normalize_unit(from_unit), units.normalize_unit(to_unit)
     if (f or from_unit) == (t or to_unit):
         return value
     if f is None or t is None:

@@ -142,7 +142,7 @@ def _observation_fact(r: Mapping[str, Any], ref: str, issues: list[MappingIssue]
             unit = q["code"]
         else:
             written = q.get("unit") or q.get("code")
-            unit = units.normalise_unit(written) or written
+            unit = units.normalize_unit(written) or written
     elif "valueCodeableConcept" in r:
         result = _result_of(r["valueCodeableConcept"])
         codes = _codings(r["valueCodeableConcept"])
@@ -163,7 +163,7 @@ def _observation_fact(r: Mapping[str, Any], ref: str, issues: list[MappingIssue]
         high_unit = (
             h["code"]
             if h.get("system") == UCUM and h.get("code")
-            else units.normalise_unit(h.get("unit")) or h.get("unit")
+            else units.normalize_unit(h.get("unit")) or h.get("unit")
         )
     return ObservationFact(
         ref,

@@ -1,6 +1,6 @@
 """The text rules: what an item's words say, each rule marking the characters it used.
 
-:class:`Text` is a normalised item text with its used characters; the readers take what they
+:class:`Text` is a normalized item text with its used characters; the readers take what they
 recognise from it -- ages, sex, pregnancy/breastfeeding, durations, condition and lab mentions, lab
 thresholds -- and the structure rules build a :data:`~.model.Test` from the mentions (causes,
 conditions defined by their parts or by a lab finding, lists).  :func:`check_residual` names the
@@ -86,7 +86,7 @@ _PAREN = re.compile(r"[()]")
 
 
 class Text:
-    """A normalised item text and which of its characters a rule has used (``mask``)."""
+    """A normalized item text and which of its characters a rule has used (``mask``)."""
 
     __slots__ = ("t", "mask", "_parens")
 
@@ -285,7 +285,7 @@ def lab_test(tx: Text, lab_id: str, mentions: list[Mention], polarity: str | Non
         tx.take(thr.start("cmp"), end)
         return LabTest(lab, comparator=cmp, uln_multiple=value, duration=duration)
     unit_m = T.unit.match(tx.t, end)
-    unit = units.normalise_unit(unit_m["u"]) if unit_m else None
+    unit = units.normalize_unit(unit_m["u"]) if unit_m else None
     if unit is None and T.lab_units.get(lab_id) != "{INR}":
         raise Review(f"{lab.display}: threshold {thr['val']} has no unit we know")
     tx.take(thr.start("cmp"), unit_m.end() if unit_m else end)

@@ -9,7 +9,7 @@ Each FHIR version is one package (``r4``, ``r5``) with ``write``/``read``, a ``T
 one package, one table file and one line in :data:`_MODULES`.  Shared pieces live in
 :mod:`.common`; bundle validation in :mod:`.validate`.
 
-Trial data (per version package, shared pieces in :mod:`.trial_common`):
+Trial data (per version package; shared pieces in :mod:`.subjects` and :mod:`.observations`):
 ``subject_entries(enrolment, version, study_ref=...)`` gives the transaction entries of an enrolment
 (Patient conditional create when asked, ResearchSubject conditional update), ``read_subject``
 reads a ResearchSubject back; ``observation_entry(result, version, study_ref=..., subject_ref=...)``
@@ -23,10 +23,11 @@ from importlib import import_module
 from types import ModuleType
 from typing import Any
 
+from ..enrolments import Enrolment
 from ..errors import InputError
+from ..lab_results import LabResult
 from ..model import Protocol
 from ..sources import ReadResult
-from ..trial_model import Enrolment, LabResult
 from .common import BundleIndex, WriteResult
 
 #: Version name -> module implementing it.

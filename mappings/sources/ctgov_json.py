@@ -1,7 +1,7 @@
 """Reader of ClinicalTrials.gov API v2 JSON (one study) into the neutral :class:`Protocol`.
 
 The input is checked against ``schemas/ctgov_v2_study.schema.json`` first, so a wrong type gets an
-error naming the field.  Coded values are normalised through the vocabulary table; an unknown one is
+error naming the field.  Coded values are normalized through the vocabulary table; an unknown one is
 kept verbatim and reported.  ``{"studies": [one study]}`` (an API search page of one) is accepted.
 """
 
@@ -194,9 +194,9 @@ class _Reader:
     def outcomes(self) -> dict[str, Any]:
         mod = self.mod("outcomesModule")
 
-        def outcomes(key: str) -> list[m.Outcome]:
+        def outcomes(key: str) -> list[m.OutcomeMeasure]:
             return [
-                m.Outcome(
+                m.OutcomeMeasure(
                     measure=o["measure"],
                     time_frame=_text(o.get("timeFrame")),
                     description=_text(o.get("description")),

@@ -560,8 +560,9 @@ class _TextReader:
             return None
         return m.Arm(label, self.code("arm_type", typed[1], "Arm") if typed else None), pairs
 
-    def outcomes(self) -> dict[str, list[m.Outcome]]:
-        out: dict[str, list[m.Outcome]] = {f"{k}_outcomes": [] for k in ("primary", "secondary", "other")}
+    def outcomes(self) -> dict[str, list[m.OutcomeMeasure]]:
+        kinds = ("primary", "secondary", "other")
+        out: dict[str, list[m.OutcomeMeasure]] = {f"{k}_outcomes": [] for k in kinds}
         for section in self.page.sections:
             if section.name == "outcomes" and section.heading:
                 out[f"{section.heading['kind'].lower()}_outcomes"] += _outcome_items(section.lines)
@@ -672,7 +673,7 @@ _OUTCOME_ITEM = re.compile(r"^\s*(?P<number>\d+)\.\s+(?P<body>.*)$")
 _TIME_FRAME = re.compile(r"^(?P<measure>.*?)\s*\[\s*Time\s+Frame:\s*(?P<frame>.*?)\s*\]$")
 
 
-def _outcome_items(lines: list[str]) -> list[m.Outcome]:
+def _outcome_items(lines: list[str]) -> list[m.OutcomeMeasure]:
     """``1. Measure [ Time Frame: 96 weeks ]`` followed by indented description lines."""
     items: list[list[str]] = []
     item_indent = None
@@ -687,7 +688,7 @@ def _outcome_items(lines: list[str]) -> list[m.Outcome]:
     return [_outcome(body, rest) for body, *rest in items]
 
 
-def _outcome(body: str, rest: list[str]) -> m.Outcome:
+def _outcome(body: str, rest: list[str]) -> m.OutcomeMeasure:
     """One outcome item; a long measure may wrap, so the head runs to the line with the time frame."""
     head, description = body, rest
     if not _TIME_FRAME.match(clean(body) or ""):
@@ -700,8 +701,8 @@ def _outcome(body: str, rest: list[str]) -> m.Outcome:
     head = clean(head) or ""
     frame = _TIME_FRAME.match(head)
     if frame is None:
-        return m.Outcome(head, None, _block(description))
-    return m.Outcome(frame["measure"], frame["frame"], _block(description))
+        return m.OutcomeMeasure(head, None, _block(description))
+    return m.OutcomeMeasure(frame["measure"], frame["frame"], _block(description))
 
 
 def _criteria(lines: list[str]) -> str | None:

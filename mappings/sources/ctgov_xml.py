@@ -262,8 +262,8 @@ class _XmlReader:
             interventions.append(item)
         return list(arms.values()), interventions
 
-    def outcomes(self, tag: str) -> list[m.Outcome]:
-        return [m.Outcome(measure, _text(o, "time_frame"), textblock(o.findtext("description")))
+    def outcomes(self, tag: str) -> list[m.OutcomeMeasure]:
+        return [m.OutcomeMeasure(measure, _text(o, "time_frame"), textblock(o.findtext("description")))
                 for o in self.root.findall(tag) if (measure := _text(o, "measure"))]
 
     def eligibility(self) -> m.Eligibility | None:

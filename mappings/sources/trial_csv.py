@@ -1,4 +1,4 @@
-"""Readers of the trial system's CSV exports (enrolments, lab results) into the neutral trial model.
+"""Readers of the trial system's CSV exports into the neutral models of enrolments and lab results.
 
 Each reader returns the rows it could map and a :class:`RowError` for every row it could not: a bad
 row is kept (row number, raw cells, message) and reported, never dropped and never guessed.  A value
@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from .. import trial_model as tm
-from .. import units
+from .. import enrolments, lab_results, units
+from ..enrolments import Enrolment, PatientIdentifier
 from ..errors import InputError, MappingIssue
+from ..lab_results import LabAnalyte, LabResult, NormalizedValue
 from ..model import Protocol
-from ..trial_model import Enrolment, LabResult, NormalizedValue, PatientIdentifier
 
 ENROLMENT_COLUMNS = ("subject_id", "mrn", "mrn_system", "birth_date", "sex", "arm", "consent_date",
                      "enrolment_date", "status", "withdrawal_date", "withdrawal_reason")
@@ -242,7 +242,7 @@ def _enrolment(nct: str, raw: dict[str, str], arms: dict[str, str] | None,
         problems.add("birth_date", "missing")
 
     sex_text = _cell(raw, "sex")
-    sex = tm.normalize_sex(sex_text) if sex_text else None
+    sex = enrolments.normalize_sex(sex_text) if sex_text else None
     if sex_text is None:
         problems.add("sex", "missing")
     elif sex is None:
@@ -252,13 +252,13 @@ def _enrolment(nct: str, raw: dict[str, str], arms: dict[str, str] | None,
              for name in ("consent_date", "enrolment_date", "withdrawal_date", "completion_date")}
 
     status_text = _cell(raw, "status")
-    status = tm.normalize_status(status_text) if status_text else None
-    codes = tm.subject_status(status) if status else None
+    status = enrolments.normalize_status(status_text) if status_text else None
+    codes = enrolments.subject_status(status) if status else None
     if status_text is None:
         problems.add("status", "missing")
     elif codes is None:
         problems.add("status", f"unknown enrolment status {status_text!r} "
-                               f"(known: {', '.join(tm.enrolment_statuses())})")
+                               f"(known: {', '.join(enrolments.enrolment_statuses())})")
 
     arm_text = _cell(raw, "arm")
     arm = arm_text
@@ -302,7 +302,7 @@ def _enrolment(nct: str, raw: dict[str, str], arms: dict[str, str] | None,
         enrolment_date=dates["enrolment_date"],
         withdrawal_date=dates["withdrawal_date"],
         withdrawal_reason=reason,
-        withdrawal_reason_code=tm.withdrawal_reason_code(reason) if reason else None,
+        withdrawal_reason_code=enrolments.withdrawal_reason_code(reason) if reason else None,
         completion_date=dates["completion_date"],
     )
 
@@ -384,7 +384,7 @@ def _lab(nct: str, raw: dict[str, str], enrolled: dict[str, Enrolment] | None, m
         problems.add("lab_result_id", "missing")
 
     status_text = _cell(raw, "status")
-    status = tm.observation_status(status_text) if status_text else None
+    status = lab_results.observation_status(status_text) if status_text else None
     if status_text is None:
         problems.add("status", "missing")
     elif status is None:
@@ -394,7 +394,7 @@ def _lab(nct: str, raw: dict[str, str], enrolled: dict[str, Enrolment] | None, m
     effective = _effective(_cell(raw, "effective"), problems)
 
     test_text = _cell(raw, "test")
-    test = tm.lab_test(test_text) if test_text else None
+    test = lab_results.lab_test(test_text) if test_text else None
     if test_text is None:
         problems.add("test", "missing")
         return None
@@ -438,11 +438,11 @@ def _lab(nct: str, raw: dict[str, str], enrolled: dict[str, Enrolment] | None, m
     given = _cell(raw, "interpretation")
     interpretation, source = None, None
     if given is not None:
-        interpretation, source = tm.interpretation_code(given), "given"
+        interpretation, source = lab_results.interpretation_code(given), "given"
         if interpretation is None:
             problems.add("interpretation", f"unknown flag {given!r}")
     elif isinstance(value, Decimal):
-        interpretation = tm.interpret(value, low, high, comparator)
+        interpretation = lab_results.interpret(value, low, high, comparator)
         source = "computed" if interpretation else None
     elif answer_interpretation:
         interpretation, source = answer_interpretation, "computed"
@@ -512,7 +512,7 @@ def _decimal(text: str) -> Decimal | None:
 
 
 def _quantity(text: str, test: str, problems: _Problems) -> tuple[str | None, Decimal | None]:
-    comparator = next((c for c in tm.COMPARATORS if text.startswith(c)), None)
+    comparator = next((c for c in lab_results.COMPARATORS if text.startswith(c)), None)
     number = text[len(comparator):].strip() if comparator else text
     value = _decimal(number)
     if value is None:
@@ -529,6 +529,6 @@ def _number(text: str | None, field: str, problems: _Problems) -> Decimal | None
     return value
 
 
-def _normalize(test: tm.LabTest, value: Decimal, ucum: str, low: Decimal | None,
+def _normalize(test: LabAnalyte, value: Decimal, ucum: str, low: Decimal | None,
                high: Decimal | None) -> NormalizedValue:
     return test.normalize(value, ucum, low, high)

@@ -16,8 +16,9 @@ import responses
 from adapter.config import ServerConfig, ServiceConfig
 from adapter.service import create_app
 from mappings import fhirjson
+from mappings.enrolments import PatientIdentifier
 from mappings.fhir import observation_entry
-from mappings.trial_model import LabResult, PatientIdentifier
+from mappings.lab_results import LabResult
 from tests.conftest import ROOT
 from tests.service_keys import KEY_ENV, keyed_client
 

@@ -13,8 +13,8 @@ from adapter.sync.config import load_sync_config
 from adapter.sync.outbox import Outbox
 from adapter.sync.records import TrialRecords, patient_ref, study_ref
 from adapter.sync.sources import ingest
+from mappings.enrolments import PatientIdentifier
 from mappings.sources import read_protocol
-from mappings.trial_model import PatientIdentifier
 from tests.conftest import ROOT, SEED
 
 TRIAL = ROOT / "fixtures" / "trial"

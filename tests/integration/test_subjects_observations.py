@@ -44,7 +44,8 @@ from adapter.trial_data import (
     write_observations,
 )
 from mappings.fhir.common import conditional_url
-from mappings.fhir.trial_common import LAB_RESULT_SYSTEM, SUBJECT_SYSTEM
+from mappings.fhir.observations import LAB_RESULT_SYSTEM
+from mappings.fhir.subjects import SUBJECT_SYSTEM
 from mappings.outcomes import TimeFrame
 from mappings.sources import read_protocol
 from mappings.sources.trial_csv import read_enrolments, read_labs

@@ -26,7 +26,7 @@ from mappings.model import (
     MeshTerm,
     Official,
     Organization,
-    Outcome,
+    OutcomeMeasure,
     Protocol,
     ResponsibleParty,
     SecondaryId,
@@ -107,19 +107,20 @@ def seed_protocol() -> Protocol:
             Intervention("Comprehensive treatment", "OTHER", arm_labels=[arm1, arm2]),
         ],
         primary_outcomes=[
-            Outcome("Liver function", "96 weeks",
+            OutcomeMeasure("Liver function", "96 weeks",
                     "including the levels of albumin [ALB], prothrombin activity [PTA], total bilirubin "
                     "[TBIL, and cholinesterase [CHE]."),
-            Outcome("The incidence of serious complications", "96 weeks",
+            OutcomeMeasure("The incidence of serious complications", "96 weeks",
                     "including infection, gastrointestinal bleeding, encephalopathy, and hepatorenal "
                     "syndrome."),
         ],
         secondary_outcomes=[
-            Outcome("The incidence of adverse events", "96 weeks", "e.g. fever, allergy, rash, infection"),
-            Outcome("Disease-free survival time", "96 weeks",
+            OutcomeMeasure("The incidence of adverse events", "96 weeks",
+                           "e.g. fever, allergy, rash, infection"),
+            OutcomeMeasure("Disease-free survival time", "96 weeks",
                     "The length of survival time after first UC-MSC treatment for the patient during the "
                     "follow-up period."),
-            Outcome("Incidence of hepatocellular carcinoma (HCC) events", "96 weeks",
+            OutcomeMeasure("Incidence of hepatocellular carcinoma (HCC) events", "96 weeks",
                     "HCC deveopled in the patient during the follow-up period."),
         ],
         eligibility=Eligibility(criteria=SEED_CRITERIA, healthy_volunteers=False, sex="ALL",
@@ -159,7 +160,7 @@ def partial_dates() -> st.SearchStrategy[str]:
 
 
 def unknown_codes(kind: str) -> st.SearchStrategy[str]:
-    """A value outside a code list (as a reader keeps it: whitespace-normalised, verbatim)."""
+    """A value outside a code list (as a reader keeps it: whitespace-normalized, verbatim)."""
     known = set(vocabulary.codes(kind))
     return st.one_of(
         st.text(alphabet=string.ascii_uppercase + "_", min_size=3, max_size=16),
@@ -246,9 +247,9 @@ def secondary_ids() -> st.SearchStrategy[SecondaryId]:
                      maybe(st.just("https://reporter.nih.gov/quickSearch/P60DK020579")))
 
 
-def outcomes() -> st.SearchStrategy[Outcome]:
+def outcomes() -> st.SearchStrategy[OutcomeMeasure]:
     """An outcome measure with time frame and description, each present or not."""
-    return st.builds(Outcome, texts(60), maybe(texts(20)), maybe(paragraphs()))
+    return st.builds(OutcomeMeasure, texts(60), maybe(texts(20)), maybe(paragraphs()))
 
 
 def urls() -> st.SearchStrategy[str]:

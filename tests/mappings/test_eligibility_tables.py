@@ -70,7 +70,7 @@ def test_cause_table_refers_to_known_concepts():
     ],
 )
 def test_unit_spellings(written, ucum):
-    assert units.normalise_unit(written) == ucum
+    assert units.normalize_unit(written) == ucum
 
 
 def test_age_and_duration_words_are_read_as_the_age_units_table_says():

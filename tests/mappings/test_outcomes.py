@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from mappings.model import Outcome, Protocol
+from mappings.model import OutcomeMeasure, Protocol
 from mappings.outcomes import TimeFrame, outcome_tests, outcome_window, parse_time_frame
 from mappings.sources import read_protocol
 from tests.conftest import SEED
@@ -45,8 +45,8 @@ def test_the_seed_study():
 
 def test_names_and_codes_in_order_of_mention_and_no_single_letter_codes():
     p = Protocol(nct_id="NCT00000001", primary_outcomes=[
-        Outcome("Serum creatinine and Total Bilirubin", "12 weeks", "K and vitamin K levels; INR"),
-        Outcome("Platelets", "one year")])
+        OutcomeMeasure("Serum creatinine and Total Bilirubin", "12 weeks", "K and vitamin K levels; INR"),
+        OutcomeMeasure("Platelets", "one year")])
     assert outcome_tests(p) == ["CREA", "TBIL", "INR", "PLT"]
     assert outcome_window(p) == TimeFrame(12, "week")
 

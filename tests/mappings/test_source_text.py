@@ -16,7 +16,7 @@ from mappings.model import (
     MeshTerm,
     Official,
     Organization,
-    Outcome,
+    OutcomeMeasure,
     ResponsibleParty,
 )
 from mappings.sources import ReadResult, ctgov_text, read_protocol
@@ -164,18 +164,18 @@ def test_arms_and_interventions():
 
 def test_outcomes_with_time_frames():
     assert P.primary_outcomes == [
-        Outcome("Liver function", "96 weeks",
+        OutcomeMeasure("Liver function", "96 weeks",
                 "including the levels of albumin [ALB], prothrombin activity [PTA], total bilirubin [TBIL, "
                 "and cholinesterase [CHE]."),
-        Outcome("The incidence of serious complications", "96 weeks",
+        OutcomeMeasure("The incidence of serious complications", "96 weeks",
                 "including infection, gastrointestinal bleeding, encephalopathy, and hepatorenal syndrome."),
     ]
     assert P.secondary_outcomes == [
-        Outcome("The incidence of adverse events", "96 weeks", "e.g. fever, allergy, rash, infection"),
-        Outcome("Disease-free survival time", "96 weeks",
+        OutcomeMeasure("The incidence of adverse events", "96 weeks", "e.g. fever, allergy, rash, infection"),
+        OutcomeMeasure("Disease-free survival time", "96 weeks",
                 "The length of survival time after first UC-MSC treatment for the patient during the "
                 "follow-up period."),
-        Outcome("Incidence of hepatocellular carcinoma (HCC) events", "96 weeks",
+        OutcomeMeasure("Incidence of hepatocellular carcinoma (HCC) events", "96 weeks",
                 "HCC deveopled in the patient during the follow-up period."),
     ]
     assert P.other_outcomes == []

@@ -20,7 +20,7 @@ from mappings.model import (
     MeshTerm,
     Official,
     Organization,
-    Outcome,
+    OutcomeMeasure,
     ResponsibleParty,
     SecondaryId,
 )
@@ -132,10 +132,10 @@ def test_outcomes():
     assert primary.description.startswith("The primary endpoint for the study is death or candidiasis.\n")
     assert primary.description.endswith("Positive Candida culture from nonsterile site (ETS, bag urine)")
     assert len(P.secondary_outcomes) == 11
-    assert P.secondary_outcomes[0] == Outcome(
+    assert P.secondary_outcomes[0] == OutcomeMeasure(
         "Neurodevelopmental Impairment", "18-22 months corrected gestational age",
         "Bayley-III cognition composite score of less than 70, blindness, deafness, or cerebral palsy")
-    assert P.secondary_outcomes[-1] == Outcome(
+    assert P.secondary_outcomes[-1] == OutcomeMeasure(
         "Intraventricular Hemorrhage", "prior to hospital discharge, up to 15 ½ months", "Grade 3 or 4")
     assert P.other_outcomes == []
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mappings import trial_model as tm
-from mappings import units
+from mappings import lab_results, units
 from mappings.errors import InputError
 from mappings.units import UnitError, convert, is_exact, parse, round_significant, significant_digits
 
@@ -195,9 +194,9 @@ def test_molar_masses_come_from_the_table_for_both_codes_of_an_analyte():
 # --- the catalogue's units all convert ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", tm.lab_tests())
+@pytest.mark.parametrize("code", lab_results.lab_tests())
 def test_every_accepted_unit_converts_to_the_canonical_unit(code):
-    test = tm.lab_test(code)
+    test = lab_results.lab_test(code)
     assert test is not None
     if not test.quantitative:
         assert test.canonical_unit is None
@@ -215,8 +214,8 @@ def test_every_accepted_unit_converts_to_the_canonical_unit(code):
 
 def test_unit_property_matches_the_loinc_property():
     mass, substance = (("g", 1),), (("mol", 1),)
-    for code in tm.lab_tests():
-        test = tm.lab_test(code)
+    for code in lab_results.lab_tests():
+        test = lab_results.lab_test(code)
         for ucum in {u for u in test.units.values() if u}:
             dims = parse(ucum).dimensions
             prop = test.coding(ucum).property
@@ -259,8 +258,8 @@ def test_unrounded_conversion_keeps_the_working_precision():
     ("mL/min/1.73 m2", "mL/min/{1.73_m2}"), ("{INR}", "{INR}"), ("%", "%"),
     ("mL/s", None), ("ukat/L", None), ("furlongs", None), ("", None), ("  ", None), (None, None),
 ])
-def test_normalise_unit(written, ucum):
-    assert units.normalise_unit(written) == ucum
+def test_normalize_unit(written, ucum):
+    assert units.normalize_unit(written) == ucum
 
 
 def test_every_spelling_means_a_ucum_code_the_converter_reads():
@@ -275,9 +274,9 @@ def test_every_spelling_means_a_ucum_code_the_converter_reads():
 
 
 def test_catalogue_unit_texts_agree_with_the_spellings():
-    for code in tm.lab_tests():
-        for text, ucum in tm.lab_test(code).units.items():
-            read = units.normalise_unit(text)
+    for code in lab_results.lab_tests():
+        for text, ucum in lab_results.lab_test(code).units.items():
+            read = units.normalize_unit(text)
             assert read == ucum or (read is None and code in ("INR", "HBSAG")), (code, text, read)
 
 

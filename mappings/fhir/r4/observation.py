@@ -1,6 +1,6 @@
 """FHIR R4 (4.0.1) <-> a lab result: ``observation_entry(result, ...)`` and ``read_observation(resource)``.
 
-The Observation is built by :mod:`..trial_common` (its docstring has the element table): for what we
+The Observation is built by :mod:`..observations` (its docstring has the element table): for what we
 write, R4 and R5 Observation have the same elements.  The study link is HL7's core R4 extension
 ``http://hl7.org/fhir/StructureDefinition/workflow-researchStudy`` (context includes Observation;
 valueReference(ResearchStudy)).  R4 defines no search parameter on it: find a study's Observations
@@ -9,7 +9,7 @@ through its ResearchSubjects' patients (see ``adapter.trial_data``).
 
 from __future__ import annotations
 
-from ..trial_common import observation_entry, read_observation
+from ..observations import observation_entry, read_observation
 
 VERSION = "R4"
 

@@ -68,7 +68,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import vocabulary
-from ...model import Arm, DateStruct, Organization, Outcome, Protocol, ResponsibleParty
+from ...model import Arm, DateStruct, Organization, OutcomeMeasure, Protocol, ResponsibleParty
 from ...sources import ReadResult
 from ..common import (
     DATA_ABSENT_REASON,
@@ -258,7 +258,7 @@ def _arm(ctx: WriteContext, i: int, arm: Arm) -> JSON:
     })
 
 
-def _objective(o: Outcome, kind: JSON) -> JSON:
+def _objective(o: OutcomeMeasure, kind: JSON) -> JSON:
     return prune({
         "extension": [x for x in [
             ext(Ext.TIME_FRAME, valueString=o.time_frame) if o.time_frame is not None else None,
@@ -281,9 +281,9 @@ def read(bundle: JSON) -> ReadResult:
     dates = _read_registration(r, rs)
     group = r.resolve((rs.get("enrollment") or [None])[0], "eligibility")
     conditions, condition_meshes = r.conditions(rs.get("condition", []))
-    outcomes: dict[str, list[Outcome]] = {name: [] for name in OUTCOME_LISTS}
+    outcomes: dict[str, list[OutcomeMeasure]] = {name: [] for name in OUTCOME_LISTS}
     for i, o in enumerate(rs.get("objective", [])):
-        outcomes[r.outcome_list(o.get("type"), f"objective[{i}].type")].append(Outcome(
+        outcomes[r.outcome_list(o.get("type"), f"objective[{i}].type")].append(OutcomeMeasure(
             measure=o.get("name") or "",
             time_frame=ext_value(o, Ext.TIME_FRAME, "valueString"),
             description=ext_value(o, R4Ext.OUTCOME_DESCRIPTION, "valueMarkdown")))

@@ -1,14 +1,14 @@
 """FHIR R4 (4.0.1) <-> an enrolment: ``subject_entries(enrolment, ...)`` and ``read_subject(resource)``.
 
 Shared pieces (identity, patients, progress, status table, reverse reading) are in
-:mod:`..trial_common`, whose docstring explains the choices; what is R4 only:
+:mod:`..subjects`, whose docstring explains the choices; what is R4 only:
 
 =============================== ===============================================================
 Enrolment                       R4 ResearchSubject
 =============================== ===============================================================
 study, subject_id               identifier ``.../sid/research-subject`` | ``<NCT>-<subject id>``
 status                          status (research-subject-status, REQUIRED binding:
-                                ``trial_status.json`` column ``r4``)
+                                ``enrolment_codes.json`` column ``r4``)
 (status, dates, reason)         extension ``research-subject-progress`` (ours), one per R5
                                 progress entry: R4 has no ``progress``; it holds the
                                 randomisation date (milestone Randomized) and the coded and
@@ -16,9 +16,9 @@ status                          status (research-subject-status, REQUIRED bindin
 consent_date / enrolment_date   period.start (consent, else enrolment)
 withdrawal / completion date    period.end
 arm                             assignedArm (the protocol's arm label = ResearchStudy.arm.name)
-patient (MRN)                   individual (see trial_common: fullUrl or conditional reference)
+patient (MRN)                   individual (see ..subjects: fullUrl or conditional reference)
 (study)                         study (the caller's ``study_ref``)
-consent document                not written (Reference(Consent); see trial_common)
+consent document                not written (Reference(Consent); see ..subjects)
 =============================== ===============================================================
 """
 
@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
+from ...enrolments import Enrolment
 from ...model import Protocol
-from ...trial_model import Enrolment
-from .. import trial_common as tc
+from .. import subjects
 from ..common import JSON, prune
 
 VERSION = "R4"
@@ -48,32 +48,32 @@ def subject_entries(enrolment: Enrolment, *, study_ref: str, create_patient: boo
     ``arms`` (the study's arm labels, optional in R4) makes an arm outside the protocol an error.
     """
     labels: Collection[str] | None = list(arms) if arms is not None else None
-    tc.check_arm(enrolment, labels)
-    codes = tc.status_codes(enrolment)
-    system, value = tc.subject_key(enrolment)
+    subjects.check_arm(enrolment, labels)
+    codes = subjects.status_codes(enrolment)
+    system, value = subjects.subject_key(enrolment)
     resource = prune({
         "resourceType": "ResearchSubject",
-        "extension": tc.progress_extensions(tc.progress(enrolment)),
+        "extension": subjects.progress_extensions(subjects.progress(enrolment)),
         "identifier": [{"system": system, "value": value}],
         "status": codes.r4,
-        "period": tc.period(enrolment),
-        "study": tc.study_reference(study_ref, enrolment.study),
-        "individual": tc.patient_reference(enrolment.patient, create_patient),
+        "period": subjects.period(enrolment),
+        "study": subjects.study_reference(study_ref, enrolment.study),
+        "individual": subjects.patient_reference(enrolment.patient, create_patient),
         "assignedArm": enrolment.arm,
     })
-    return tc.subject_entries(enrolment, resource, create_patient)
+    return subjects.subject_entries(enrolment, resource, create_patient)
 
 
 def read_subject(resource: JSON, *, patient: JSON | None = None,
                  arms: Sequence[str] | Mapping[str, str] | None = None) -> Enrolment:
     """The Enrolment of an R4 ResearchSubject (``patient``: its Patient, for birth date and sex;
     ``arms`` is not needed in R4, where the arm label is the element itself)."""
-    parts = tc.SubjectParts(
+    parts = subjects.SubjectParts(
         resource=resource,
         state=resource.get("status"),
         state_field="r4",
-        progress=tc.progress_from_extensions(resource),
+        progress=subjects.progress_from_extensions(resource),
         patient_ref=resource.get("individual"),
         arm=resource.get("assignedArm"),
     )
-    return tc.read_enrolment(parts, patient)
+    return subjects.read_enrolment(parts, patient)

@@ -1,6 +1,6 @@
 """FHIR R5 (5.0.0) <-> a lab result: ``observation_entry(result, ...)`` and ``read_observation(resource)``.
 
-The Observation is built by :mod:`..trial_common` (its docstring has the element table): for what we
+The Observation is built by :mod:`..observations` (its docstring has the element table): for what we
 write, R4 and R5 Observation have the same elements.
 
 Study link.  R5 has no Observation element for a research study: ``basedOn`` admits CarePlan,
@@ -17,7 +17,7 @@ only when it is installed (its 1.0.0 expression even starts ``CodeSystem.extensi
 
 from __future__ import annotations
 
-from ..trial_common import observation_entry, read_observation
+from ..observations import observation_entry, read_observation
 
 VERSION = "R5"
 

@@ -68,7 +68,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...model import Arm, Contact, DateStruct, Official, Organization, Outcome, Protocol
+from ...model import Arm, Contact, DateStruct, Official, Organization, OutcomeMeasure, Protocol
 from ...sources import ReadResult
 from ..common import (
     CS,
@@ -274,7 +274,7 @@ def _comparison_group(ctx: WriteContext, i: int, arm: Arm) -> JSON:
     })
 
 
-def _outcome_measure(o: Outcome, kind: JSON) -> JSON:
+def _outcome_measure(o: OutcomeMeasure, kind: JSON) -> JSON:
     return prune({
         "extension": [ext(Ext.TIME_FRAME, valueString=o.time_frame)] if o.time_frame is not None else None,
         "name": o.measure,
@@ -299,9 +299,10 @@ def read(bundle: JSON) -> ReadResult:
     group = r.resolve(rec.get("eligibility"), "eligibility")
     count = rec.get("actualNumber", rec.get("targetNumber"))
     conditions, condition_meshes = r.conditions(rs.get("condition", []))
-    outcomes: dict[str, list[Outcome]] = {name: [] for name in OUTCOME_LISTS}
+    outcomes: dict[str, list[OutcomeMeasure]] = {name: [] for name in OUTCOME_LISTS}
     for i, o in enumerate(rs.get("outcomeMeasure", [])):
-        outcomes[r.outcome_list((o.get("type") or [None])[0], f"outcomeMeasure[{i}].type")].append(Outcome(
+        kind = r.outcome_list((o.get("type") or [None])[0], f"outcomeMeasure[{i}].type")
+        outcomes[kind].append(OutcomeMeasure(
             measure=o.get("name") or "",
             time_frame=ext_value(o, Ext.TIME_FRAME, "valueString"),
             description=o.get("description")))

@@ -1,7 +1,7 @@
 """FHIR R5 (5.0.0) <-> an enrolment: ``subject_entries(enrolment, ...)`` and ``read_subject(resource)``.
 
 Shared pieces (identity, patients, progress, status table, reverse reading) are in
-:mod:`..trial_common`, whose docstring explains the choices; what is R5 only:
+:mod:`..subjects`, whose docstring explains the choices; what is R5 only:
 
 =============================== ===============================================================
 Enrolment                       R5 ResearchSubject
@@ -18,9 +18,9 @@ withdrawal / completion date    period.end
 arm                             assignedComparisonGroup = the linkId of the study's
                                 comparisonGroup whose name is the arm label (``arm-<n>``, see
                                 :func:`..r5.study.comparison_group_id`)
-patient (MRN)                   subject (see trial_common: fullUrl or conditional reference)
+patient (MRN)                   subject (see ..subjects: fullUrl or conditional reference)
 (study)                         study (the caller's ``study_ref``)
-consent document                not written (Reference(Consent); see trial_common)
+consent document                not written (Reference(Consent); see ..subjects)
 =============================== ===============================================================
 
 R5 names the arm by linkId, so writing or reading an arm needs the study's arms: ``arms`` is the
@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ...enrolments import Enrolment
 from ...errors import MappingError
 from ...model import Protocol
-from ...trial_model import Enrolment
-from .. import trial_common as tc
+from .. import subjects
 from ..common import JSON, prune
 from .study import comparison_group_id
 
@@ -71,30 +71,30 @@ def subject_entries(enrolment: Enrolment, *, study_ref: str, create_patient: boo
     ``arms`` is required when the enrolment has an arm (R5 refers to it by linkId).
     """
     link_ids = _link_ids(arms)
-    tc.check_arm(enrolment, link_ids)
+    subjects.check_arm(enrolment, link_ids)
     if enrolment.arm is not None and link_ids is None:
         raise MappingError(f"subject {enrolment.subject_id}: R5 names the arm by the study's comparisonGroup "
                            "linkId; pass the study's arms")
-    codes = tc.status_codes(enrolment)
-    system, value = tc.subject_key(enrolment)
+    codes = subjects.status_codes(enrolment)
+    system, value = subjects.subject_key(enrolment)
     resource = prune({
         "resourceType": "ResearchSubject",
         "identifier": [{"system": system, "value": value}],
         "status": codes.r5_status,
-        "progress": tc.progress(enrolment),
-        "period": tc.period(enrolment),
-        "study": tc.study_reference(study_ref, enrolment.study),
-        "subject": tc.patient_reference(enrolment.patient, create_patient),
+        "progress": subjects.progress(enrolment),
+        "period": subjects.period(enrolment),
+        "study": subjects.study_reference(study_ref, enrolment.study),
+        "subject": subjects.patient_reference(enrolment.patient, create_patient),
         "assignedComparisonGroup": link_ids[enrolment.arm] if link_ids and enrolment.arm else None,
     })
-    return tc.subject_entries(enrolment, resource, create_patient)
+    return subjects.subject_entries(enrolment, resource, create_patient)
 
 
 def read_subject(resource: JSON, *, patient: JSON | None = None, arms: Arms | None = None) -> Enrolment:
     """The Enrolment of an R5 ResearchSubject (``patient``: its Patient, for birth date and sex;
     ``arms``: needed when the subject has an assignedComparisonGroup)."""
     progress = resource.get("progress") or []
-    state_entry = next((p for p in progress if tc.first_code(p.get("subjectState"), "r5_state")), {})
+    state_entry = next((p for p in progress if subjects.first_code(p.get("subjectState"), "r5_state")), {})
     link_id = resource.get("assignedComparisonGroup")
     arm = None
     if link_id is not None:
@@ -103,12 +103,12 @@ def read_subject(resource: JSON, *, patient: JSON | None = None, arms: Arms | No
             raise MappingError(f"assignedComparisonGroup {link_id!r} is not a comparisonGroup of the study "
                                "(pass the study's arms)")
         arm = labels[link_id]
-    parts = tc.SubjectParts(
+    parts = subjects.SubjectParts(
         resource=resource,
-        state=tc.first_code(state_entry.get("subjectState"), "r5_state"),
+        state=subjects.first_code(state_entry.get("subjectState"), "r5_state"),
         state_field="r5_state",
         progress=progress,
         patient_ref=resource.get("subject"),
         arm=arm,
     )
-    return tc.read_enrolment(parts, patient)
+    return subjects.read_enrolment(parts, patient)

@@ -11,14 +11,13 @@ from importlib import import_module
 import pytest
 
 from mappings import fhirjson
-from mappings import trial_model as tm
+from mappings.enrolments import PatientIdentifier, enrolment_statuses, subject_status
 from mappings.errors import MappingError
 from mappings.fhir import read_subject, study_arms, subject_entries, write_bundle
 from mappings.fhir.common import full_url
-from mappings.fhir.trial_common import PROGRESS_EXTENSION, SUBJECT_SYSTEM, trial_status
+from mappings.fhir.subjects import PROGRESS_EXTENSION, SUBJECT_SYSTEM, enrolment_status
 from mappings.sources import read_protocol
 from mappings.sources.trial_csv import read_enrolments
-from mappings.trial_model import PatientIdentifier
 from tests.conftest import ROOT, SEED
 
 VERSIONS = ("R4", "R5")
@@ -221,13 +220,13 @@ def test_completed_and_withdrawn_share_off_study_and_read_back_apart(version, en
     assert read_subject(withdrawn, version, arms=arms).status == "withdrawn"
 
 
-def test_trial_status_resolution_rules():
-    assert trial_status("off-study", "r4", ["followUpComplete"]) == "completed"
-    assert trial_status("off-study", "r5_state", []) == "withdrawn"
-    assert trial_status("off-study", "r4", ["adverseEvent"]) == "withdrawn"
-    assert trial_status("withdrawn", "r4", []) == "declined"
+def test_enrolment_status_resolution_rules():
+    assert enrolment_status("off-study", "r4", ["followUpComplete"]) == "completed"
+    assert enrolment_status("off-study", "r5_state", []) == "withdrawn"
+    assert enrolment_status("off-study", "r4", ["adverseEvent"]) == "withdrawn"
+    assert enrolment_status("withdrawn", "r4", []) == "declined"
     with pytest.raises(MappingError):
-        trial_status("candidate", "r4", [])
+        enrolment_status("candidate", "r4", [])
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -241,8 +240,8 @@ def test_no_consent_resource_is_invented(version, enrolments, arms):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_status_of_the_table_maps_and_reads_back(version, enrolments, arms):
     base = enrolments["S004"]
-    for status in tm.enrolment_statuses():
-        codes = tm.subject_status(status)
+    for status in enrolment_statuses():
+        codes = subject_status(status)
         e = dataclasses.replace(
             base, status=status, arm=base.arm if codes.randomized else None,
             enrolment_date=base.enrolment_date if codes.randomized else None,

@@ -14,7 +14,7 @@ from mappings import fhirjson
 from mappings.errors import MappingError
 from mappings.fhir import observation_entry, read_observation
 from mappings.fhir.common import full_url
-from mappings.fhir.trial_common import LAB_RESULT_SYSTEM, LAB_TEST_SYSTEM, STUDY_LINK, loinc_codes
+from mappings.fhir.observations import LAB_RESULT_SYSTEM, LAB_TEST_SYSTEM, STUDY_LINK, loinc_codes
 from mappings.sources.trial_csv import read_enrolments, read_labs
 from tests.conftest import ROOT
 
@@ -163,7 +163,7 @@ def test_units_keep_the_labs_spelling_and_the_ucum_code(labs):
     assert mass["code"]["coding"][0]["code"] == "1975-2"  # the mass concentration term for mg/dL
 
 
-def test_reading_back_normalises_to_the_canonical_unit(labs):
+def test_reading_back_normalizes_to_the_canonical_unit(labs):
     r = first(labs, test_code="TBIL", unit="mg/dL")
     back = read_observation(obs(r), "R4")
     assert back.normalized == r.normalized

@@ -1,23 +1,21 @@
-"""The committed synthetic trial fixtures: reproducible, read as documented, tables complete and valid."""
+"""The committed synthetic trial fixtures (``fixtures/trial``) read by :mod:`mappings.sources.trial_csv`:
+reproducible, read as documented, every code they use in the tables.  The tables themselves are tested
+in ``test_enrolments.py`` and ``test_lab_results.py``."""
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import importlib.util
-import json
 import re
 from collections import Counter
 from decimal import Decimal
 
-import pytest
-
-from mappings import fhirjson
-from mappings import trial_model as tm
+from mappings import enrolments, fhirjson, lab_results
 from mappings.errors import MappingIssue
+from mappings.lab_results import LabResult
+from mappings.model import from_dict, to_dict
 from mappings.sources import ctgov_text
 from mappings.sources.trial_csv import RowError, iter_labs, read_enrolments, read_labs
-from mappings.trial_model import Enrolment, LabResult
 from tests.conftest import ROOT, SEED
 
 TRIAL = ROOT / "fixtures" / "trial"
@@ -191,8 +189,8 @@ def test_decimals_keep_their_exact_text():
 
 
 def test_lab_results_round_trip_through_fhir_json():
-    text = fhirjson.dumps([tm.to_dict(r) for r in LABS])
-    back = [tm.from_dict(LabResult, data) for data in fhirjson.loads(text)]
+    text = fhirjson.dumps([to_dict(r) for r in LABS])
+    back = [from_dict(LabResult, data) for data in fhirjson.loads(text)]
     assert back == LABS
     assert [str(r.value) for r in back] == [str(r.value) for r in LABS]
 
@@ -224,12 +222,12 @@ def test_hbsag_is_positive_and_viral_loads_below_the_limit_are_comparators():
     assert below and all(r.value == Decimal(20) and r.interpretation == "N" for r in below)
 
 
-def test_mixed_units_are_read_and_normalised():
+def test_mixed_units_are_read_and_normalized():
     units = Counter((r.test_code, r.unit_text) for r in LABS)
     assert units[("TBIL", "mg/dL")] and units[("TBIL", "µmol/L")] and units[("TBIL", "umol/L")]
     assert units[("ALB", "g/dL")] and units[("ALB", "g/L")]
     for r in LABS:
-        test = tm.lab_test(r.test_code)
+        test = lab_results.lab_test(r.test_code)
         if not r.is_numeric:
             assert r.normalized is None
             continue
@@ -244,7 +242,7 @@ def test_mixed_units_are_read_and_normalised():
     assert alb.normalized.exact and alb.normalized.value == alb.value * 10
 
 
-def test_partner_lab_values_are_comparable_after_normalisation():
+def test_partner_lab_values_are_comparable_after_normalization():
     def median(values):
         values = sorted(values)
         return values[len(values) // 2]
@@ -282,72 +280,18 @@ def test_lab_results_belong_to_enrolled_subjects_within_their_participation():
 
 # --- tables --------------------------------------------------------------------------------------------
 
-R4_SUBJECT_STATUS = {"candidate", "eligible", "follow-up", "ineligible", "not-registered", "off-study",
-                     "on-study", "on-study-intervention", "on-study-observation", "pending-on-study",
-                     "potential-candidate", "screening", "withdrawn"}
-R5_SUBJECT_STATE = R4_SUBJECT_STATUS  # the same 13 codes in research-subject-state (hl7.terminology 5.1.0)
-R5_MILESTONES = {"SignedUp", "Screened", "Randomized"}
-STATE_CHANGE_REASONS = {"adverseEvent", "death", "notEligible", "eligibleButNo", "enrolled", "exclusion",
-                        "followUpComplete", "inclusion", "informedConsentSigned", "intOrObsComplete",
-                        "nonCompliance", "preReg", "refuseConsent", "screenFailure", "studyClosed",
-                        "studyTerminated", "subjectRefusal", "unwillingOrUnable", "withdrawnConsent"}
 OBSERVATION_STATUS = {"registered", "preliminary", "final", "amended", "corrected", "cancelled",
                       "entered-in-error", "unknown"}
-ENROLMENT_FIELDS = {f.name for f in dataclasses.fields(Enrolment)}
 
 
 def test_status_table_covers_every_status_in_the_fixtures():
     for raw in csv.DictReader(ENROLMENTS_TEXT.splitlines()):
-        assert tm.normalize_status(raw["status"]) is not None, raw["status"]
+        assert enrolments.normalize_status(raw["status"]) is not None, raw["status"]
     lab_statuses = {raw["status"] for raw in RAW_LABS} - {"pending"}  # 'pending' is a deliberate error row
     for status in lab_statuses:
-        assert tm.observation_status(status) in OBSERVATION_STATUS, status
+        assert lab_results.observation_status(status) in OBSERVATION_STATUS, status
     for raw in csv.DictReader(ENROLMENTS_TEXT.splitlines()):
-        assert tm.normalize_sex(raw["sex"]) is not None
-
-
-@pytest.mark.parametrize("code", tm.enrolment_statuses())
-def test_status_table_entries_use_valid_fhir_codes(code):
-    s = tm.subject_status(code)
-    assert s.r4 in R4_SUBJECT_STATUS
-    assert s.r5_state in R5_SUBJECT_STATE
-    assert s.r5_status in {"draft", "active", "retired", "unknown"}
-    assert {m.code for m in s.milestones} <= R5_MILESTONES
-    assert all(m.date_field is None or m.date_field in ENROLMENT_FIELDS for m in s.milestones)
-    assert s.state_start is None or s.state_start in ENROLMENT_FIELDS
-    assert s.reason is None or s.reason in STATE_CHANGE_REASONS
-    assert set(s.requires) <= ENROLMENT_FIELDS
-    assert ("Randomized" in {m.code for m in s.milestones}) == s.randomized
-
-
-def test_withdrawal_sex_and_lab_status_sections_use_valid_codes():
-    table = json.loads((TABLES / "trial_status.json").read_text("utf-8"))
-    assert set(table["withdrawal_reason"]) - {"_about"} <= STATE_CHANGE_REASONS
-    assert set(table["sex"]) - {"_about"} <= {"male", "female", "other", "unknown"}
-    assert set(table["lab_status"]) - {"_about"} <= OBSERVATION_STATUS
-    assert set(table["interpretation"]) - {"_about"} <= {"H", "L", "N", "HH", "LL", "A", "POS", "NEG"}
-
-
-def _loinc_check_digit_ok(code: str) -> bool:
-    """LOINC codes end in a mod-10 (Luhn) check digit."""
-    body, check = code.split("-")
-    total = 0
-    for position, char in enumerate(reversed(body)):
-        digit = int(char) * (2 if position % 2 == 0 else 1)
-        total += digit // 10 + digit % 10
-    return (10 - total % 10) % 10 == int(check)
-
-
-def test_every_loinc_code_in_the_catalogue_has_a_valid_check_digit():
-    codes = []
-    for code in tm.lab_tests():
-        test = tm.lab_test(code)
-        codes.append(test.loinc.code)
-        codes += [alt.code for alt in test.loinc_for_unit.values()]
-    assert len(codes) == len(set(codes)) == 22
-    for code in codes:
-        assert _loinc_check_digit_ok(code), code
-    assert not _loinc_check_digit_ok("2098-1")  # the cholinesterase code first suggested; 2098-2 is right
+        assert enrolments.normalize_sex(raw["sex"]) is not None
 
 
 def test_every_test_code_and_unit_in_the_fixture_is_in_the_catalogue():
@@ -355,15 +299,6 @@ def test_every_test_code_and_unit_in_the_fixture_is_in_the_catalogue():
     for raw in RAW_LABS:
         if raw["lab_result_id"] in error_ids:
             continue
-        test = tm.lab_test(raw["test"])
+        test = lab_results.lab_test(raw["test"])
         assert test is not None, raw["test"]
         assert raw["unit"] in test.units, (raw["test"], raw["unit"])
-
-
-def test_every_catalogue_entry_says_how_it_was_verified():
-    table = json.loads((TABLES / "loinc_labs.json").read_text("utf-8"))
-    assert "VERIFIED" in table["_about"]
-    for code, entry in table["tests"].items():
-        assert entry.get("verified"), code
-    assert {"ALB", "PTA", "TBIL", "CHE", "ALT", "AST", "ALP", "GGT", "CREA", "UREA", "INR", "PLT", "NA", "K",
-            "HGB", "AFP", "HBVDNA", "HBSAG"} <= set(table["tests"])

@@ -1,5 +1,5 @@
-"""Trial-data benchmarks against the local HAPI R4 server (``TRIALBRIDGE_R4_URL``, default
-http://127.0.0.1:18080/fhir; start it with ``python3 hapi/hapi.py start``).
+"""Lab-result benchmarks (push rate, pull memory) against the local HAPI R4 server
+(``TRIALBRIDGE_R4_URL``, default http://127.0.0.1:18080/fhir; start it with ``python3 hapi/hapi.py start``).
 
 1. Push rate: synthetic lab results pushed as transaction Bundles of 100 (``push_observations``, the
    path of ``trialbridge labs`` and the service, with its one search per chunk for results the server
@@ -53,12 +53,13 @@ from adapter.trial_data import (
     study_subjects,
     write_observations,
 )
-from mappings import trial_model as tm
+from mappings import lab_results
+from mappings.enrolments import Enrolment, PatientIdentifier
 from mappings.fhir import observation_entry, subject_entries
-from mappings.fhir.trial_common import LAB_RESULT_SYSTEM
-from mappings.model import Arm, Outcome, Protocol
+from mappings.fhir.observations import LAB_RESULT_SYSTEM
+from mappings.lab_results import LabResult
+from mappings.model import Arm, OutcomeMeasure, Protocol
 from mappings.outcomes import TimeFrame
-from mappings.trial_model import Enrolment, LabResult, PatientIdentifier
 
 from .report import Row
 
@@ -77,7 +78,7 @@ def _config() -> ServerConfig:
 def _protocol(nct: str) -> Protocol:
     return Protocol(nct_id=nct, brief_title=f"trialbridge benchmark study {nct} (synthetic)",
                     overall_status="RECRUITING", arms=[Arm(ARM)],
-                    primary_outcomes=[Outcome("Albumin [ALB]", "96 weeks")])
+                    primary_outcomes=[OutcomeMeasure("Albumin [ALB]", "96 weeks")])
 
 
 def _enrolment(nct: str, subject_id: str, mrn: str) -> Enrolment:
@@ -101,7 +102,7 @@ def _study(client: FhirClient, nct: str, subjects: list[Enrolment]) -> str:
 
 
 def _result(nct: str, subject_id: str, mrn: str, result_id: str, i: int) -> LabResult:
-    test = tm.lab_test("ALB")
+    test = lab_results.lab_test("ALB")
     assert test is not None
     when = ENROLLED + timedelta(days=1 + i * 3 % 660)
     value, low, high = Decimal(f"{30 + i % 15}.{i % 10}"), Decimal("40.0"), Decimal("55.0")
@@ -109,7 +110,7 @@ def _result(nct: str, subject_id: str, mrn: str, result_id: str, i: int) -> LabR
                      result_id=result_id, test_code="ALB", loinc_code=test.loinc.code,
                      loinc_display=test.loinc.display, value=value, effective=f"{when}T08:00:00+08:00",
                      status="final", unit="g/L", unit_text="g/L", ref_low=low, ref_high=high,
-                     interpretation=tm.interpret(value, low, high))
+                     interpretation=lab_results.interpret(value, low, high))
 
 
 # --- push rate -----------------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from decimal import Decimal
 import pytest
 
 from mappings import fhirjson
-from mappings import trial_model as tm
+from mappings.enrolments import Enrolment, PatientIdentifier, ProgressEvent
 from mappings.errors import InputError, MappingIssue
-from mappings.model import Arm, Eligibility, Protocol
+from mappings.lab_results import LabResult, NormalizedValue
+from mappings.model import Arm, Eligibility, Protocol, from_dict, to_dict
 from mappings.sources.trial_csv import (
     ENROLMENT_COLUMNS,
     LAB_COLUMNS,
@@ -20,7 +21,6 @@ from mappings.sources.trial_csv import (
     read_enrolments,
     read_labs,
 )
-from mappings.trial_model import Enrolment, LabResult, NormalizedValue, PatientIdentifier, ProgressEvent
 
 NCT = "NCT03945487"
 MSC, CONTROL = "Comprehensive treatment plus UC-MSC treatment", "Comprehensive treatment"
@@ -162,7 +162,7 @@ def test_an_enrolment_row_maps_every_field():
     ("On treatment", "on-treatment"), ("FOLLOW UP", "follow-up"), ("Randomised", "enrolled"),
     ("completed", "completed"), ("Discontinued", "withdrawn"),
 ])
-def test_status_aliases_are_normalised(text, code):
+def test_status_aliases_are_normalized(text, code):
     extra = {"completed": {"completed": "2021-01-10"}, "withdrawn": {"wd": "2020-06-01"}}.get(code, {})
     good, bad = read_enrolments(enrolment_csv(enrol(status=text, **extra)), PROTOCOL)
     assert bad == [] and good[0].status == code
@@ -315,7 +315,7 @@ def test_comparators(text, comparator, value, flag):
     assert (result.comparator, str(result.value), result.interpretation) == (comparator, value, flag)
 
 
-def test_units_choose_the_loinc_code_and_normalise_to_the_canonical_unit():
+def test_units_choose_the_loinc_code_and_normalize_to_the_canonical_unit():
     result = one_lab(lab(test="TBIL", value="1.2", unit="mg/dL", low="0.20", high="1.20"))
     assert (result.loinc_code, result.unit, result.unit_text) == ("1975-2", "mg/dL", "mg/dL")
     assert result.normalized == NormalizedValue(
@@ -327,7 +327,7 @@ def test_units_choose_the_loinc_code_and_normalise_to_the_canonical_unit():
     assert micro.normalized.value is micro.value
 
 
-def test_albumin_in_g_per_dl_is_normalised_exactly():
+def test_albumin_in_g_per_dl_is_normalized_exactly():
     result = one_lab(lab(value="3.50", unit="g/dL", low="3.50", high="5.00"))
     assert result.loinc_code == "1751-7"
     assert (str(result.normalized.value), str(result.normalized.ref_low), result.normalized.exact) == (
@@ -504,9 +504,9 @@ def test_lab_results_round_trip_through_fhir_json_with_exact_decimals():
                                    lab(test="HBVDNA", value="<20", unit="IU/mL", low="", high="20", rid="3"),
                                    lab(test="HBSAG", value="Positive", unit="", low="", high="", rid="4")),
                           NCT)
-    text = fhirjson.dumps([tm.to_dict(r) for r in results])
+    text = fhirjson.dumps([to_dict(r) for r in results])
     assert '"value":3.50' in text and '"value":35.0' in text and '"value":19' in text
-    back = [tm.from_dict(LabResult, d) for d in fhirjson.loads(text)]
+    back = [from_dict(LabResult, d) for d in fhirjson.loads(text)]
     assert back == results
     assert [str(r.value) for r in back] == ["3.50", "19", "20", "Positive"]
     assert isinstance(back[1].value, Decimal) and isinstance(back[1].ref_low, Decimal)
@@ -515,6 +515,6 @@ def test_lab_results_round_trip_through_fhir_json_with_exact_decimals():
 def test_enrolments_round_trip_through_json():
     enrolments, _ = read_enrolments(enrolment_csv(enrol(status="withdrawn", wd="2020-06-01",
                                                         reason="Adverse event")), PROTOCOL)
-    data = fhirjson.loads(fhirjson.dumps(tm.to_dict(enrolments[0])))
-    assert tm.from_dict(Enrolment, data) == enrolments[0]
+    data = fhirjson.loads(fhirjson.dumps(to_dict(enrolments[0])))
+    assert from_dict(Enrolment, data) == enrolments[0]
     assert "completion_date" not in data
