@@ -14,8 +14,9 @@ Logs: the ``trialbridge`` logger tree goes to standard error, one JSON object pe
 (:mod:`adapter.logs`; access lines by :mod:`adapter.service.requestlog`: request id, route
 template, status, duration; no query strings, headers or bodies).  gunicorn's own access log is off
 (its lines carry query strings) and its error log goes through :class:`_GunicornLogger`: the same
-format, query strings cut out (gunicorn quotes the request target when a request fails outside
-the app).
+format, query strings cut out.  Requests gunicorn refuses itself (malformed request line or header,
+headers over 8 KB, a ``SCRIPT_NAME`` header) are answered with an OperationOutcome and logged by
+error class only, without their text (:mod:`adapter.serve_worker`).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _run(bind: str, workers: int, timeout: int, log_format: LogFormat) -> None:
     _Server({
         "bind": bind,
         "workers": workers,
-        "worker_class": "gevent",
+        "worker_class": "adapter.serve_worker.Worker",  # gevent; refusals answered and logged safely
         "worker_connections": WORKER_CONNECTIONS,
         "keepalive": 2,  # also the gevent worker's deadline for a request line and headers to arrive
         "timeout": timeout,
