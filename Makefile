@@ -28,13 +28,15 @@ bench: install hapi
 
 # The long fault runs (tests/integration/test_faults.py, test_sync_faults.py): 10,000 resources pushed
 # and six studies synced through the fault proxy; then the service fuzzing with 1000 examples per operation
-# and mode (tests/integration/test_fuzz_service.py); JSON reports in out/faults/.
+# and mode (tests/integration/test_fuzz_service.py); 200 slow clients for 2 minutes against /health
+# (tests/integration/test_slow_clients.py); JSON reports in out/faults/.
 soak: install
 	mkdir -p out/faults
 	TRIALBRIDGE_SOAK=1 TRIALBRIDGE_FAULT_REPORT=out/faults/push.json \
 	TRIALBRIDGE_SYNC_FAULT_REPORT=out/faults/sync.json \
 	$(PY) -m pytest -rP --show-capture=stdout tests/integration/test_faults.py \
 	tests/integration/test_sync_faults.py $(PYTEST_ARGS)
+	TRIALBRIDGE_SOAK=1 $(PY) -m pytest -rP --show-capture=stdout tests/integration/test_slow_clients.py $(PYTEST_ARGS)
 	TRIALBRIDGE_FUZZ_EXAMPLES=1000 TRIALBRIDGE_FUZZ_REPORT=out/faults/fuzz.json \
 	$(PY) -m pytest -rP --show-capture=stdout tests/integration/test_fuzz_service.py $(PYTEST_ARGS)
 

@@ -23,6 +23,7 @@ from adapter.client import VERSION_PREFIXES, FhirClient
 from adapter.config import ServerConfig, load_config
 from adapter.errors import ConfigError
 from adapter.prescreen import check_nct, format_table, parse_patient, prescreen
+from adapter.private_files import open_private
 from adapter.pull import pull_study
 from adapter.push import push_bundle, push_protocol
 from adapter.sync.command import add_sync_parser
@@ -60,7 +61,8 @@ def _write_json(data: Any, out: str | None) -> None:
         sys.stdout.write(text)
         return
     try:
-        Path(out).write_text(text, encoding="utf-8")
+        with open_private(out) as handle:  # 0600: patient data (adapter/private_files.py)
+            handle.write(text)
     except OSError as exc:
         raise TrialbridgeError(f"cannot write {out}: {exc.strerror}") from exc
 
@@ -251,7 +253,7 @@ def cmd_observations(args: argparse.Namespace) -> int:
             count = trial_data.write_observations(items, sys.stdout, args.format)
         else:
             try:
-                with Path(args.out).open("w", encoding="utf-8", newline="") as out:
+                with open_private(args.out, newline="") as out:  # 0600: patient data
                     count = trial_data.write_observations(items, out, args.format)
             except OSError as exc:
                 raise TrialbridgeError(f"cannot write {args.out}: {exc.strerror}") from exc

@@ -48,8 +48,6 @@ Logging: counts only; no identifiers, values or server diagnostics (they may nam
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import logging
 from collections import Counter
@@ -70,6 +68,7 @@ from mappings.outcomes import TimeFrame, outcome_tests, outcome_window
 from mappings.sources.trial_csv import RowError, iter_enrolments, iter_labs
 
 from .client import FhirClient
+from .csv_cells import csv_line
 from .errors import FhirHttpError, refuses_content, summarize_outcome
 from .pull import find_study, pull_study
 from .push import entry_result, send_transaction
@@ -492,13 +491,8 @@ def csv_row(item: PulledObservation) -> list[str]:
 
 def csv_lines(items: Iterable[PulledObservation]) -> Iterator[str]:
     """The header, then one CSV line per Observation."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
     for row in itertools.chain([list(CSV_COLUMNS)], (csv_row(i) for i in items)):  # lazily: one row at a time
-        writer.writerow(row)
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
+        yield csv_line(row)  # formula-leading cells neutralised (adapter/csv_cells.py)
 
 
 def pull_lines(items: Iterable[PulledObservation], fmt: str) -> Iterator[str]:

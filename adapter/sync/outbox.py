@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from adapter.errors import ConfigError
+from adapter.private_files import ensure_private_file, private_dir
 from mappings import fhirjson
 
 __all__ = ["Counts", "DeadLetter", "Outbox", "Record", "StateLocked", "StoredRecord", "entries_hash"]
@@ -177,7 +178,8 @@ class Outbox:
 
     def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)  # the state holds patient data: 0700 / 0600 (SQLite gives its
+        ensure_private_file(self.path)  # -wal and -shm files the database file's mode)
         self._lock_handle = self._lock() if lock else None
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
         self._db.row_factory = sqlite3.Row
@@ -197,6 +199,7 @@ class Outbox:
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _lock(self) -> Any:
+        ensure_private_file(f"{self.path}.lock")
         handle = open(f"{self.path}.lock", "a+")  # noqa: SIM115 - held for the Outbox's lifetime
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from adapter.client import FhirClient
+from adapter.private_files import open_private, private_dir
 from mappings import fhirjson
 from mappings.fhir.common import NCT_SYSTEM
 from mappings.fhir.observations import STUDY_LINK
@@ -140,7 +141,7 @@ def pull_study_changes(
     on_resources: Callable[[int], None] = lambda n: None,
 ) -> PullStats:
     """Pull the study's changed ResearchSubjects and Observations into one NDJSON file (see above)."""
-    output.mkdir(parents=True, exist_ok=True)
+    private_dir(output)  # 0700, the NDJSON 0600: patient data (adapter/private_files.py)
     for stale in output.glob("*.ndjson.part"):
         stale.unlink()
     path = output / f"pull-{clock().strftime('%Y%m%dT%H%M%S.%fZ')}.ndjson"
@@ -151,7 +152,7 @@ def pull_study_changes(
     since_observations = outbox.checkpoint("pull:Observation")
     subjects, observations = SearchResult(), SearchResult()
     changed_patients: set[str] = set()
-    with part.open("w", encoding="utf-8") as out:
+    with open_private(part) as out:
         search_into(
             client,
             "ResearchSubject",
