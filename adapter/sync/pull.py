@@ -43,7 +43,7 @@ from typing import IO, Any
 
 from adapter.client import FhirClient
 from mappings import fhirjson
-from mappings.fhir.common import NCT_SYSTEM
+from mappings.fhir.systems import NCT_SYSTEM
 from mappings.fhir.trial_common import STUDY_LINK
 
 from .outbox import Outbox

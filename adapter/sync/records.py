@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 
 from mappings import fhir
 from mappings.errors import TrialbridgeError
-from mappings.fhir.common import NCT_SYSTEM, conditional_url
+from mappings.fhir.identity import conditional_url
+from mappings.fhir.systems import NCT_SYSTEM
 from mappings.fhir.trial_common import patient_reference
 from mappings.model import Protocol
 from mappings.sources.trial_csv import RowError, iter_enrolments, iter_labs

@@ -88,7 +88,10 @@ from .. import trial_model as tm
 from ..errors import MappingError
 from ..trial_model import Enrolment, LabResult, PatientIdentifier
 from ..units import UnitError
-from .common import JSON, NCT_SYSTEM, UCUM, conditional_url, exact, exts, full_url, load_table, prune
+from .elements import exact, exts, prune
+from .identity import conditional_url, full_url
+from .systems import JSON, NCT_SYSTEM, UCUM
+from .tables import load_table
 
 TABLE = "fhir_trial.json"
 

@@ -10,7 +10,8 @@ import pytest
 
 from mappings import fhirjson
 from mappings.fhir import r4
-from mappings.fhir.common import SD, conditional_url, full_url, parse_conditional_url
+from mappings.fhir.identity import conditional_url, full_url, parse_conditional_url
+from mappings.fhir.systems import SD
 from mappings.fhir.validate import validate_bundle
 from mappings.model import DateStruct
 from tests.mappings.strategies import (

@@ -10,7 +10,7 @@ import pytest
 
 from mappings import fhirjson
 from mappings.fhir import r5
-from mappings.fhir.common import SD
+from mappings.fhir.systems import SD
 from mappings.fhir.validate import validate_bundle
 from mappings.model import Citation, DateStruct, Enrollment, Link, Organization
 from tests.mappings.strategies import (

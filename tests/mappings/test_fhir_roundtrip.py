@@ -20,7 +20,8 @@ from mappings.fhir import (
     unresolved_references,
     write_bundle,
 )
-from mappings.fhir.common import SD, slug
+from mappings.fhir.identity import slug
+from mappings.fhir.systems import SD
 from mappings.fhir.validate import validate_bundle
 from mappings.model import Eligibility, Location, MeshTerm, Organization, Protocol, to_dict
 from mappings.sources import read_protocol

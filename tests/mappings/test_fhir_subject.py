@@ -14,7 +14,7 @@ from mappings import fhirjson
 from mappings import trial_model as tm
 from mappings.errors import MappingError
 from mappings.fhir import read_subject, study_arms, subject_entries, write_bundle
-from mappings.fhir.common import full_url
+from mappings.fhir.identity import full_url
 from mappings.fhir.trial_common import PROGRESS_EXTENSION, SUBJECT_SYSTEM, trial_status
 from mappings.sources import read_protocol
 from mappings.sources.trial_csv import read_enrolments

@@ -29,7 +29,8 @@ from collections.abc import Collection, Mapping, Sequence
 from ...model import Protocol
 from ...trial_model import Enrolment
 from .. import trial_common as tc
-from ..common import JSON, prune
+from ..elements import prune
+from ..systems import JSON
 
 VERSION = "R4"
 

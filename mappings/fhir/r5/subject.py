@@ -36,7 +36,8 @@ from ...errors import MappingError
 from ...model import Protocol
 from ...trial_model import Enrolment
 from .. import trial_common as tc
-from ..common import JSON, prune
+from ..elements import prune
+from ..systems import JSON
 from .study import comparison_group_id
 
 VERSION = "R5"
