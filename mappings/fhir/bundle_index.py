@@ -74,5 +74,4 @@ class BundleIndex:
         return read(target) if target else None
 
 
-
 __all__ = ["BundleIndex"]

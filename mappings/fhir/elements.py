@@ -103,6 +103,5 @@ def date_type_from(actual: bool | None, element: JSON, coder: Coder, issues: lis
                        issues, field_name)
 
 
-
 __all__ = ["add_extensions", "check_date", "complex_ext", "date_type_from", "date_type_parts", "exact", "ext",
            "ext_value", "ext_values", "exts", "first_ext", "prune"]

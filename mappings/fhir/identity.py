@@ -118,6 +118,5 @@ class EntryRegistry:
                       key=lambda e: order.get(e["resource"]["resourceType"], len(order)))
 
 
-
 __all__ = ["TYPE_ORDER", "EntryRegistry", "conditional_url", "digest", "full_url", "normalise",
            "parse_conditional_url", "reference", "slug"]

@@ -72,7 +72,6 @@ class Resources:
         return reference(url, "PractitionerRole", name)
 
 
-
 def organization_name(org: JSON) -> str | None:
     """Organization.name."""
     return org.get("name")
@@ -88,7 +87,6 @@ def practitioner_name(prac: JSON) -> str | None:
         if joined:
             return joined
     return None
-
 
 
 __all__ = ["Resources", "organization_name", "practitioner_name"]

@@ -21,8 +21,6 @@ from .shared_resources import Resources
 from .systems import JSON, NCT_SYSTEM
 from .tables import coder_for, load_table
 
-# --- results -------------------------------------------------------------------------------------
-
 
 @dataclass
 class WriteResult:
@@ -30,7 +28,6 @@ class WriteResult:
 
     bundle: JSON
     issues: list[MappingIssue] = field(default_factory=list)
-
 
 
 class WriteBase:
@@ -50,7 +47,6 @@ class WriteBase:
         """Shortcut to :meth:`Coder.concept` with this write's issue list."""
         return self.coder.concept(kind, value, self.issues, field_name, label)
 
-
     def finish(self, study: JSON) -> WriteResult:
         """Register the ResearchStudy and return the transaction."""
         study = prune(study)
@@ -58,7 +54,6 @@ class WriteBase:
         self.registry.add("ResearchStudy", NCT_SYSTEM, self.p.nct_id, study, identifiers=ids)
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": self.registry.entries()}
         return WriteResult(bundle, self.issues)
-
 
 
 class ReadBase:
@@ -93,7 +88,6 @@ class ReadBase:
     def result(self, **values: Any) -> ReadResult:
         """The :class:`ReadResult` for the model fields read."""
         return ReadResult(protocol=Protocol(**values), issues=self.issues)
-
 
 
 __all__ = ["ReadBase", "WriteBase", "WriteResult"]

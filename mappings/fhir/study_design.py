@@ -23,7 +23,6 @@ DESIGN_FIELDS = (
 )
 
 
-
 class DesignWriter(WriteBase):
     """Writes phase, design facts, conditions, keywords, MeSH terms, interventions, arm types."""
 
@@ -91,7 +90,6 @@ class DesignWriter(WriteBase):
         """Intervention MeSH terms as CodeableConcepts (R4 ``focus``, R5 ``focus.concept``)."""
         return [{"coding": [mesh_coding(m)]} for m in self.p.intervention_meshes]
 
-
     def interventions(self) -> list[JSON]:
         """One intervention extension per intervention (name, type, description, names, arms)."""
         out = []
@@ -110,7 +108,6 @@ class DesignWriter(WriteBase):
     def arm_type(self, i: int, arm: Arm) -> JSON | None:
         """The arm type CodeableConcept."""
         return self.concept("arm_type", arm.type, f"arms[{i}].type")
-
 
 
 class DesignReader(ReadBase):
@@ -154,7 +151,6 @@ class DesignReader(ReadBase):
             meshes += read_mesh(concept)
         return conditions, meshes
 
-
     def interventions(self) -> list[Intervention]:
         """Inverse of :meth:`WriteContext.interventions`."""
         out = []
@@ -169,18 +165,15 @@ class DesignReader(ReadBase):
         return out
 
 
-
 def mesh_coding(m: MeshTerm) -> JSON:
     """A MeSH Coding (``urn:oid:2.16.840.1.113883.6.177``); a term without id keeps only its display."""
     return prune({"system": MESH_SYSTEM, "code": m.id, "display": m.term})
-
 
 
 def read_mesh(concept: JSON) -> list[MeshTerm]:
     """MeSH terms of a CodeableConcept."""
     return [MeshTerm(term=c.get("display") or c.get("code") or "", id=c.get("code"))
             for c in concept.get("coding", []) if c.get("system") == MESH_SYSTEM]
-
 
 
 __all__ = ['DESIGN_FIELDS', 'DesignReader', 'DesignWriter', 'mesh_coding', 'read_mesh']

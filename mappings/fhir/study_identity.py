@@ -18,7 +18,6 @@ DATESTRUCT_FIELDS = frozenset(
     f.name for f in fields(Protocol) if "DateStruct" in str(f.type))
 
 
-
 class IdentityWriter(WriteBase):
     """Writes identifiers, period and last known status."""
 
@@ -50,7 +49,6 @@ class IdentityWriter(WriteBase):
                 ext(Ext.IDENTIFIER_LINK, valueUri=sid.link) if sid.link is not None else None]))
         return ids
 
-
     def period(self) -> JSON | None:
         """Study start and completion as a Period (partial dates stay partial)."""
         p = self.p
@@ -58,12 +56,10 @@ class IdentityWriter(WriteBase):
         end = check_date(p.completion_date.date, "completion_date") if p.completion_date else None
         return prune({"start": start, "end": end}) or None
 
-
     def last_known_status(self) -> JSON | None:
         """The last-known-status extension (the status before it became UNKNOWN)."""
         concept = self.concept("overall_status", self.p.last_known_status, "last_known_status")
         return ext(Ext.LAST_KNOWN_STATUS, valueCodeableConcept=concept) if concept else None
-
 
 
 class IdentityReader(ReadBase):
@@ -94,12 +90,10 @@ class IdentityReader(ReadBase):
             raise MappingError(f"the ResearchStudy has no identifier with system {NCT_SYSTEM}")
         return nct, org, secondary
 
-
     def last_known_status(self) -> str | None:
         """Inverse of :meth:`WriteContext.last_known_status`."""
         concept = ext_value(self.study, Ext.LAST_KNOWN_STATUS, "valueCodeableConcept")
         return self.value("overall_status", concept, "last_known_status")
-
 
 
 __all__ = ['DATESTRUCT_FIELDS', 'IdentityReader', 'IdentityWriter']

@@ -51,7 +51,6 @@ def read_contact_detail(detail: JSON, coder: Coder, issues: list[MappingIssue], 
     return Contact(name=detail.get("name", ""), role=role, phone=phone, phone_ext=phone_ext, email=email)
 
 
-
 class PartiesWriter(WriteBase):
     """Writes agency classes, officials, the responsible party and central contacts."""
 

@@ -46,8 +46,6 @@ class Ext:
     PARTIAL_POSITION = SD + "partial-position"
 
 
-
-
 __all__ = ["CONTACTPOINT_EXTENSION", "CS", "DATA_ABSENT_REASON", "JSON", "MESH_SYSTEM", "NCT_SYSTEM",
            "ORG_STUDY_ID_SYSTEM", "PUBMED", "RECORD_URL", "SD", "SECONDARY_ID_SYSTEM",
            "SECONDARY_ID_TYPE_SYSTEM", "SID", "TB", "UCUM", "Ext"]

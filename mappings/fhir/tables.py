@@ -35,7 +35,7 @@ def _merge(table: JSON, shared: JSON, where: str) -> None:
         if key.startswith("_") or key == "includes":
             continue
         if key not in table:
-            table[key] = block
+            table[key] = dict(block) if isinstance(block, dict) else block
             continue
         if not (isinstance(table[key], dict) and isinstance(block, dict)):
             raise ValueError(f"{where}: {key!r} is in both tables")
@@ -170,7 +170,6 @@ def has_coding(concept: JSON | None, entry: JSON) -> bool:
     """True when ``concept`` carries the coding of table entry ``entry``."""
     return any(c.get("system") == entry["system"] and c.get("code") == entry["code"]
                for c in (concept or {}).get("coding", []))
-
 
 
 @cache
