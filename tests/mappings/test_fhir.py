@@ -3,26 +3,18 @@ version carrying nothing of the other."""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+import mappings.fhir
 from mappings.errors import InputError, MappingError
-from mappings.fhir import (
-    SUPPORTED_VERSIONS,
-    detect_version,
-    read_bundle,
-    write_bundle,
-)
-from mappings.model import (
-    Eligibility,
-    Protocol,
-)
-from tests.mappings.strategies import (
-    resources,
-    seed_protocol,
-    study,
-)
+from mappings.fhir import SUPPORTED_VERSIONS, detect_version, read_bundle, write_bundle
+from mappings.model import Eligibility, Protocol
+from tests.mappings.strategies import resources, seed_protocol, study
 
 NCT = "NCT03945487"
 
@@ -66,3 +58,55 @@ def test_r5_no_r4_elements_in_r5_output(r5_bundle, r5_rs):
                 "reasonStopped", "location"} & set(r5_rs)
     (group,) = resources(r5_bundle, "Group")
     assert "actual" not in group and "quantity" not in group
+
+
+def _fhir_imports() -> dict[str, set[str]]:
+    """Module of mappings.fhir -> the modules of mappings.fhir it imports (anywhere in its text)."""
+    root = Path(mappings.fhir.__file__).parent
+    graph = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            target = ".".join([*base, node.module] if node.module else base)
+            for alias in node.names:
+                module = f"{target}.{alias.name}"
+                found.add(module if importlib.util.find_spec(module.split(".")[0]) and _is_module(module)
+                          else target)
+        graph[name] = {m for m in found if m.startswith("mappings.fhir") and m != name}
+    return graph
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def test_no_import_cycle_in_mappings_fhir():
+    graph = _fhir_imports()
+    assert "mappings.fhir.study_context" in graph and "mappings.fhir.r4.study" in graph
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, " -> ".join([*path, name])
+        if name in done:
+            return
+        for dep in sorted(graph.get(name, ())):
+            visit(dep, (*path, name))
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, ())
+
+
+def test_no_module_of_mappings_fhir_over_600_lines():
+    root = Path(mappings.fhir.__file__).parent
+    long = {p.name: n for p in root.rglob("*.py") if (n := len(p.read_text("utf-8").splitlines())) > 600}
+    assert long == {}

@@ -6,13 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mappings import fhirjson
-from mappings.fhir import (
-    SUPPORTED_VERSIONS,
-    r4,
-    read_bundle,
-    unresolved_references,
-    write_bundle,
-)
+from mappings.fhir import SUPPORTED_VERSIONS, r4, read_bundle, unresolved_references, write_bundle
 from tests.mappings.strategies import as_searchset, seed_protocol
 
 

@@ -4,14 +4,9 @@ determinism, conditional URLs and identifier values from names (:mod:`mappings.f
 from __future__ import annotations
 
 from mappings import fhirjson
-from mappings.fhir import (
-    r4,
-    r5,
-)
+from mappings.fhir import r4, r5
 from mappings.fhir.identity import conditional_url, full_url, parse_conditional_url, slug
-from tests.mappings.strategies import (
-    seed_protocol,
-)
+from tests.mappings.strategies import seed_protocol
 
 NCT = "NCT03945487"
 

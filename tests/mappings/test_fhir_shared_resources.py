@@ -8,18 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from mappings.fhir import (
-    SUPPORTED_VERSIONS,
-    read_bundle,
-    write_bundle,
-)
+from mappings.fhir import SUPPORTED_VERSIONS, read_bundle, write_bundle
 from mappings.fhir.systems import SD
 from mappings.model import Location, Organization
-from tests.mappings.strategies import (
-    ext,
-    resources,
-    seed_protocol,
-)
+from tests.mappings.strategies import ext, resources, seed_protocol
 
 NCT = "NCT03945487"
 

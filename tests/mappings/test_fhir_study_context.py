@@ -9,13 +9,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from mappings.fhir import (
-    SUPPORTED_VERSIONS,
-    r4,
-    r5,
-    read_bundle,
-    write_bundle,
-)
+from mappings.fhir import SUPPORTED_VERSIONS, r4, r5, read_bundle, write_bundle
 from mappings.fhir.validate import validate_bundle
 from mappings.model import Eligibility, Protocol, to_dict
 from mappings.sources import read_protocol

@@ -7,22 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from mappings.fhir import (
-    SUPPORTED_VERSIONS,
-    r4,
-    read_bundle,
-    write_bundle,
-)
+from mappings.fhir import SUPPORTED_VERSIONS, r4, read_bundle, write_bundle
 from mappings.fhir.systems import SD
-from mappings.model import (
-    MeshTerm,
-)
-from tests.mappings.strategies import (
-    codings,
-    ext,
-    seed_protocol,
-    study,
-)
+from mappings.model import MeshTerm
+from tests.mappings.strategies import codings, ext, seed_protocol, study
 
 CS = "https://trialbridge.dev/fhir/CodeSystem/"
 HL7 = "http://hl7.org/fhir/"

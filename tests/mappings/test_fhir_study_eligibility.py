@@ -3,30 +3,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
-from mappings.fhir import (
-    SUPPORTED_VERSIONS,
-    r5,
-    read_bundle,
-    write_bundle,
-)
+from mappings.fhir import SUPPORTED_VERSIONS, r5, read_bundle, write_bundle
+from mappings.fhir.study_eligibility import _VALUE_TYPES, CHARACTERISTICS
 from mappings.fhir.systems import SD
-from mappings.model import (
-    Eligibility,
-    Enrollment,
-)
-from tests.mappings.strategies import (
-    SEED_CRITERIA,
-    codings,
-    ext,
-    resolve,
-    resources,
-    seed_protocol,
-    study,
-)
+from mappings.fhir.tables import load_table
+from mappings.model import Eligibility, Enrollment
+from tests.mappings.strategies import SEED_CRITERIA, codings, ext, resolve, resources, seed_protocol, study
 
 CS = "https://trialbridge.dev/fhir/CodeSystem/"
 
@@ -73,3 +59,22 @@ def test_ages_not_in_the_published_form_stay_text(version):
         "high": {"value": 6, "unit": "Months", "system": "http://unitsofmeasure.org", "code": "mo"}}
     assert group["characteristic"][1]["valueCodeableConcept"] == {"text": "N/A"}
     assert read_bundle(bundle).protocol == p
+
+
+def test_every_characteristic_code_has_one_row():
+    codes = {k for k in load_table("fhir_shared.json")["characteristics"] if not k.startswith("_")}
+    assert [c.key for c in CHARACTERISTICS] == list(dict.fromkeys(c.key for c in CHARACTERISTICS))
+    assert {c.key for c in CHARACTERISTICS} == codes
+    model_fields = {f.name for f in fields(Eligibility)}
+    assert all(set(c.carries) <= model_fields for c in CHARACTERISTICS)
+    assert {c.value_type for c in CHARACTERISTICS} <= set(_VALUE_TYPES)
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_every_registry_characteristic_round_trips(version):
+    e = Eligibility(criteria="Inclusion Criteria:\n\n* Adults", sex="ALL", minimum_age="18 Years",
+                    maximum_age="N/A", healthy_volunteers=False, gender_based=True,
+                    gender_description="Self-identified", std_ages=["ADULT", "OLDER_ADULT"],
+                    study_population="Patients of the clinic", sampling_method="NON_PROBABILITY_SAMPLE")
+    p = replace(seed_protocol(), eligibility=e)
+    assert read_bundle(write_bundle(p, version).bundle).protocol.eligibility == e

@@ -9,13 +9,7 @@ from mappings.fhir import r4, r5
 from mappings.fhir.systems import SD
 from mappings.fhir.validate import validate_bundle
 from mappings.model import DateStruct
-from tests.mappings.strategies import (
-    codings,
-    ext,
-    seed_protocol,
-    study,
-    sub,
-)
+from tests.mappings.strategies import codings, ext, seed_protocol, study, sub
 
 CS = "https://trialbridge.dev/fhir/CodeSystem/"
 NCT = "NCT03945487"

@@ -4,11 +4,7 @@
 from __future__ import annotations
 
 from mappings.fhir.systems import SD
-from tests.mappings.strategies import (
-    codings,
-    ext,
-    sub,
-)
+from tests.mappings.strategies import codings, ext, sub
 
 CS = "https://trialbridge.dev/fhir/CodeSystem/"
 HL7 = "http://hl7.org/fhir/"

@@ -5,13 +5,7 @@ from __future__ import annotations
 
 from mappings.fhir import r4
 from mappings.fhir.systems import SD
-from tests.mappings.strategies import (
-    codings,
-    ext,
-    seed_protocol,
-    study,
-    sub,
-)
+from tests.mappings.strategies import codings, ext, seed_protocol, study, sub
 
 CS = "https://trialbridge.dev/fhir/CodeSystem/"
 NCT = "NCT03945487"

@@ -8,14 +8,7 @@ from dataclasses import replace
 from mappings.fhir import r5
 from mappings.fhir.systems import SD
 from mappings.model import Citation, Link
-from tests.mappings.strategies import (
-    codings,
-    ext,
-    resolve,
-    seed_protocol,
-    study,
-    sub,
-)
+from tests.mappings.strategies import codings, ext, resolve, seed_protocol, study, sub
 
 CS = "https://trialbridge.dev/fhir/CodeSystem/"
 NCT = "NCT03945487"

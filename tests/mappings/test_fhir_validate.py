@@ -10,11 +10,7 @@ import pytest
 from mappings.fhir import r4
 from mappings.fhir.systems import SD
 from mappings.fhir.validate import validate_bundle
-from tests.mappings.strategies import (
-    resources,
-    seed_protocol,
-    study,
-)
+from tests.mappings.strategies import resources, seed_protocol, study
 
 
 def test_our_output_is_valid(written):
