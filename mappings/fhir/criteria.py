@@ -11,6 +11,7 @@ text on every write and never read back (:func:`is_derived`).  The decisions are
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -185,7 +186,7 @@ def _sex(test: SexTest, exclude: bool, codes: JSON) -> Node:
     return Combination("any-of", leaves, exclude)
 
 
-def _lab(test: LabTest, exclude: bool) -> Leaf:
+def _lab(test: LabTest, exclude: bool, codes: JSON) -> Leaf:
     lab = test.lab
     code = {"coding": [{"system": _systems()["loinc"], "code": c} for c in lab.loinc], "text": lab.display}
     if test.result is not None:
@@ -204,6 +205,33 @@ def _lab(test: LabTest, exclude: bool) -> Leaf:
     return _leaf(code, "CodeableConcept", {"text": test.describe()}, exclude, test.duration)
 
 
+def _condition(test: ConditionTest, exclude: bool, codes: JSON) -> Node:
+    code = own_code("condition-any-time" if test.ever else "condition")
+    return _leaf(code, "CodeableConcept", concept_codeable(test.concept), exclude, test.duration)
+
+
+def _status(test: PregnancyTest, exclude: bool, codes: JSON) -> Node:
+    spec = table()["status"][test.state]
+    value = {"coding": [dict(spec["value"])]}
+    return Leaf({"coding": [dict(spec["code"])]}, "CodeableConcept", value, exclude)
+
+
+def _healthy_volunteers(test: HealthyVolunteerTest, exclude: bool, codes: JSON) -> Node:
+    return Leaf({"coding": [coding(codes["healthy-volunteers"])]}, "Boolean", test.accepts, exclude)
+
+
+#: The kinds of computable test and the writer of the characteristic of each (its code and value:
+#: the table in ``docs/design/criteria.md``); the readers skip them all (:func:`is_derived`).
+_KINDS: tuple[tuple[type, Callable[[Any, bool, JSON], Node]], ...] = (
+    (ConditionTest, _condition),
+    (LabTest, _lab),
+    (PregnancyTest, _status),
+    (AgeTest, _age),
+    (SexTest, _sex),
+    (HealthyVolunteerTest, _healthy_volunteers),
+)
+
+
 def node_of(test: Test, exclude: bool, codes: JSON) -> Node:
     """The tree of a recognised test; ``codes`` is the version table's ``characteristics``."""
     if isinstance(test, Not):
@@ -213,21 +241,9 @@ def node_of(test: Test, exclude: bool, codes: JSON) -> Node:
             return node_of(test.tests[0], exclude, codes)
         parts = tuple(node_of(t, False, codes) for t in test.tests)
         return Combination("any-of" if isinstance(test, AnyOf) else "all-of", parts, exclude)
-    if isinstance(test, ConditionTest):
-        code = own_code("condition-any-time" if test.ever else "condition")
-        return _leaf(code, "CodeableConcept", concept_codeable(test.concept), exclude, test.duration)
-    if isinstance(test, LabTest):
-        return _lab(test, exclude)
-    if isinstance(test, PregnancyTest):
-        spec = table()["status"][test.state]
-        value = {"coding": [dict(spec["value"])]}
-        return Leaf({"coding": [dict(spec["code"])]}, "CodeableConcept", value, exclude)
-    if isinstance(test, AgeTest):
-        return _age(test, exclude, codes)
-    if isinstance(test, SexTest):
-        return _sex(test, exclude, codes)
-    if isinstance(test, HealthyVolunteerTest):
-        return Leaf({"coding": [coding(codes["healthy-volunteers"])]}, "Boolean", test.accepts, exclude)
+    for kind, build in _KINDS:
+        if isinstance(test, kind):
+            return build(test, exclude, codes)
     raise TypeError(f"not a test: {type(test).__name__}")
 
 
