@@ -51,8 +51,6 @@ class DesignWriter(WriteBase):
                     out.append(concept)
         return out
 
-    # conditions, keywords, MeSH ------------------------------------------------------------------
-
     def conditions(self) -> list[JSON]:
         """Conditions (text) with the matching condition MeSH coding; other MeSH terms after them.
 
@@ -176,4 +174,4 @@ def read_mesh(concept: JSON) -> list[MeshTerm]:
             for c in concept.get("coding", []) if c.get("system") == MESH_SYSTEM]
 
 
-__all__ = ['DESIGN_FIELDS', 'DesignReader', 'DesignWriter', 'mesh_coding', 'read_mesh']
+__all__ = ["DESIGN_FIELDS", "DesignReader", "DesignWriter", "mesh_coding", "read_mesh"]

@@ -96,4 +96,4 @@ class IdentityReader(ReadBase):
         return self.value("overall_status", concept, "last_known_status")
 
 
-__all__ = ['DATESTRUCT_FIELDS', 'IdentityReader', 'IdentityWriter']
+__all__ = ["DATESTRUCT_FIELDS", "IdentityReader", "IdentityWriter"]

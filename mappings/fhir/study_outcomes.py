@@ -34,4 +34,4 @@ class OutcomesReader(ReadBase):
         return "other_outcomes"
 
 
-__all__ = ['OUTCOME_LISTS', 'OutcomesReader', 'OutcomesWriter']
+__all__ = ["OUTCOME_LISTS", "OutcomesReader", "OutcomesWriter"]

@@ -118,4 +118,4 @@ class PartiesReader(ReadBase):
             affiliation=self.index.name_of(holder.get("organization"), organization_name))
 
 
-__all__ = ['PartiesReader', 'PartiesWriter', 'contact_detail', 'read_contact_detail', 'telecom']
+__all__ = ["PartiesReader", "PartiesWriter", "contact_detail", "read_contact_detail", "telecom"]

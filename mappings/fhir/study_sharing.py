@@ -108,4 +108,4 @@ class SharingReader(ReadBase):
         return refs, links
 
 
-__all__ = ['SharingReader', 'SharingWriter']
+__all__ = ["SharingReader", "SharingWriter"]

@@ -65,4 +65,4 @@ class SitesReader(PartiesReader):
         return out
 
 
-__all__ = ['SitesReader', 'SitesWriter']
+__all__ = ["SitesReader", "SitesWriter"]
