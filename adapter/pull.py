@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from mappings.fhir.common import NCT_SYSTEM
+from mappings.fhir.systems import NCT_SYSTEM
 
 from .client import FhirClient
 from .errors import NotFound, ProtocolError

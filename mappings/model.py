@@ -121,11 +121,6 @@ class OutcomeMeasure:
     description: str | None = None
 
 
-#: Transitional: ``mappings/fhir/common.py`` (being split on another branch) still imports ``Outcome``;
-#: drop this line once it imports :class:`OutcomeMeasure`.
-Outcome = OutcomeMeasure
-
-
 @dataclass
 class Eligibility:
     """Who may take part: the criteria text verbatim, sex, age bounds (``18 Years``), volunteers."""

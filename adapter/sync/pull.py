@@ -44,8 +44,8 @@ from typing import IO, Any
 from adapter.client import FhirClient
 from adapter.private_files import open_private, private_dir
 from mappings import fhirjson
-from mappings.fhir.common import NCT_SYSTEM
 from mappings.fhir.observations import STUDY_LINK
+from mappings.fhir.systems import NCT_SYSTEM
 
 from .outbox import Outbox
 

@@ -21,8 +21,9 @@ from collections.abc import Iterable, Iterator
 from mappings import fhir
 from mappings.enrolments import Enrolment, PatientIdentifier
 from mappings.errors import TrialbridgeError
-from mappings.fhir.common import NCT_SYSTEM, conditional_url
+from mappings.fhir.identity import conditional_url
 from mappings.fhir.subjects import patient_reference
+from mappings.fhir.systems import NCT_SYSTEM
 from mappings.lab_results import LabResult
 from mappings.model import Protocol, from_dict, to_dict
 from mappings.sources.trial_csv import RowError, iter_enrolments, iter_labs

@@ -6,8 +6,19 @@ reads such a Bundle -- or a searchset/collection pulled from a server -- back in
 
 Each FHIR version is one package (``r4``, ``r5``) with ``write``/``read``, a ``TABLE`` of codes in
 ``mappings/tables`` and a ``SIGNATURE`` of ResearchStudy elements only it has; adding a version is
-one package, one table file and one line in :data:`_MODULES`.  Shared pieces live in
-:mod:`.common`; bundle validation in :mod:`.validate`.
+one package, one table file and one line in :data:`_MODULES`.  What the versions share, lowest
+first (a module imports only those above it in this list):
+
+- :mod:`.systems` identifier systems and extension URLs; :mod:`.tables` code tables and the Coder;
+- :mod:`.identity` slugs, fullUrls, conditional URLs, the entry registry; :mod:`.bundle_index`;
+- :mod:`.elements` extension, pruning and date helpers; :mod:`.shared_resources` Organization,
+  Practitioner, Location, PractitionerRole; :mod:`.criteria` computable eligibility criteria;
+- :mod:`.study_base` the state of one write/read; the writer and reader of each fact side by side in
+  :mod:`.study_identity`, :mod:`.study_design`, :mod:`.study_parties`, :mod:`.study_sites`,
+  :mod:`.study_eligibility`, :mod:`.study_outcomes`, :mod:`.study_sharing`, composed in
+  :mod:`.study_context`; bundle validation in :mod:`.validate`.
+
+Design notes: ``docs/design/fhir-mapping.md`` and ``docs/design/criteria.md``.
 
 Trial data (per version package; shared pieces in :mod:`.subjects` and :mod:`.observations`):
 ``subject_entries(enrolment, version, study_ref=...)`` gives the transaction entries of an enrolment
@@ -28,7 +39,8 @@ from ..errors import InputError
 from ..lab_results import LabResult
 from ..model import Protocol
 from ..sources import ReadResult
-from .common import BundleIndex, WriteResult
+from .bundle_index import BundleIndex
+from .study_base import WriteResult
 
 #: Version name -> module implementing it.
 _MODULES = {"R4": "mappings.fhir.r4", "R5": "mappings.fhir.r5"}

@@ -1,76 +1,17 @@
 """Computable eligibility criteria as FHIR: the version-neutral half (R4 in :mod:`.r4.criteria`, R5 in
 :mod:`.r5.criteria`).
 
-The protocol mapping writes the eligibility Group (criteria text verbatim, registry age range, sex,
-healthy volunteers...).  This module adds, for every criterion item of the criteria text that
-:mod:`mappings.eligibility` recognises as COMPUTABLE, a machine-readable definition: a code, a
-value, whether it excludes, the verbatim criterion text, and durations.  Items that are not
-computable (consent, the investigator's judgement, words we do not read) are left in the text.
-The registry fields (age, sex, healthy volunteers) are not repeated: the protocol mapping already
-writes them.
-
-Derived, never read back
-    These definitions are DERIVED from the criteria text (:func:`computable_items` re-runs
-    ``parse_criteria`` + ``recognise`` on every write), so the protocol model holds nothing new and
-    the readers skip them (:func:`is_derived`): the protocol round trip stays exactly lossless, and
-    a reader always recomputes from the text rather than trusting a stale copy.
-
-One neutral tree, two encodings
-    A recognised test becomes a tree of :class:`Leaf` (one code and one value) and
-    :class:`Combination` (``any-of`` / ``all-of``, the codes of R5's characteristic-combination)
-    nodes; ``Not`` flips ``exclude``.  Leaves:
-
-    ================ ===================================== =========================================
-    test             code                                  value
-    ================ ===================================== =========================================
-    condition        own ``condition`` (present) or        CodeableConcept: SNOMED CT codes, then
-                     ``condition-any-time`` (history of)   ICD-10 (WHO; ICD-10-CM where CM-only)
-    lab, threshold   the lab's LOINC codes                 Quantity (comparator, UCUM unit; a
-                                                           multiple of the ULN with own unit ULN)
-    lab, result      the lab's LOINC codes                 CodeableConcept SNOMED Positive/Negative
-    age              SNOMED CT 397669002 Age               Range of UCUM quantities (``> 70`` years
-                                                           = low 71: age is in completed units)
-    sex              SNOMED CT 263495000 Gender            administrative-gender (several: any-of)
-    pregnancy        LOINC 82810-3 Pregnancy status        SNOMED CT 77386006 Pregnant
-    breastfeeding    LOINC 63895-7 Breastfeeding status    SNOMED CT 373066001 Yes
-    ================ ===================================== =========================================
-
-    A duration (``for more than 6 months``) and a recency (``within the last 3 months``) are
-    relative to the evaluation date, so they are Durations (UCUM, with comparator), never dates.
-
-R4 (:mod:`.r4.criteria`)
-    One ``Group.characteristic`` per computable item: code, value[x], ``exclude`` (true for an
-    exclusion item, flipped by a negation), and the complex extension ``eligibility-criterion``
-    (linkId, the verbatim text, the recogniser's notes, duration, within, and the parts of a
-    combination).  R4 ``Group.characteristic`` has no description and its ``period`` is a Period of
-    dates, not a length of time: a relative duration would have to be turned into dates at write
-    time (stale the next day), so durations go to the extension.  R4 Group characteristics are
-    ANDed and cannot say "any of": a combination item is one characteristic with our code
-    ``any-of``/``all-of`` and ``valueBoolean`` true, its parts in the extension, so a consumer that
-    does not read the extension sees an opaque characteristic rather than a wrong conjunction.
-
-R5 (:mod:`.r5.criteria`): an EvidenceVariable, contained in the eligibility Group
-    R5 ``Group.characteristic`` (code, value[x], exclude, period) has no description, no duration
-    and no combination either -- the ``description``/``duration`` elements sometimes quoted belong to
-    ``EvidenceVariable.characteristic`` (and to the R6 drafts of Group).  R5's EvidenceVariable has
-    all of them natively: ``characteristic.description`` (the verbatim text), ``linkId``,
-    ``note``, ``exclude``, ``definitionByTypeAndValue`` (type + value), ``definitionByCombination``
-    (any-of / all-of), ``durationQuantity`` and ``timeFromEvent``; ResearchStudy
-    ``recruitment.eligibility`` admits ``Reference(Group | EvidenceVariable)`` and HL7's own R5
-    ClinicalTrials.gov example (researchstudy-example-ctgov-study-record) points it at an
-    EvidenceVariable.  So R5 uses an EvidenceVariable -- but not in place of the Group:
-    ``recruitment.eligibility`` keeps pointing at the Group, which keeps everything the protocol
-    mapping writes (criteria text, registry characteristics) and round-trips; the EvidenceVariable
-    is CONTAINED in that Group and referenced by one characteristic (our code
-    ``computable-criteria``, ``valueReference`` ``#computable-criteria``), the pattern of the EBM
-    IG's StudyGroup (a Group whose characteristic references its eligibility criteria).  Contained,
-    because it has no life of its own: it is re-derived from the Group's text on every write,
-    travels with the Group (a search that includes the Group brings it; no dangling reference,
-    no separate conditional update), and is never edited independently.
+For every criterion item of the criteria text that :mod:`mappings.eligibility` recognises as
+computable, a tree of :class:`Leaf` (code and value) and :class:`Combination` (any-of / all-of)
+nodes; the version modules encode it (R4: Group characteristics with the ``eligibility-criterion``
+extension; R5: an EvidenceVariable contained in the Group).  The definitions are derived from the
+text on every write and never read back (:func:`is_derived`).  The decisions are in
+``docs/design/criteria.md``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -97,7 +38,8 @@ from ..eligibility import (
 )
 from ..model import Eligibility
 from ..units import time_unit_words
-from .common import JSON, coding, load_table
+from .systems import JSON
+from .tables import coding, load_table
 
 TABLE = "eligibility_fhir.json"
 _GENDER_ORDER = ("female", "male", "other", "unknown")
@@ -245,7 +187,7 @@ def _sex(test: SexTest, exclude: bool, codes: JSON) -> Node:
     return Combination("any-of", leaves, exclude)
 
 
-def _lab(test: LabTest, exclude: bool) -> Leaf:
+def _lab(test: LabTest, exclude: bool, codes: JSON) -> Leaf:
     lab = test.lab
     code = {"coding": [{"system": _systems()["loinc"], "code": c} for c in lab.loinc], "text": lab.display}
     if test.result is not None:
@@ -264,6 +206,33 @@ def _lab(test: LabTest, exclude: bool) -> Leaf:
     return _leaf(code, "CodeableConcept", {"text": test.describe()}, exclude, test.duration)
 
 
+def _condition(test: ConditionTest, exclude: bool, codes: JSON) -> Node:
+    code = own_code("condition-any-time" if test.ever else "condition")
+    return _leaf(code, "CodeableConcept", concept_codeable(test.concept), exclude, test.duration)
+
+
+def _status(test: PregnancyTest, exclude: bool, codes: JSON) -> Node:
+    spec = table()["status"][test.state]
+    value = {"coding": [dict(spec["value"])]}
+    return Leaf({"coding": [dict(spec["code"])]}, "CodeableConcept", value, exclude)
+
+
+def _healthy_volunteers(test: HealthyVolunteerTest, exclude: bool, codes: JSON) -> Node:
+    return Leaf({"coding": [coding(codes["healthy-volunteers"])]}, "Boolean", test.accepts, exclude)
+
+
+#: The kinds of computable test and the writer of the characteristic of each (its code and value:
+#: the table in ``docs/design/criteria.md``); the readers skip them all (:func:`is_derived`).
+_KINDS: tuple[tuple[type, Callable[[Any, bool, JSON], Node]], ...] = (
+    (ConditionTest, _condition),
+    (LabTest, _lab),
+    (PregnancyTest, _status),
+    (AgeTest, _age),
+    (SexTest, _sex),
+    (HealthyVolunteerTest, _healthy_volunteers),
+)
+
+
 def node_of(test: Test, exclude: bool, codes: JSON) -> Node:
     """The tree of a recognised test; ``codes`` is the version table's ``characteristics``."""
     if isinstance(test, Not):
@@ -273,21 +242,9 @@ def node_of(test: Test, exclude: bool, codes: JSON) -> Node:
             return node_of(test.tests[0], exclude, codes)
         parts = tuple(node_of(t, False, codes) for t in test.tests)
         return Combination("any-of" if isinstance(test, AnyOf) else "all-of", parts, exclude)
-    if isinstance(test, ConditionTest):
-        code = own_code("condition-any-time" if test.ever else "condition")
-        return _leaf(code, "CodeableConcept", concept_codeable(test.concept), exclude, test.duration)
-    if isinstance(test, LabTest):
-        return _lab(test, exclude)
-    if isinstance(test, PregnancyTest):
-        spec = table()["status"][test.state]
-        value = {"coding": [dict(spec["value"])]}
-        return Leaf({"coding": [dict(spec["code"])]}, "CodeableConcept", value, exclude)
-    if isinstance(test, AgeTest):
-        return _age(test, exclude, codes)
-    if isinstance(test, SexTest):
-        return _sex(test, exclude, codes)
-    if isinstance(test, HealthyVolunteerTest):
-        return Leaf({"coding": [coding(codes["healthy-volunteers"])]}, "Boolean", test.accepts, exclude)
+    for kind, build in _KINDS:
+        if isinstance(test, kind):
+            return build(test, exclude, codes)
     raise TypeError(f"not a test: {type(test).__name__}")
 
 

@@ -25,8 +25,10 @@ from ..errors import MappingError
 from ..lab_results import LabAnalyte, LabResult, lab_test, lab_tests
 from ..lab_results import system as code_system
 from ..units import UnitError
-from .common import JSON, UCUM, exact, exts, load_table, prune
+from .elements import exact, exts, prune
 from .subjects import conditional_entry, nct_of, patient_identifier, study_reference
+from .systems import JSON, UCUM
+from .tables import load_table
 
 TABLE = "fhir_trial.json"
 

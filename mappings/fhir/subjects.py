@@ -25,7 +25,10 @@ from functools import cache
 from ..enrolments import Enrolment, PatientIdentifier, SubjectStatus, enrolment_statuses, subject_status
 from ..enrolments import system as code_system
 from ..errors import MappingError
-from .common import JSON, NCT_SYSTEM, conditional_url, exts, full_url, load_table, prune
+from .elements import exts, prune
+from .identity import conditional_url, full_url
+from .systems import JSON, NCT_SYSTEM
+from .tables import load_table
 
 TABLE = "fhir_trial.json"
 

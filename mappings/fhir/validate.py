@@ -47,7 +47,9 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from . import _module
-from .common import JSON, full_url, load_table, parse_conditional_url
+from .identity import full_url, parse_conditional_url
+from .systems import JSON
+from .tables import load_table
 
 #: Elements whose JSON value is a boolean / a number (everything else we write is a string).
 _BOOLEAN_ELEMENTS = frozenset({"actual", "exclude", "active", "inactive", "preferred", "allDay"})

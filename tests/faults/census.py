@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from adapter.client import FhirClient
-from mappings.fhir.common import parse_conditional_url
+from mappings.fhir.identity import parse_conditional_url
 
 __all__ = ["Key", "count_keys", "delete_expunge", "entry_key", "total"]
 

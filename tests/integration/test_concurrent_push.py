@@ -31,7 +31,7 @@ from adapter.client import FhirClient
 from adapter.config import ServerConfig
 from bench.service import ServiceProcess
 from mappings.fhir import write_bundle
-from mappings.fhir.common import NCT_SYSTEM
+from mappings.fhir.systems import NCT_SYSTEM
 from mappings.sources import read_protocol
 from tests.conftest import ROOT
 from tests.faults.census import Key, count_keys, entry_key

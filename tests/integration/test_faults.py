@@ -43,7 +43,7 @@ from adapter.client import FhirClient
 from adapter.config import ServerConfig, ServiceConfig
 from adapter.service import create_app
 from mappings.fhir import write_bundle
-from mappings.fhir.common import NCT_SYSTEM
+from mappings.fhir.systems import NCT_SYSTEM
 from mappings.model import Location, Official, Organization, Protocol
 from tests.faults import FaultKind, FaultProxy, FaultStats
 from tests.faults.census import Key, count_keys, delete_expunge, entry_key

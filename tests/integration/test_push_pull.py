@@ -15,7 +15,7 @@ import pytest
 from adapter.pull import pull_study
 from adapter.push import push_bundle, push_protocol
 from mappings.fhir import read_bundle, write_bundle
-from mappings.fhir.common import NCT_SYSTEM
+from mappings.fhir.systems import NCT_SYSTEM
 from mappings.model import Protocol
 from mappings.sources import read_protocol
 from tests.conftest import ALL_RECORDS, SEED

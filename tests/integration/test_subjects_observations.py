@@ -43,7 +43,7 @@ from adapter.trial_data import (
     study_subjects,
     write_observations,
 )
-from mappings.fhir.common import conditional_url
+from mappings.fhir.identity import conditional_url
 from mappings.fhir.observations import LAB_RESULT_SYSTEM
 from mappings.fhir.subjects import SUBJECT_SYSTEM
 from mappings.outcomes import TimeFrame

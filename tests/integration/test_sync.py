@@ -33,7 +33,7 @@ from adapter.push import push_protocol
 from adapter.sync.config import load_sync_config
 from adapter.sync.outbox import Outbox
 from adapter.sync.runner import run
-from mappings.fhir.common import conditional_url
+from mappings.fhir.identity import conditional_url
 from mappings.fhir.observations import LAB_RESULT_SYSTEM
 from mappings.fhir.subjects import SUBJECT_SYSTEM
 from mappings.sources import read_protocol

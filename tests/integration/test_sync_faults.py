@@ -49,7 +49,7 @@ from adapter.sync.config import load_sync_config
 from adapter.sync.outbox import Outbox
 from adapter.sync.runner import PassResult, run
 from mappings.fhir import write_bundle
-from mappings.fhir.common import NCT_SYSTEM
+from mappings.fhir.systems import NCT_SYSTEM
 from mappings.sources import read_protocol
 from tests.conftest import ROOT, SEED
 from tests.faults import FaultKind, FaultProxy

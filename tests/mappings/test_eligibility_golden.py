@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 
 from mappings.eligibility import parse_criteria, recognise_eligibility
-from mappings.fhir.common import load_table
 from mappings.fhir.r4 import criteria as r4_criteria
 from mappings.fhir.r5 import criteria as r5_criteria
+from mappings.fhir.tables import load_table
 from mappings.sources import read_protocol
 from tests.conftest import ALL_RECORDS
 

@@ -13,7 +13,7 @@ import pytest
 from mappings import fhirjson
 from mappings.errors import MappingError
 from mappings.fhir import observation_entry, read_observation
-from mappings.fhir.common import full_url
+from mappings.fhir.identity import full_url
 from mappings.fhir.observations import LAB_RESULT_SYSTEM, LAB_TEST_SYSTEM, STUDY_LINK, loinc_codes
 from mappings.sources.trial_csv import read_enrolments, read_labs
 from tests.conftest import ROOT

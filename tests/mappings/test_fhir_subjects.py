@@ -14,7 +14,7 @@ from mappings import fhirjson
 from mappings.enrolments import PatientIdentifier, enrolment_statuses, subject_status
 from mappings.errors import MappingError
 from mappings.fhir import read_subject, study_arms, subject_entries, write_bundle
-from mappings.fhir.common import full_url
+from mappings.fhir.identity import full_url
 from mappings.fhir.subjects import PROGRESS_EXTENSION, SUBJECT_SYSTEM, enrolment_status
 from mappings.sources import read_protocol
 from mappings.sources.trial_csv import read_enrolments

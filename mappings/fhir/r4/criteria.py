@@ -21,8 +21,9 @@ for a nested combination, its own ``part`` entries.
 from __future__ import annotations
 
 from ...model import Eligibility
-from ..common import JSON, ext
 from ..criteria import Leaf, Node, computable_items, criterion_extension_url, own_code
+from ..elements import ext
+from ..systems import JSON
 
 
 def _value(node: Leaf) -> tuple[str, object]:

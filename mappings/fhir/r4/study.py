@@ -2,7 +2,8 @@
 
 Shared pieces (identifiers, transaction, Organization/Practitioner/Location/PractitionerRole,
 conditions, design codes, sites, eligibility characteristics, interventions, oversight, IPD,
-related artifacts) come from :mod:`.common`; codes from ``tables/fhir_r4.json``.  R4 elements are used
+related artifacts) come from the ``study_*`` modules (:mod:`mappings.fhir.study_context`); codes
+from ``tables/fhir_r4.json``.  R4 elements are used
 where R4 has them (``sponsor``, ``principalInvestigator``, ``contact``, ``arm``, ``objective``,
 ``enrollment``, ``period``); the rest goes to small, flat extensions (one Extension object costs
 about three other elements to validate, so R4 does not emulate R5 backbone elements).
@@ -68,31 +69,18 @@ from __future__ import annotations
 from typing import Any
 
 from ... import vocabulary
+from ...errors import MappingIssue
 from ...model import Arm, DateStruct, Organization, OutcomeMeasure, Protocol, ResponsibleParty
 from ...sources import ReadResult
-from ..common import (
-    DATA_ABSENT_REASON,
-    DATESTRUCT_FIELDS,
-    JSON,
-    OUTCOME_LISTS,
-    SD,
-    Ext,
-    MappingIssue,
-    ReadContext,
-    WriteContext,
-    WriteResult,
-    add_extensions,
-    check_date,
-    complex_ext,
-    ext,
-    ext_value,
-    ext_values,
-    first_ext,
-    organization_name,
-    prune,
-    read_contact_detail,
-    read_mesh,
-)
+from ..elements import add_extensions, check_date, complex_ext, ext, ext_value, ext_values, first_ext, prune
+from ..shared_resources import organization_name
+from ..study_base import WriteResult
+from ..study_context import ReadContext, WriteContext
+from ..study_design import read_mesh
+from ..study_identity import DATESTRUCT_FIELDS
+from ..study_outcomes import OUTCOME_LISTS
+from ..study_parties import read_contact_detail
+from ..systems import DATA_ABSENT_REASON, JSON, SD, Ext
 from . import criteria
 
 VERSION = "R4"

@@ -29,7 +29,8 @@ from collections.abc import Collection, Mapping, Sequence
 from ...enrolments import Enrolment
 from ...model import Protocol
 from .. import subjects
-from ..common import JSON, prune
+from ..elements import prune
+from ..systems import JSON
 
 VERSION = "R4"
 

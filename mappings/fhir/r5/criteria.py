@@ -21,8 +21,8 @@ Characteristics of one EvidenceVariable combine with "and", like the Group's.
 from __future__ import annotations
 
 from ...model import Eligibility
-from ..common import JSON
 from ..criteria import Leaf, Node, computable_items, own_code, table
+from ..systems import JSON
 
 
 def _characteristic(node: Node) -> JSON:

@@ -1,7 +1,8 @@
 """FHIR R5 (5.0.0) <-> the protocol model: ``write(protocol)`` and ``read(bundle)``.
 
-Shared pieces come from :mod:`.common`; codes from ``tables/fhir_r5.json``.  Field choices follow
-HL7's R5 example ``researchstudy-example-ctgov-study-record`` (a ClinicalTrials.gov record as an R5
+Shared pieces come from the ``study_*`` modules (:mod:`mappings.fhir.study_context`); codes from
+``tables/fhir_r5.json``.  Field choices follow HL7's R5 example
+``researchstudy-example-ctgov-study-record`` (a ClinicalTrials.gov record as an R5
 ResearchStudy): brief title as ``title`` and the official title / acronym as ``label``;
 ``associatedParty`` with party-role codes and the agency class as classifier; ``progressStatus``
 with the recruitment state plus an ``overall-study`` entry carrying ``actual`` and the period;
@@ -70,31 +71,25 @@ from typing import Any
 
 from ...model import Arm, Contact, DateStruct, Official, Organization, OutcomeMeasure, Protocol
 from ...sources import ReadResult
-from ..common import (
-    CS,
-    DATESTRUCT_FIELDS,
-    JSON,
-    OUTCOME_LISTS,
-    SD,
-    Ext,
-    ReadContext,
-    WriteContext,
-    WriteResult,
+from ..elements import (
     add_extensions,
     check_date,
-    coding,
-    contact_detail,
     date_type_from,
     date_type_parts,
     ext,
     ext_value,
     exts,
-    has_coding,
-    organization_name,
     prune,
-    read_contact_detail,
-    read_mesh,
 )
+from ..shared_resources import organization_name
+from ..study_base import WriteResult
+from ..study_context import ReadContext, WriteContext
+from ..study_design import read_mesh
+from ..study_identity import DATESTRUCT_FIELDS
+from ..study_outcomes import OUTCOME_LISTS
+from ..study_parties import contact_detail, read_contact_detail
+from ..systems import CS, JSON, SD, Ext
+from ..tables import coding, has_coding
 from . import criteria
 
 VERSION = "R5"

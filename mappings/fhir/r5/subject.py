@@ -36,7 +36,8 @@ from ...enrolments import Enrolment
 from ...errors import MappingError
 from ...model import Protocol
 from .. import subjects
-from ..common import JSON, prune
+from ..elements import prune
+from ..systems import JSON
 from .study import comparison_group_id
 
 VERSION = "R5"

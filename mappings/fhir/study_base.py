@@ -1,0 +1,93 @@
+"""The state of one study write or read, shared by the topic modules (``study_*``).
+
+:class:`WriteBase` holds the protocol, its version table, coder, entry registry and issues, and
+registers the ResearchStudy at the end (:class:`WriteResult`); :class:`ReadBase` holds the bundle
+index, the table's coder, the ResearchStudy and the issues.  The topic modules add the writer and
+the reader of each fact as mixins; :mod:`.study_context` composes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import MappingError, MappingIssue
+from ..model import Protocol
+from ..sources import ReadResult
+from .bundle_index import BundleIndex
+from .elements import prune
+from .identity import EntryRegistry
+from .shared_resources import Resources
+from .systems import JSON, NCT_SYSTEM
+from .tables import coder_for, load_table
+
+
+@dataclass
+class WriteResult:
+    """A FHIR transaction Bundle (plain JSON data) and the issues met writing it."""
+
+    bundle: JSON
+    issues: list[MappingIssue] = field(default_factory=list)
+
+
+class WriteBase:
+    """State of one write: the protocol, its table, coder, registry and issues."""
+
+    def __init__(self, p: Protocol, table_name: str) -> None:
+        if not p.nct_id:
+            raise MappingError("the protocol has no NCT number")
+        self.p = p
+        self.table = load_table(table_name)
+        self.coder = coder_for(table_name)
+        self.issues: list[MappingIssue] = []
+        self.registry = EntryRegistry()
+        self.res = Resources(self.registry, p.nct_id, self.coder, self.issues)
+
+    def concept(self, kind: str, value: str | None, field_name: str, label: str | None = None) -> JSON | None:
+        """Shortcut to :meth:`Coder.concept` with this write's issue list."""
+        return self.coder.concept(kind, value, self.issues, field_name, label)
+
+    def finish(self, study: JSON) -> WriteResult:
+        """Register the ResearchStudy and return the transaction."""
+        study = prune(study)
+        ids = study.pop("identifier")
+        self.registry.add("ResearchStudy", NCT_SYSTEM, self.p.nct_id, study, identifiers=ids)
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": self.registry.entries()}
+        return WriteResult(bundle, self.issues)
+
+
+class ReadBase:
+    """State of one read: the bundle index, the table's coder and issues."""
+
+    def __init__(self, bundle: JSON, table_name: str) -> None:
+        self.index = BundleIndex(bundle)
+        self.table = load_table(table_name)
+        self.coder = coder_for(table_name)
+        self.issues: list[MappingIssue] = []
+        studies = self.index.resources("ResearchStudy")
+        if not studies:
+            raise MappingError("the bundle has no ResearchStudy")
+        if len(studies) > 1:
+            self.issues.append(MappingIssue("entry", "several ResearchStudy resources; read the first",
+                                            str(len(studies))))
+        self.study: JSON = studies[0]
+
+    def value(self, kind: str, concept: JSON | None, field_name: str, label: str | None = None) -> str | None:
+        """Shortcut to :meth:`Coder.value` with this read's issue list."""
+        return self.coder.value(kind, concept, self.issues, field_name, label)
+
+    def resolve(self, ref: JSON | None, field_name: str) -> JSON | None:
+        """The resource a Reference points to; a reference to a resource missing from the bundle is
+        reported (only what the Reference itself carries, its display, is then kept)."""
+        found = self.index.resolve(ref, self.study)
+        if found is None and isinstance(ref, dict) and ref.get("reference"):
+            self.issues.append(MappingIssue(field_name, "referenced resource is not in the bundle; "
+                                            "only the reference's display is kept", ref["reference"]))
+        return found
+
+    def result(self, **values: Any) -> ReadResult:
+        """The :class:`ReadResult` for the model fields read."""
+        return ReadResult(protocol=Protocol(**values), issues=self.issues)
+
+
+__all__ = ["ReadBase", "WriteBase", "WriteResult"]

@@ -1,0 +1,68 @@
+"""The sites of a study, written and read: a Reference to each site's Location with the ``site``
+extension (recruitment status, contacts, investigators' PractitionerRoles).
+"""
+
+from __future__ import annotations
+
+from ..model import Location
+from .elements import add_extensions, complex_ext, exact, ext, ext_value, ext_values, first_ext
+from .study_base import WriteBase
+from .study_parties import PartiesReader, contact_detail, read_contact_detail
+from .systems import JSON, Ext
+
+
+class SitesWriter(WriteBase):
+    """Writes the sites."""
+
+    def sites(self) -> list[JSON]:
+        """References to the sites' Locations, each with the site extension (status, people)."""
+        out = []
+        for i, loc in enumerate(self.p.locations):
+            where = f"locations[{i}]"
+            ref = self.res.location(loc, where)
+            parts = []
+            status = self.concept("overall_status", loc.status, f"{where}.status")
+            if status:
+                parts.append(ext("status", valueCodeableConcept=status))
+            for j, c in enumerate(loc.contacts):
+                parts.append(ext("contact", valueContactDetail=contact_detail(
+                    c, self.coder, self.issues, f"{where}.contacts[{j}]")))
+            for j, o in enumerate(loc.investigators):
+                role = self.concept("official_role", o.role, f"{where}.investigators[{j}].role")
+                inv = self.res.practitioner_role("site-investigator", o.name, o.affiliation, role,
+                                                 location=dict(ref))
+                parts.append(ext("investigator", valueReference=inv))
+            out.append(add_extensions(dict(ref), [complex_ext(Ext.SITE, parts)]))
+        return out
+
+
+class SitesReader(PartiesReader):
+    """Reads the sites (investigators through :class:`PartiesReader`)."""
+
+    def sites(self, refs: list[JSON]) -> list[Location]:
+        """Inverse of :meth:`WriteContext.sites`."""
+        out = []
+        for i, ref in enumerate(refs):
+            where = f"locations[{i}]"
+            loc = self.resolve(ref, where) or {}
+            address = loc.get("address") or {}
+            position = loc.get("position") or {}
+            partial = first_ext(loc, Ext.PARTIAL_POSITION)
+            site = first_ext(ref, Ext.SITE)
+            out.append(Location(
+                facility=self.index.name_of(ref, lambda r: r.get("name")),
+                status=self.value("overall_status", ext_value(site, "status", "valueCodeableConcept"),
+                                  f"{where}.status"),
+                city=address.get("city"), state=address.get("state"), zip=address.get("postalCode"),
+                country=address.get("country"),
+                latitude=exact(position.get("latitude", ext_value(partial, "latitude", "valueDecimal"))),
+                longitude=exact(position.get("longitude", ext_value(partial, "longitude", "valueDecimal"))),
+                contacts=[read_contact_detail(d, self.coder, self.issues, f"{where}.contacts[{j}]")
+                          for j, d in enumerate(ext_values(site, "contact", "valueContactDetail"))],
+                investigators=[self.official(r, f"{where}.investigators[{j}]")
+                               for j, r in enumerate(ext_values(site, "investigator", "valueReference"))],
+            ))
+        return out
+
+
+__all__ = ["SitesReader", "SitesWriter"]
