@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Every check runs, then the target fails if any of them failed (config of each in pyproject.toml).
 lint: install
-	$(VENV)/bin/ruff check .
+	@status=0; \
+	echo "ruff check ."; $(VENV)/bin/ruff check . || status=1; \
+	echo "lint-imports"; $(VENV)/bin/lint-imports --no-logo || status=1; \
+	echo "mypy"; $(VENV)/bin/mypy || status=1; \
+	exit $$status
 
 demo: install
 	$(PY) -m adapter.demo
