@@ -50,4 +50,4 @@ hapi-stop:
 	@$(PYTHON) hapi/hapi.py stop
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
