@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -17,8 +17,13 @@ $(STAMP): setup.cfg pyproject.toml
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Every check runs, then the target fails if any of them failed (config of each in pyproject.toml).
 lint: install
-	$(VENV)/bin/ruff check .
+	@status=0; \
+	echo "ruff check ."; $(VENV)/bin/ruff check . || status=1; \
+	echo "lint-imports"; $(VENV)/bin/lint-imports --no-logo || status=1; \
+	echo "mypy"; $(VENV)/bin/mypy || status=1; \
+	exit $$status
 
 demo: install
 	$(PY) -m adapter.demo
@@ -47,4 +52,4 @@ hapi-stop:
 	@$(PYTHON) hapi/hapi.py stop
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -12,9 +12,10 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 from adapter.client import FhirClient
-from adapter.config import ServerConfig
+from adapter.config import FhirVersion, ServerConfig
 from adapter.errors import FhirClientError
 from adapter.pull import pull_study
 from adapter.push import push_protocol
@@ -60,7 +61,8 @@ def start_servers() -> dict[str, str]:
 
 def push_and_pull(p: Protocol, version: str, url: str) -> bool:
     """Push the study, pull it back, validate what is stored; print one paragraph."""
-    with FhirClient(ServerConfig(name=version.lower(), base_url=url, fhir_version=version,
+    fhir_version = cast(FhirVersion, version)  # one of SUPPORTED_VERSIONS, which are the FhirVersion values
+    with FhirClient(ServerConfig(name=version.lower(), base_url=url, fhir_version=fhir_version,
                                  timeout=(5.0, 120.0))) as client:
         client.check_version()
         result = push_protocol(client, p)

@@ -98,7 +98,7 @@ def outcome_tests(protocol: Protocol) -> list[str]:
     for code in lab_results.lab_tests():
         test = lab_results.lab_test(code)
         assert test is not None
-        m = re.search(rf"\b{re.escape(_name_phrase(test.name))}\b", lowered)
-        if m:
-            positions[code] = min(positions.get(code, m.start()), m.start())
+        named = re.search(rf"\b{re.escape(_name_phrase(test.name))}\b", lowered)
+        if named:
+            positions[code] = min(positions.get(code, named.start()), named.start())
     return sorted(positions, key=lambda c: positions[c])

@@ -275,7 +275,8 @@ def round_significant(value: Decimal, digits: int) -> Decimal:
         out = value.quantize(Decimal(1).scaleb(exp), rounding=ROUND_HALF_UP)
         if out.adjusted() > value.adjusted():  # 9.996 -> 10.00: one digit too many
             out = value.quantize(Decimal(1).scaleb(exp + 1), rounding=ROUND_HALF_UP)
-        if out.as_tuple().exponent > 0:  # 1.06E+3 is written 1060, as a lab prints it
+        exponent = out.as_tuple().exponent  # an int: the value is finite and not zero
+        if isinstance(exponent, int) and exponent > 0:  # 1.06E+3 is written 1060, as a lab prints it
             out = out.quantize(Decimal(1))
     return out
 
@@ -308,7 +309,8 @@ def convert(
     comparisons only).  Raises :class:`UnitError` for an unknown unit or an impossible conversion,
     and :class:`TypeError` for a non-Decimal value.
     """
-    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+    given: object = value  # the annotation is not checked at run time: callers without types pass anything
+    if isinstance(given, bool) or not isinstance(given, Decimal | int):
         raise TypeError(f"convert() needs a Decimal value, got {type(value).__name__}")
     value = Decimal(value)
     if not value.is_finite():

@@ -120,9 +120,9 @@ class _Reader:
         return ReadResult(protocol=p, issues=self.issues)
 
     def org(self, data: dict[str, Any] | None, field: str) -> m.Organization | None:
-        if not data or not _text(data.get("name") or data.get("fullName")):
+        name = _text(data.get("name") or data.get("fullName")) if data else None
+        if not data or not name:
             return None
-        name = _text(data.get("name") or data.get("fullName"))
         return m.Organization(
             name=name, org_class=self.code("agency_class", data.get("class"), f"{field}.class")
         )

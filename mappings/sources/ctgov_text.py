@@ -42,6 +42,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from .. import model as m
 from .. import vocabulary
@@ -128,6 +129,22 @@ _LABELS = re.compile("|".join([
 _OTHER_NAMES = re.compile(r"^\s*Other Names?:\s*(.+)$")
 _LABEL_LINE = re.compile(r"^\s*(?P<label>[^:]+?)\s*:\s*(?P<value>.*)$")
 _DISCLAIMER = "The safety and scientific validity of this study"
+
+
+class _Status(TypedDict):
+    """The recruitment-status fields of :class:`~mappings.model.Protocol`, read from one entry."""
+
+    overall_status: str | None
+    why_stopped: str | None
+    last_known_status: str | None
+
+
+class _Outcomes(TypedDict):
+    """The three outcome lists of :class:`~mappings.model.Protocol`."""
+
+    primary_outcomes: list[m.OutcomeMeasure]
+    secondary_outcomes: list[m.OutcomeMeasure]
+    other_outcomes: list[m.OutcomeMeasure]
 
 
 @dataclass
@@ -435,9 +452,9 @@ class _TextReader:
             self.issues.append(MappingIssue("brief_title", "no title line before the disclaimer; left out"))
         return title
 
-    def status(self) -> dict[str, str | None]:
+    def status(self) -> _Status:
         """``Recruiting``; ``Terminated (why stopped)``; ``Unknown ... Recruitment status was: X``."""
-        out: dict[str, str | None] = {"overall_status": None, "why_stopped": None, "last_known_status": None}
+        out: _Status = {"overall_status": None, "why_stopped": None, "last_known_status": None}
         found = self.page.entry("Recruitment Status")
         if found is None or found[1].value is None:
             return out
@@ -560,13 +577,13 @@ class _TextReader:
             return None
         return m.Arm(label, self.code("arm_type", typed[1], "Arm") if typed else None), pairs
 
-    def outcomes(self) -> dict[str, list[m.OutcomeMeasure]]:
-        kinds = ("primary", "secondary", "other")
-        out: dict[str, list[m.OutcomeMeasure]] = {f"{k}_outcomes": [] for k in kinds}
+    def outcomes(self) -> _Outcomes:
+        out: dict[str, list[m.OutcomeMeasure]] = {k: [] for k in ("Primary", "Secondary", "Other")}
         for section in self.page.sections:
             if section.name == "outcomes" and section.heading:
-                out[f"{section.heading['kind'].lower()}_outcomes"] += _outcome_items(section.lines)
-        return out
+                out[section.heading["kind"]] += _outcome_items(section.lines)
+        return {"primary_outcomes": out["Primary"], "secondary_outcomes": out["Secondary"],
+                "other_outcomes": out["Other"]}
 
     # eligibility ---------------------------------------------------------------------------------
 

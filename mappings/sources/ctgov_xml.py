@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
+from typing import TypeVar
 
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
@@ -96,7 +97,10 @@ def _texts(el: ET.Element | None, path: str) -> list[str]:
     return [t for t in ((x.text or "").strip() for x in el.findall(path)) if t]
 
 
-def _present(items: Iterable[object | None]) -> list:
+_T = TypeVar("_T")
+
+
+def _present(items: Iterable[_T | None]) -> list[_T]:
     return [i for i in items if i is not None]
 
 
