@@ -68,6 +68,7 @@ from adapter.errors import (
     FhirClientError,
     FhirConnectionError,
     FhirHttpError,
+    FhirTimeout,
     OutcomeUnknown,
     PagingError,
     PreconditionFailed,
@@ -456,7 +457,7 @@ def _checked(
 
 
 def _overlap_error(call: _Call, exc: requests.RequestException, in_doubt: int) -> FhirConnectionError:
-    return FhirConnectionError(
+    return _connection_class(exc)(
         f"{_root_cause(exc)}: {in_doubt} attempts may still be running at the server; not sent again "
         "(overlapping conditional creates can duplicate resources); retry later",
         method=call.method,
@@ -473,7 +474,12 @@ def _connection_error(call: _Call, exc: requests.RequestException, failure: str)
             method=call.method,
             url=call.url,
         )
-    return FhirConnectionError(reason, method=call.method, url=call.url)
+    return _connection_class(exc)(reason, method=call.method, url=call.url)
+
+
+def _connection_class(exc: requests.RequestException) -> type[FhirConnectionError]:
+    """:class:`FhirTimeout` for a timeout, else :class:`FhirConnectionError`."""
+    return FhirTimeout if isinstance(exc, requests.exceptions.Timeout) else FhirConnectionError
 
 
 def _failure(exc: requests.RequestException) -> str:

@@ -22,6 +22,8 @@ A TOML file looks like::
     verify = "/etc/ssl/hospital-ca.pem"  # or true / false
     max_retries = 3
     backoff = 0.5
+    conflict_retries = 4              # a write refused with 409 (concurrent writer): sent again
+    conflict_pause = 0.25             # after 0.25, 0.5, 1, 2 s (jittered)
 
     [servers.epic.auth]
     kind = "smart-backend"
@@ -144,6 +146,10 @@ class ServerConfig:
     max_retries: int = 3
     backoff: float = 0.5
     max_delay: float = 30.0
+    #: A conditional write refused with 409 (a concurrent writer of the same resources) is sent again
+    #: this many times, after ``conflict_pause``, 2x, 4x... seconds, jittered (adapter/writes.py).
+    conflict_retries: int = 4
+    conflict_pause: float = 0.25
     max_pages: int = 1000
 
     def __post_init__(self) -> None:
@@ -356,6 +362,8 @@ def _check_numbers(server: ServerConfig) -> None:
         "max_pages": (server.max_pages, int, 1),
         "backoff": (server.backoff, int | float, 0),
         "max_delay": (server.max_delay, int | float, 0),
+        "conflict_retries": (server.conflict_retries, int, 0),
+        "conflict_pause": (server.conflict_pause, int | float, 0),
     }
     for key, (value, kind, minimum) in checks.items():
         if not (_is_number(value) and isinstance(value, kind)) or value < minimum:

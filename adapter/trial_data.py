@@ -69,10 +69,11 @@ from mappings.outcomes import TimeFrame, outcome_tests, outcome_window
 from mappings.sources.trial_csv import RowError, iter_enrolments, iter_labs
 from mappings.trial_model import Enrolment, LabResult
 
+from . import writes
 from .client import FhirClient
 from .errors import FhirHttpError, refuses_content, summarize_outcome
 from .pull import find_study, pull_study
-from .push import entry_result, send_transaction
+from .push import entry_result
 
 log = logging.getLogger("trialbridge.trial_data")
 
@@ -210,7 +211,7 @@ def _push_subjects(client: FhirClient, enrolments: list[Enrolment], study_ref: s
         return
     try:
         bundle = _bundle("transaction", [x for _, entries in mapped for x in entries])
-        response = send_transaction(client, bundle)
+        response = writes.transaction(client, bundle)
     except FhirHttpError as exc:
         if not refuses_content(exc):
             raise
@@ -350,11 +351,11 @@ def _push_chunk(client: FhirClient, chunk: list[LabResult], study_ref: str, subj
         return
     entries = [entry for _, entry in mapped]
     try:
-        answers = send_transaction(client, _bundle("transaction", entries)).get("entry") or []
+        answers = writes.transaction(client, _bundle("transaction", entries)).get("entry") or []
     except FhirHttpError as exc:
         if not refuses_content(exc):
             raise
-        answers = client.batch(_bundle("batch", entries)).get("entry") or []
+        answers = writes.batch(client, _bundle("batch", entries)).get("entry") or []
     for (r, _), answer in zip(mapped, answers):
         response = answer.get("response") or {}
         status = str(response.get("status", ""))

@@ -43,8 +43,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from adapter import locks
-from adapter.client import FhirClient, conditional_urls
+from adapter import locks, writes
+from adapter.client import FhirClient
 from adapter.errors import FhirClientError, FhirHttpError, Unauthorized, refuses_content, summarize_outcome
 
 from .outbox import Outbox, StoredRecord
@@ -55,10 +55,6 @@ log = logging.getLogger("trialbridge.sync")
 
 Failure = Literal["permanent", "transient", "fatal"]
 
-#: A chunk refused with 409 (a concurrent write of the same conditional URL) is tried again this many
-#: times within the pass, after CONFLICT_PAUSE, 2x, 4x... seconds.
-CONFLICT_RETRIES = 3
-CONFLICT_PAUSE = 0.5
 #: Failed attempts (passes) after which a 500 is blamed on the chunk's content (see "poison").
 POISON_ATTEMPTS = 5
 
@@ -179,38 +175,30 @@ class _Sender:
     def _transaction(self, records: Sequence[StoredRecord]) -> FhirClientError | None:
         """None when the server confirmed; the error of a permanent refusal; SendStopped otherwise.
 
-        A 409 conflict (another writer -- e.g. a killed run's transaction the server is still
-        finishing -- holds the same conditional URL) is tried again after a pause, up to
-        :data:`CONFLICT_RETRIES` times, before the pass gives up on the chunk.
+        The write (this host's locks, the 409 retries) is :func:`adapter.writes.transaction`; each
+        attempt is counted in the outbox before it is sent, and ``pause`` may stop the wait.
         """
-        for attempt in range(CONFLICT_RETRIES + 1):
+        attempts = 0
+
+        def begin() -> None:
+            nonlocal attempts
+            attempts += 1
             self.outbox.begin_attempt(records)
             self.stats.transactions += 1
-            bundle = _bundle(records)
-            try:
-                # the host's locks of these conditional URLs: the service or the CLI writing the same
-                # resources on this host waits for this transaction (adapter/locks.py)
-                with locks.hold(self.client.config.base_url, conditional_urls(bundle)):
-                    self.client.transaction(bundle)
-                return None
-            except locks.LockTimeout as exc:  # another writer on this host is slow: a transient failure
-                error = FhirClientError(f"waiting for this host's lock of the records' resources: {exc}")
-                self.outbox.mark_failed(records, str(error))
-                raise SendStopped("transient", error) from None
-            except FhirClientError as exc:
-                failure = classify(exc)
-                if failure == "permanent" or _poisoned(exc, records, attempt):
-                    return exc
-                if exc.status == 409 and attempt < CONFLICT_RETRIES:
-                    delay = CONFLICT_PAUSE * 2**attempt
-                    log.info("transaction of %d records: conflict (409), again in %.1fs", len(records), delay)
-                    if not self.pause(delay):
-                        continue
-                self.outbox.mark_failed(
-                    records, str(exc)
-                )  # the database may hold the server's text; logs do not
-                raise SendStopped(failure, exc) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        try:
+            writes.transaction(self.client, _bundle(records), pause=self.pause, on_attempt=begin)
+            return None
+        except locks.LockTimeout as exc:  # another writer on this host is slow: a transient failure
+            error = FhirClientError(f"waiting for this host's lock of the records' resources: {exc}")
+            self.outbox.mark_failed(records, str(error))
+            raise SendStopped("transient", error) from None
+        except FhirClientError as exc:
+            failure = classify(exc)
+            if failure == "permanent" or _poisoned(exc, records, attempts - 1):
+                return exc
+            self.outbox.mark_failed(records, str(exc))  # the database may hold the server's text; logs do not
+            raise SendStopped(failure, exc) from None
 
 
 def _poisoned(exc: FhirClientError, records: Sequence[StoredRecord], attempt: int) -> bool:

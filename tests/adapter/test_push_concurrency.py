@@ -1,5 +1,5 @@
 """Concurrent pushes of the same resources: host-wide write locks (adapter.locks), the transaction
-retried on a 409 (adapter.push), and what the service answers when the race outlasts both.
+retried on a 409 (adapter.writes), and what the service answers when the race outlasts both.
 
 The race itself, against the real HAPI servers through gunicorn, is
 ``tests/integration/test_concurrent_push.py``.
@@ -18,7 +18,7 @@ from adapter import locks
 from adapter.client import FhirClient
 from adapter.config import ServerConfig, ServiceConfig
 from adapter.errors import FhirHttpError
-from adapter.push import CONFLICT_RETRIES, push_bundle
+from adapter.push import push_bundle
 from adapter.service import create_app
 from tests.conftest import SEED
 from tests.service_keys import KEY_ENV, keyed_client
@@ -70,7 +70,8 @@ def test_a_lasting_conflict_is_raised_as_409(client: FhirClient) -> None:
     with pytest.raises(FhirHttpError, match="HAPI-2745") as caught:
         push_bundle(client, BUNDLE, sleep=sleeps.append)
     assert caught.value.status == 409
-    assert len(responses.calls) == CONFLICT_RETRIES + 1 and len(sleeps) == CONFLICT_RETRIES
+    retries = client.config.conflict_retries
+    assert len(responses.calls) == retries + 1 and len(sleeps) == retries
 
 
 @pytest.mark.parametrize(
@@ -142,14 +143,14 @@ def test_a_lock_directory_of_another_user_is_refused(monkeypatch, tmp_path) -> N
 
 @pytest.fixture
 def web() -> Any:
-    servers = {"r4": ServerConfig(name="r4", base_url=BASE, fhir_version="R4", max_retries=0)}
+    server = ServerConfig(name="r4", base_url=BASE, fhir_version="R4", max_retries=0, conflict_pause=0)
+    servers = {"r4": server}
     config = ServiceConfig(servers=servers, api_keys_env=KEY_ENV)
     return keyed_client(create_app({"TESTING": True, "TRIALBRIDGE": config}))
 
 
 @responses.activate
-def test_service_answers_a_lasting_conflict_with_409(web: Any, monkeypatch) -> None:
-    monkeypatch.setattr("adapter.push.CONFLICT_RETRIES", 0)
+def test_service_answers_a_lasting_conflict_with_409(web: Any) -> None:
     responses.post(BASE, status=409, json=CONFLICT)
     resp = web.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
     assert resp.status_code == 409
@@ -162,7 +163,7 @@ def test_service_answers_a_lock_timeout_with_503_and_retry_after(web: Any, monke
     def held(*args: Any, **kwargs: Any) -> Any:
         raise locks.LockTimeout("another push of the same resources on this host; retry later")
 
-    monkeypatch.setattr("adapter.push.locks.hold", held)
+    monkeypatch.setattr("adapter.writes.locks.hold", held)
     resp = web.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
     assert resp.get_json(force=True)["resourceType"] == "OperationOutcome"
