@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from adapter import trial_data
+from adapter import enrolments, lab_results, observations
 from adapter.client import VERSION_PREFIXES, FhirClient
 from adapter.config import ServerConfig, load_config
 from adapter.errors import ConfigError
 from adapter.prescreen import check_nct, format_table, parse_patient, prescreen
 from adapter.pull import pull_study
 from adapter.push import push_bundle, push_protocol
+from adapter.row_results import TrialPushResult
 from adapter.sync.command import add_sync_parser
 from mappings import fhirjson
 from mappings.errors import InputError, MappingError, MappingIssue, TrialbridgeError
@@ -195,7 +196,7 @@ def _csv_lines(source: str) -> Iterator[str]:
     return lines()
 
 
-def _print_trial_push(result: trial_data.TrialPushResult, server: str) -> None:
+def _print_trial_push(result: TrialPushResult, server: str) -> None:
     for row in result.outcomes:
         version = f" (version {row.version})" if row.version else ""
         print(f"{row.outcome:10} {row.key} {row.reference or ''}{version}".rstrip())
@@ -215,7 +216,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     server = _server(args)
     with FhirClient(server) as client:
         client.check_version()
-        result = trial_data.enrol(client, args.study, lines, create_patients=args.create_patients)
+        result = enrolments.enrol(client, args.study, lines, create_patients=args.create_patients)
     _print_trial_push(result, server.name)
     return 0
 
@@ -227,7 +228,7 @@ def cmd_labs(args: argparse.Namespace) -> int:
     server = _server(args)
     with FhirClient(server) as client:
         client.check_version()
-        result = trial_data.push_labs(client, args.study, lines)
+        result = lab_results.push_labs(client, args.study, lines)
     _print_trial_push(result, server.name)
     return 0
 
@@ -245,14 +246,15 @@ def cmd_observations(args: argparse.Namespace) -> int:
     server = _server(args)
     with FhirClient(server) as client:
         client.check_version()
-        plan = trial_data.plan_pull(client, args.nct, tests=tests, window=window, grace_days=args.grace_days)
-        items = trial_data.iter_outcome_observations(client, plan)
+        plan = observations.plan_pull(client, args.nct, tests=tests, window=window,
+                                      grace_days=args.grace_days)
+        items = observations.iter_outcome_observations(client, plan)
         if args.out is None or args.out == "-":
-            count = trial_data.write_observations(items, sys.stdout, args.format)
+            count = observations.write_observations(items, sys.stdout, args.format)
         else:
             try:
                 with Path(args.out).open("w", encoding="utf-8", newline="") as out:
-                    count = trial_data.write_observations(items, out, args.format)
+                    count = observations.write_observations(items, out, args.format)
             except OSError as exc:
                 raise TrialbridgeError(f"cannot write {args.out}: {exc.strerror}") from exc
     window_text = f"{plan.window} + {plan.grace_days} days" if plan.window else "no end"
@@ -359,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test codes, comma-separated (default: those the primary outcomes name)")
     p.add_argument("--time-frame", metavar="TEXT",
                    help="window, e.g. '96 weeks' (default: the primary outcomes' time frame)")
-    p.add_argument("--grace-days", type=int, default=trial_data.DEFAULT_GRACE_DAYS, metavar="N",
+    p.add_argument("--grace-days", type=int, default=observations.DEFAULT_GRACE_DAYS, metavar="N",
                    help="days added to the window for the last visit (default %(default)s)")
     p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
     p.set_defaults(func=cmd_observations)

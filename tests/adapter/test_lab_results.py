@@ -16,7 +16,7 @@ from adapter import locks
 from adapter.client import FhirClient
 from adapter.config import ServerConfig
 from adapter.errors import FhirHttpError, TooManyRequests, Unauthorized
-from adapter.trial_data import push_observations
+from adapter.lab_results import push_observations
 from mappings.trial_model import LabResult, PatientIdentifier
 
 BASE = "http://fhir.test/fhir"
