@@ -30,10 +30,12 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mappings.errors import TrialbridgeError
 
-__all__ = ["LOCK_TIMEOUT", "STRIPES", "LockTimeout", "hold", "lock_dir", "stripes"]
+__all__ = ["LOCK_TIMEOUT", "STRIPES", "LockTimeout", "hold", "lock_dir", "normal_key", "normal_scope",
+           "stripes"]
 
 #: Number of lock files keys are hashed into.
 STRIPES = 1024
@@ -73,12 +75,29 @@ def _check_owner(path: Path) -> None:
 
 
 def stripes(scope: str, keys: Iterable[str]) -> list[int]:
-    """The sorted, distinct stripe numbers of ``keys`` within ``scope`` (e.g. the server's base URL)."""
+    """The sorted, distinct stripe numbers of ``keys`` within ``scope`` (e.g. the server's base URL).
+
+    Spellings of one resource key share a stripe (:func:`normal_key`, :func:`normal_scope`)."""
     found = set()
+    scope = normal_scope(scope)
     for key in keys:
-        digest = hashlib.sha256(f"{scope}\n{key}".encode()).digest()
+        digest = hashlib.sha256(f"{scope}\n{normal_key(key)}".encode()).digest()
         found.add(int.from_bytes(digest[:4], "big") % STRIPES)
     return sorted(found)
+
+
+def normal_scope(scope: str) -> str:
+    """A server's base URL with its scheme and host in lower case and no trailing slash."""
+    parts = urlsplit(scope.strip())
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
+
+
+def normal_key(key: str) -> str:
+    """``Type?query`` with its parameters percent-decoded and in sorted order: ``identifier=s%7Cx``
+    and ``identifier=s|x`` name the same resource, so their writers must wait for each other."""
+    path, _, query = key.strip().lstrip("/").partition("?")
+    params = sorted(unquote(param) for param in query.split("&") if param)
+    return f"{unquote(path)}?{'&'.join(params)}" if query else unquote(path)
 
 
 @contextlib.contextmanager

@@ -119,11 +119,12 @@ def test_the_batch_fallback_holds_this_hosts_locks(client: FhirClient, monkeypat
     assert all(key.startswith("Observation?identifier=") for key in held[1])
 
 
+@pytest.mark.parametrize("status", [400, 422])
 @responses.activate
-def test_a_content_refusal_rejects_exactly_the_bad_rows(client: FhirClient) -> None:
+def test_a_content_refusal_rejects_exactly_the_bad_rows(client: FhirClient, status: int) -> None:
     no_later_states()
-    bad = {"response": {"status": "422 Unprocessable Entity", "outcome": INVALID}}
-    answers = iter([(422, {}, json.dumps(INVALID)), batch_response(created(1), bad)])
+    bad = {"response": {"status": f"{status} Refused", "outcome": INVALID}}
+    answers = iter([(status, {}, json.dumps(INVALID)), batch_response(created(1), bad)])
     responses.add_callback(responses.POST, BASE, callback=lambda request: next(answers))
     result = push(client, "LIS-1", "LIS-2")
     assert result.counts == {"created": 1, "rejected": 1}

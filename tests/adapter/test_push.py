@@ -1,5 +1,6 @@
-"""Concurrent pushes of the same resources: host-wide write locks (adapter.locks), the transaction
-retried on a 409 (adapter.writes), and what the service answers when the race outlasts both.
+"""adapter.push: a protocol or transaction Bundle pushed, a 409 from a concurrent writer retried
+(adapter.writes), and what the service answers when the race outlasts the retries or the host's
+locks (the locks themselves: test_locks.py).
 
 The race itself, against the real HAPI servers through gunicorn, is
 ``tests/integration/test_concurrent_push.py``.
@@ -7,8 +8,6 @@ The race itself, against the real HAPI servers through gunicorn, is
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import pytest
@@ -89,56 +88,6 @@ def test_no_retry_when_a_resend_could_write_twice_or_the_409_is_a_version_check(
     with pytest.raises(FhirHttpError):
         push_bundle(client, bundle, sleep=lambda s: None)
     assert len(responses.calls) == 1
-
-
-def test_writers_of_one_key_take_turns_across_threads() -> None:
-    inside, overlaps = [0], [0]
-    guard = threading.Lock()
-
-    def writer() -> None:
-        with locks.hold(BASE, [ORG_URL]):
-            with guard:
-                inside[0] += 1
-                overlaps[0] += inside[0] > 1
-            time.sleep(0.01)
-            with guard:
-                inside[0] -= 1
-
-    threads = [threading.Thread(target=writer) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert overlaps == [0]
-
-
-def test_lock_timeout_when_the_key_is_held(lock_dir) -> None:
-    with (
-        locks.hold(BASE, [ORG_URL]),
-        pytest.raises(locks.LockTimeout),
-        locks.hold(BASE, [ORG_URL], timeout=0.1),
-    ):
-        pass  # pragma: no cover
-    with locks.hold(BASE, [ORG_URL], timeout=0.1):  # released: free again
-        pass
-    assert len(list(lock_dir.iterdir())) == 1
-
-
-def test_other_keys_and_other_servers_do_not_wait() -> None:
-    other = ORG_URL.replace("|x", "|y")
-    assert locks.stripes(BASE, [ORG_URL]) != locks.stripes(BASE, [other])
-    with locks.hold(BASE, [ORG_URL]):
-        with locks.hold(BASE, [other], timeout=0.1):
-            pass
-        if locks.stripes(BASE + "5", [ORG_URL]) != locks.stripes(BASE, [ORG_URL]):
-            with locks.hold(BASE + "5", [ORG_URL], timeout=0.1):
-                pass
-
-
-def test_a_lock_directory_of_another_user_is_refused(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(locks.os, "getuid", lambda: 12345)
-    with pytest.raises(locks.TrialbridgeError, match="another user"):
-        locks.lock_dir()
 
 
 @pytest.fixture
