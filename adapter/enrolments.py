@@ -3,10 +3,11 @@
 :func:`enrol` reads an enrolments CSV and writes each subject (Patient conditional create when asked,
 ResearchSubject conditional update) in transactions of ``chunk_size`` subjects, through
 :mod:`adapter.writes`.  Every row is reported (:mod:`adapter.row_results`): refused by the reader,
-the mapping or the server.  A transaction the server refuses (4xx: one bad entry fails all) is sent
-again one subject at a time, so exactly the bad rows are rejected, with the server's reason; a
-subject whose MRN the server does not know (without ``create_patients``) is rejected that way.
-:func:`study_subjects` reads a study's ResearchSubjects back, page by page.
+the mapping or the server; so are the rows' mapping issues (a withdrawal reason with no code, kept
+as text), named by subject id, without the value.  A transaction the server refuses (4xx: one bad
+entry fails all) is sent again one subject at a time, so exactly the bad rows are rejected, with the
+server's reason; a subject whose MRN the server does not know (without ``create_patients``) is
+rejected that way.  :func:`study_subjects` reads a study's ResearchSubjects back, page by page.
 
 Logging: counts only; no identifiers, values or server diagnostics (they may name a patient).
 """
@@ -17,7 +18,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from mappings.errors import MappingError
+from mappings.errors import MappingError, MappingIssue
 from mappings.fhir import read_subject, study_arms
 from mappings.fhir import subject_entries as map_subject
 from mappings.model import Arm, Protocol
@@ -50,7 +51,9 @@ def enrol(client: FhirClient, nct: str, lines: Iterable[str], *, create_patients
     protocol = Protocol(nct_id=nct, arms=[Arm(label=label) for label in arms])
     result = TrialPushResult()
     chunk: list[Enrolment] = []
-    for item in iter_enrolments(lines, protocol):
+    issues: list[MappingIssue] = []
+    for item in iter_enrolments(lines, protocol, issues):
+        _note_issues(result, issues, item)
         if isinstance(item, RowError):
             result.reject(item.message, row=item.row, key=item.raw.get("subject_id") or None)
             continue
@@ -62,6 +65,18 @@ def enrol(client: FhirClient, nct: str, lines: Iterable[str], *, create_patients
         _push_subjects(client, chunk, study_ref(study), arms, create_patients, result)
     log.info("enrol: %s", dict(result.counts))
     return result
+
+
+def _note_issues(result: TrialPushResult, issues: list[MappingIssue], item: Enrolment | RowError) -> None:
+    """Move the reader's new issues to ``result``, a row's named by its subject id instead of its row
+    number and without the value (it is patient data: a withdrawal reason, a birth date)."""
+    subject = item.subject_id if isinstance(item, Enrolment) else item.raw.get("subject_id") or "?"
+    for issue in issues:
+        row, dot, column = issue.field.partition(".")
+        if dot and row.startswith("row "):
+            issue = MappingIssue(f"{subject}.{column}", issue.message, severity=issue.severity)
+        result.note(issue)
+    issues.clear()
 
 
 def _push_subjects(client: FhirClient, enrolments: list[Enrolment], study_ref: str,

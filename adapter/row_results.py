@@ -1,11 +1,14 @@
 """What a CSV push did with each row: written (created, updated, unchanged, matched, superseded) or
-rejected -- by the reader, by the mapping, or by the server, with the reason."""
+rejected -- by the reader, by the mapping, or by the server, with the reason -- and the mapping issues
+of the rows written (values kept as text), once each."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from mappings.errors import MappingIssue
 
 from .errors import FhirHttpError, summarize_outcome
 
@@ -47,6 +50,7 @@ class TrialPushResult:
     outcomes: list[RowOutcome] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     rejected: list[Rejected] = field(default_factory=list)
+    issues: list[MappingIssue] = field(default_factory=list)
 
     def add(self, outcome: RowOutcome) -> None:
         self.counts[outcome.outcome] += 1
@@ -56,6 +60,11 @@ class TrialPushResult:
     def reject(self, reason: str, *, row: int | None = None, key: str | None = None) -> None:
         self.counts["rejected"] += 1
         self.rejected.append(Rejected(reason=reason, row=row, key=key))
+
+    def note(self, issue: MappingIssue) -> None:
+        """Keep a mapping issue (once: the same issue noted again is not repeated)."""
+        if issue not in self.issues:
+            self.issues.append(issue)
 
     @property
     def changed(self) -> bool:
@@ -67,6 +76,7 @@ class TrialPushResult:
         if self.keep_outcomes:
             body["rows"] = [o.to_json() for o in self.outcomes]
         body["rejected"] = [r.to_json() for r in self.rejected]
+        body["issues"] = [str(i) for i in self.issues]
         return body
 
 

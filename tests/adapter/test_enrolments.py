@@ -98,3 +98,18 @@ def test_a_409_that_clears_writes_every_subject(client: FhirClient) -> None:
                            or (200, {}, json.dumps(created(json.loads(request.body)))))
     result = enrol(client, NCT, ROWS)
     assert result.counts == {"created": 2} and result.rejected == []
+
+
+@responses.activate
+def test_a_rows_mapping_issue_is_kept_once_by_subject_id_without_its_value(client: FhirClient) -> None:
+    from tests.adapter.trial_service_helpers import ENROLMENTS
+
+    s006 = next(line for line in ENROLMENTS.splitlines() if line.startswith("S006,"))
+    responses.get(f"{BASE}/ResearchStudy", json=searchset(STUDY))
+    responses.add_callback(responses.POST, BASE,
+                           callback=lambda request: (200, {}, json.dumps(created(json.loads(request.body)))))
+    result = enrol(client, NCT, [HEADER, S001, s006])
+    assert [str(i) for i in result.issues] == [
+        "warning: S006.withdrawal_reason: no state-change-reason code for this reason; kept as text"]
+    assert result.to_json()["issues"] == [str(i) for i in result.issues]
+    assert "Liver" not in json.dumps(result.to_json())
