@@ -1,38 +1,10 @@
 """Send the outbox: pending records in transaction bundles, rejected records isolated by bisection.
 
-Records go out in ``seq`` order, whole records packed into transactions of at most ``chunk_size``
-entries.  Before a transaction is sent its records' ``attempts`` are counted and committed; after
-the server confirmed it (2xx transaction-response) they are marked ``sent`` in one commit.  Every
-entry is a conditional write keyed by an identifier, so a transaction resent after a crash or an
-unknown outcome updates in place and never duplicates.
-
-What a failure means (:func:`classify`):
-
-* **permanent** -- a 4xx (other than 401/403/408/409/423/425/429) with an OperationOutcome: the
-  server refused the content.  A transaction is all-or-nothing, so the chunk is split in halves and
-  each half sent again, recursively: halves that pass are marked sent, and a single record that is
-  refused on its own goes to the dead letter with the server's OperationOutcome.  One bad record
-  among ``n`` costs about ``2 log2 n`` extra requests; the rest of its chunk is sent.
-* **transient** -- connection failures, timeouts, :class:`~adapter.errors.OutcomeUnknown`,
-  408/409/423/425/429, 5xx (after the client's own retries), an unreadable answer, and a 4xx
-  without an OperationOutcome (a proxy's answer, not the FHIR server's verdict): the records stay
-  pending with ``last_error`` and the pass stops; the next pass resends them.  A 409 is first
-  tried again within the pass, after a pause (0.5, 1, 2 s): it is how HAPI reports two writers
-  racing for the same conditional URL -- e.g. the transaction of a killed run that the server is
-  still finishing when the resumed run sends the same chunk.  HAPI's unique index on conditional
-  URLs refuses the second of two such writers (HAPI-2745); it does not cover every interleaving of
-  three or more (see ``adapter/push.py``), which one sync job -- one writer, the outbox's lock --
-  never makes.
-* **fatal** -- 401/403: the same, but the caller should stop (credentials must be fixed first).
-* **poison** -- a 500 (the server answered: an internal error, not an outage: 502/503/504 and lost
-  connections never count) for a chunk whose every record has already been tried
-  :data:`POISON_ATTEMPTS` times is taken as the content's fault: the chunk is bisected like a
-  permanent refusal, so the records that the server can store are sent and the one that makes it
-  fail every time goes to the dead letter instead of blocking its chunk on every pass.  Random
-  500s do not get there: each pass retries, and a record needs that many failed passes in a row.
-
-Log lines carry keys, counts and status codes only -- never an OperationOutcome's diagnostics
-(they can quote identifiers).
+Every transaction goes through :func:`adapter.writes.transaction` (this host's locks, the 409 policy);
+a failure is classified (:func:`classify`) as permanent (the chunk is bisected, the refused record
+dead-lettered), transient (records stay pending, the pass stops), fatal (401/403) or, for a 500 that
+keeps coming, poison.  The failure classes: ``docs/design/conditional-writes.md``.  Log lines carry
+keys, counts and status codes only -- never an OperationOutcome's diagnostics.
 """
 
 from __future__ import annotations
