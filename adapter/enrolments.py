@@ -30,7 +30,7 @@ from .client import FhirClient
 from .errors import FhirHttpError, refuses_content
 from .pull import find_study
 from .push import entry_result
-from .row_results import JSON, RowOutcome, TrialPushResult, bundle, server_reason, study_ref
+from .row_results import JSON, RowOutcome, TrialPushResult, bundle, research_study_ref, server_reason
 
 __all__ = ["SUBJECT_CHUNK", "SubjectRecord", "enrol", "study_subjects"]
 
@@ -59,10 +59,10 @@ def enrol(client: FhirClient, nct: str, lines: Iterable[str], *, create_patients
             continue
         chunk.append(item)
         if len(chunk) >= chunk_size:
-            _push_subjects(client, chunk, study_ref(study), arms, create_patients, result)
+            _push_subjects(client, chunk, research_study_ref(study), arms, create_patients, result)
             chunk = []
     if chunk:
-        _push_subjects(client, chunk, study_ref(study), arms, create_patients, result)
+        _push_subjects(client, chunk, research_study_ref(study), arms, create_patients, result)
     log.info("enrol: %s", dict(result.counts))
     return result
 
@@ -130,7 +130,7 @@ def study_subjects(client: FhirClient, study: JSON, *, with_patients: bool = Fal
     version = client.config.fhir_version
     link = "individual" if version == "R4" else "subject"
     arms = study_arms(study, version)
-    params = {"study": study_ref(study), "_count": str(page_size)}
+    params = {"study": research_study_ref(study), "_count": str(page_size)}
     if with_patients:
         params["_include"] = f"ResearchSubject:{link}"
     for page in client.search_bundles("ResearchSubject", params):

@@ -27,7 +27,7 @@ from .enrolments import study_subjects
 from .errors import FhirHttpError, refuses_content, summarize_outcome
 from .pull import find_study
 from .push import entry_result
-from .row_results import JSON, RowOutcome, TrialPushResult, bundle, study_ref
+from .row_results import JSON, RowOutcome, TrialPushResult, bundle, research_study_ref
 
 __all__ = ["LATER_STATES", "OBSERVATION_CHUNK", "push_labs", "push_observations"]
 
@@ -53,7 +53,7 @@ def push_labs(client: FhirClient, nct: str, lines: Iterable[str], *,
             enrolled[record.enrolment.subject_id] = record.enrolment
             patients[record.enrolment.subject_id] = record.patient_ref
     items = iter_labs(lines, nct, subjects=enrolled.values())
-    result = push_observations(client, items, study_ref=study_ref(study), subject_refs=patients,
+    result = push_observations(client, items, study_ref=research_study_ref(study), subject_refs=patients,
                                chunk_size=chunk_size)
     log.info("labs: %s", dict(result.counts))
     return result

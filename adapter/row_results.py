@@ -80,18 +80,6 @@ class TrialPushResult:
         return body
 
 
-def _reason(exc: FhirHttpError) -> str:
-    return summarize_outcome(exc.operation_outcome) or f"refused by the server (HTTP {exc.status})"
-
-
-def _bundle(kind: str, entries: list[JSON]) -> JSON:
-    return {"resourceType": "Bundle", "type": kind, "entry": entries}
-
-
-def _study_ref(study: JSON) -> str:
-    return f"ResearchStudy/{study['id']}"
-
-
 def server_reason(exc: FhirHttpError) -> str:
     """A rejected row's reason when the server refused it: the OperationOutcome's summary."""
     return summarize_outcome(exc.operation_outcome) or f"refused by the server (HTTP {exc.status})"
@@ -102,6 +90,6 @@ def bundle(kind: str, entries: list[JSON]) -> JSON:
     return {"resourceType": "Bundle", "type": kind, "entry": entries}
 
 
-def study_ref(study: JSON) -> str:
+def research_study_ref(study: JSON) -> str:
     """The reference of a stored ResearchStudy."""
     return f"ResearchStudy/{study['id']}"
