@@ -60,7 +60,7 @@ class PullPlan:
 
 def plan_pull(client: FhirClient, nct: str, *, tests: Sequence[str] | None = None,
               window: TimeFrame | None = None, grace_days: int = DEFAULT_GRACE_DAYS) -> PullPlan:
-    """Find the study and decide what to pull (see the module docstring).  InputError for an unknown
+    """Find the study and decide what to pull (docs/design/observation-pull.md).  InputError for an unknown
     test code, or when the primary outcomes name no test and none was given."""
     if grace_days < 0:
         raise InputError("must be 0 or more", field="graceDays")
@@ -160,7 +160,7 @@ def ndjson_lines(items: Iterable[PulledObservation]) -> Iterator[str]:
 
 
 def csv_row(item: PulledObservation) -> list[str]:
-    """The tidy CSV row of one Observation (value in the canonical unit; see the module docstring)."""
+    """The tidy CSV row of one Observation (value in the canonical unit, code its LOINC term)."""
     r, n = item.result, item.result.normalized
     value, unit, code = (n.value, n.unit, n.loinc_code) if n else (r.value, r.unit or "", r.loinc_code)
     return [item.subject.subject_id, item.subject.arm or "", code, str(value), unit, r.effective,
