@@ -86,6 +86,18 @@ def test_a_holder_that_dies_releases_its_locks() -> None:
         pass
 
 
+def test_lock_timeout_when_the_key_is_held(lock_dir: Path) -> None:
+    with (
+        locks.hold(BASE, [ORG_URL]),
+        pytest.raises(locks.LockTimeout),
+        locks.hold(BASE, [ORG_URL], timeout=0.1),
+    ):
+        pass  # pragma: no cover
+    with locks.hold(BASE, [ORG_URL], timeout=0.1):  # released: free again
+        pass
+    assert len(list(lock_dir.iterdir())) == 1
+
+
 def test_a_timeout_raises_lock_timeout_and_leaves_nothing_held(lock_dir: Path) -> None:
     with locks.hold(BASE, [OTHER]):
         # the free key's lock is taken first or second: either way it is let go when the wait fails
