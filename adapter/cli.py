@@ -15,10 +15,11 @@ import io
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from adapter import trial_data
+from adapter import enrolments, lab_results, observations
 from adapter.client import VERSION_PREFIXES, FhirClient
 from adapter.config import ServerConfig, load_config
 from adapter.errors import ConfigError
@@ -26,6 +27,7 @@ from adapter.prescreen import check_nct, format_table, parse_patient, prescreen
 from adapter.private_files import open_private
 from adapter.pull import pull_study
 from adapter.push import push_bundle, push_protocol
+from adapter.row_results import TrialPushResult
 from adapter.sync.command import add_sync_parser
 from mappings import fhirjson
 from mappings.errors import InputError, MappingError, MappingIssue, TrialbridgeError
@@ -97,7 +99,7 @@ def _server(args: argparse.Namespace) -> ServerConfig:
     value = args.server
     if value.startswith(("http://", "https://")):
         return ServerConfig.from_url(value, args.fhir_version or detect_version(value))
-    server = load_config().server(value)
+    server = load_config(args.config).server(value)
     if args.fhir_version and args.fhir_version != server.fhir_version:
         raise InputError(
             f"server {value!r} is configured as {server.fhir_version}, not {args.fhir_version}",
@@ -197,7 +199,8 @@ def _csv_lines(source: str) -> Iterator[str]:
     return lines()
 
 
-def _print_trial_push(result: trial_data.TrialPushResult, server: str) -> None:
+def _print_trial_push(result: TrialPushResult, server: str) -> None:
+    _warn(result.issues)
     for row in result.outcomes:
         version = f" (version {row.version})" if row.version else ""
         print(f"{row.outcome:10} {row.key} {row.reference or ''}{version}".rstrip())
@@ -217,7 +220,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     server = _server(args)
     with FhirClient(server) as client:
         client.check_version()
-        result = trial_data.enrol(client, args.study, lines, create_patients=args.create_patients)
+        result = enrolments.enrol(client, args.study, lines, create_patients=args.create_patients)
     _print_trial_push(result, server.name)
     return 0
 
@@ -229,7 +232,7 @@ def cmd_labs(args: argparse.Namespace) -> int:
     server = _server(args)
     with FhirClient(server) as client:
         client.check_version()
-        result = trial_data.push_labs(client, args.study, lines)
+        result = lab_results.push_labs(client, args.study, lines)
     _print_trial_push(result, server.name)
     return 0
 
@@ -247,14 +250,15 @@ def cmd_observations(args: argparse.Namespace) -> int:
     server = _server(args)
     with FhirClient(server) as client:
         client.check_version()
-        plan = trial_data.plan_pull(client, args.nct, tests=tests, window=window, grace_days=args.grace_days)
-        items = trial_data.iter_outcome_observations(client, plan)
+        plan = observations.plan_pull(client, args.nct, tests=tests, window=window,
+                                      grace_days=args.grace_days)
+        items = observations.iter_outcome_observations(client, plan)
         if args.out is None or args.out == "-":
-            count = trial_data.write_observations(items, sys.stdout, args.format)
+            count = observations.write_observations(items, sys.stdout, args.format)
         else:
             try:
                 with open_private(args.out, newline="") as out:  # 0600: patient data
-                    count = trial_data.write_observations(items, out, args.format)
+                    count = observations.write_observations(items, out, args.format)
             except OSError as exc:
                 raise TrialbridgeError(f"cannot write {args.out}: {exc.strerror}") from exc
     window_text = f"{plan.window} + {plan.grace_days} days" if plan.window else "no end"
@@ -277,93 +281,124 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def package_version() -> str:
+    """trialbridge's version, from the installed package's metadata."""
+    try:
+        return metadata.version("trialbridge")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _parent(*adders: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+    """A parent parser holding shared options: each option is declared once, here."""
+    parent = argparse.ArgumentParser(add_help=False)
+    for add in adders:
+        add(parent)
+    return parent
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", required=True, metavar="NAME|URL",
+                   help="a server named in the configuration, or a base URL (FHIR version from /metadata)")
+    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None,
+                   help="the server's FHIR version (default: configured, or asked of the server)")
+    _config_option(p)
+
+
+def _config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (else $TRIALBRIDGE_CONFIG)")
+
+
+def _out_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+
+
+def _study_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", required=True, metavar="NCT", help="the study's NCT number (on the server)")
+
+
+def _nct_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("nct", metavar="NCT", help="the study's NCT number")
+
+
+def _csv_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("csv", metavar="CSV", help="CSV file, or - for standard input")
+
+
+def _version_option(default: str | None, help_text: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=default, help=help_text)
+
+    return add
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``trialbridge`` command (sub-commands register here)."""
     parser = argparse.ArgumentParser(
         prog="trialbridge",
         description="Clinical-trial protocols, enrolments and observations to and from FHIR R4/R5 servers.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    server, out = _parent(_server_options), _parent(_out_option)
+    study, nct, csv_file = _parent(_study_option), _parent(_nct_argument), _parent(_csv_argument)
 
     p = sub.add_parser(
-        "map",
+        "map", parents=[_parent(_version_option("R4", "the FHIR version to write (default R4)")), out],
         help="map a ClinicalTrials.gov record (v2 JSON, legacy XML, page text) to a FHIR transaction Bundle",
     )
     p.add_argument("source", metavar="SOURCE", help="record file, or - for standard input")
-    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default="R4")
-    p.add_argument("--out", metavar="FILE", help="write the Bundle here instead of standard output")
     p.set_defaults(func=cmd_map)
 
-    p = sub.add_parser("protocol", help="read a FHIR study Bundle back into the neutral protocol model")
+    detected = _version_option(None, "FHIR version of the Bundle (detected when left out)")
+    p = sub.add_parser("protocol", parents=[_parent(detected), out],
+                       help="read a FHIR study Bundle back into the neutral protocol model")
     p.add_argument("bundle", metavar="BUNDLE", help="Bundle JSON file, or - for standard input")
-    p.add_argument(
-        "--fhir-version",
-        choices=SUPPORTED_VERSIONS,
-        default=None,
-        help="FHIR version of the Bundle (detected when left out)",
-    )
-    p.add_argument("--out", metavar="FILE")
     p.set_defaults(func=cmd_protocol)
 
-    p = sub.add_parser("push", help="push a protocol record or a transaction Bundle to a FHIR server")
+    p = sub.add_parser("push", parents=[server],
+                       help="push a protocol record or a transaction Bundle to a FHIR server")
     p.add_argument("source", metavar="SOURCE", help="record or Bundle file, or - for standard input")
-    p.add_argument("--server", required=True, metavar="NAME|URL", help="configured name, or a base URL")
-    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
     p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("pull", help="pull a study and what it references from a FHIR server")
-    p.add_argument("nct", metavar="NCT", help="the study's NCT number")
-    p.add_argument("--server", required=True, metavar="NAME|URL")
-    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
-    p.add_argument("--out", metavar="FILE")
+    p = sub.add_parser("pull", parents=[nct, server, out],
+                       help="pull a study and what it references from a FHIR server")
     p.set_defaults(func=cmd_pull)
 
-    p = sub.add_parser("prescreen", help="pre-screen a patient of a FHIR server against a study's criteria")
-    p.add_argument("--study", required=True, metavar="NCT", help="the study's NCT number (on the server)")
+    p = sub.add_parser("prescreen", parents=[study, server],
+                       help="pre-screen a patient of a FHIR server against a study's criteria")
     p.add_argument("--patient", required=True, metavar="ID", help="the patient's id (or Patient/ID)")
-    p.add_argument("--server", required=True, metavar="NAME|URL")
-    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
     p.add_argument("--as-of", metavar="YYYY-MM-DD", help="evaluation date (default: today)")
     p.add_argument("--json", action="store_true", help="answer JSON instead of the table")
     p.set_defaults(func=cmd_prescreen)
 
-    p = sub.add_parser("serve", help="run the web service under gunicorn")
+    p = sub.add_parser("serve", parents=[_parent(_config_option)], help="run the web service under gunicorn")
     p.add_argument("--bind", default="127.0.0.1:8000", help="address:port (default 127.0.0.1:8000)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, min 2)")
     p.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (else $TRIALBRIDGE_CONFIG)")
     p.add_argument("--log-format", choices=("json", "text"), default="json",
                    help="log lines on standard error: JSON objects (default) or text")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("enrol", help="enrol the subjects of an enrolments CSV in a study on a FHIR server")
-    p.add_argument("csv", metavar="CSV", help="enrolments CSV, or - for standard input")
-    p.add_argument("--study", required=True, metavar="NCT", help="the study's NCT number (on the server)")
-    p.add_argument("--server", required=True, metavar="NAME|URL")
-    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
+    p = sub.add_parser("enrol", parents=[csv_file, study, server],
+                       help="enrol the subjects of an enrolments CSV in a study on a FHIR server")
     p.add_argument("--create-patients", action="store_true",
                    help="create a Patient for an unknown MRN (synthetic data only); else the row is rejected")
     p.set_defaults(func=cmd_enrol)
 
-    p = sub.add_parser("labs", help="push the results of a lab CSV as Observations for a study's subjects")
-    p.add_argument("csv", metavar="CSV", help="lab results CSV, or - for standard input")
-    p.add_argument("--study", required=True, metavar="NCT", help="the study's NCT number (on the server)")
-    p.add_argument("--server", required=True, metavar="NAME|URL")
-    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
+    p = sub.add_parser("labs", parents=[csv_file, study, server],
+                       help="push the results of a lab CSV as Observations for a study's subjects")
     p.set_defaults(func=cmd_labs)
 
-    p = sub.add_parser("observations", help="pull a study's outcome labs as NDJSON or tidy CSV")
-    p.add_argument("nct", metavar="NCT", help="the study's NCT number")
-    p.add_argument("--server", required=True, metavar="NAME|URL")
-    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None)
+    p = sub.add_parser("observations", parents=[nct, server, out],
+                       help="pull a study's outcome labs as NDJSON or tidy CSV")
     p.add_argument("--format", choices=("ndjson", "csv"), default="ndjson")
     p.add_argument("--tests", metavar="CODES",
                    help="test codes, comma-separated (default: those the primary outcomes name)")
     p.add_argument("--time-frame", metavar="TEXT",
                    help="window, e.g. '96 weeks' (default: the primary outcomes' time frame)")
-    p.add_argument("--grace-days", type=int, default=trial_data.DEFAULT_GRACE_DAYS, metavar="N",
+    p.add_argument("--grace-days", type=int, default=observations.DEFAULT_GRACE_DAYS, metavar="N",
                    help="days added to the window for the last visit (default %(default)s)")
-    p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
     p.set_defaults(func=cmd_observations)
 
     add_sync_parser(sub)  # trialbridge sync: adapter/sync/command.py

@@ -1,46 +1,9 @@
 """A small, careful FHIR REST client: one ``requests.Session`` per server, one place for HTTP.
 
-Every call goes through ``FhirClient._request``, which sends (always with a timeout, TLS verified
-unless configured otherwise, redirects not followed), retries, and turns statuses into the
-exceptions of :mod:`adapter.errors`, reading the OperationOutcome of error bodies.
-
-Retries (``max_retries``, exponential ``backoff`` with jitter, each wait at most ``max_delay``):
-
-* 429 and 503 are retried for every request (the server says it did not process it); 502 and 504
-  only for replay-safe requests: behind a gateway a POST may have been applied, so an unsafe POST
-  answered 502/504 raises :class:`OutcomeUnknown`.  500 is never retried: it is usually a
-  deterministic server fault, and retrying only delays the error.
-* ``Retry-After`` (seconds or HTTP-date) replaces the computed backoff; when it asks for longer
-  than ``max_delay`` the error is raised at once, with ``retry_after`` set, for the caller to plan.
-* A failure before the request was sent (connection refused, DNS, connect timeout) is retried for
-  every method.  A failure after it may have been sent (read timeout, connection dropped) is retried
-  only when replay is safe: GET, HEAD, PUT, DELETE; a POST with ``If-None-Exist``; a transaction or
-  batch whose every entry is safe (GET/HEAD/PUT/DELETE, or POST with ``ifNoneExist``).  Any other
-  POST raises :class:`OutcomeUnknown` after exactly one attempt.  TLS errors are never retried.
-* An update carrying ``If-Match`` that is refused (409/412) after an attempt that may have been
-  applied raises :class:`OutcomeUnknown`: our own first attempt may have moved the version on.
-* An attempt that may have been applied (connection dropped, read timeout, 502/504) may also
-  still be running at the server when its retry arrives.  For a request that creates through a
-  search -- a conditional update ``PUT Type?...``, ``If-None-Exist``, a transaction or batch with
-  such entries -- overlapping attempts are what the server's duplicate guard must catch; HAPI's
-  catches two but not three (its search-URL row goes with the first update of the new resource,
-  after which a third attempt that searched early creates a second copy).  So such a request is
-  replayed after one attempt in doubt, not after a second: that raises
-  :class:`FhirConnectionError`, to be retried later, when neither is running any more.
-* A replay-safe request without ``If-Match`` answered 409 after an attempt in doubt is retried
-  with backoff: the conflict is that earlier attempt, still being written when the replay arrived
-  (HAPI: HAPI-2745, two conditional creates of one resource at once).  Once it is committed the
-  replay matches it and changes nothing.  A 409 to a first attempt stays an error.
-
-Paging (:meth:`FhirClient.search_bundles`) follows ``link[relation=next]`` one page at a time.
-Relative links resolve against the base URL (``?x`` to ``<base>?x``, others as URL references); a
-link to another scheme, host or port is refused; a link to a page already read, or more than
-``max_pages`` pages, raises :class:`PagingError` after the pages read so far were yielded: a loop
-is a server fault, and stopping silently would pass off a partial result as complete.
-
-Numbers keep their exact text: JSON decimals are read as :class:`decimal.Decimal` and Decimals are
-written back verbatim (``3.50`` stays ``3.50``).  The log (``trialbridge.client``) records method,
-path and status only: no query strings, headers or bodies.
+Every call goes through ``FhirClient._request``: it sends (always with a timeout, TLS verified, no
+redirects), retries what is safe to retry (``max_retries``, ``backoff``), follows search pages, and
+turns statuses into the exceptions of :mod:`adapter.errors`.  What is retried when, and why:
+``docs/design/client.md``.  Logs: method, path and status only.
 """
 
 from __future__ import annotations
@@ -68,6 +31,7 @@ from adapter.errors import (
     FhirClientError,
     FhirConnectionError,
     FhirHttpError,
+    FhirTimeout,
     OutcomeUnknown,
     PagingError,
     PreconditionFailed,
@@ -91,7 +55,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_ALWAYS = frozenset({429, 503})
 RETRY_IF_SAFE = frozenset({502, 504})
 #: Attempts in doubt (maybe applied, maybe still running) after which a request that creates
-#: through a search is not replayed again (see the module docstring).
+#: through a search is not replayed again (docs/design/client.md).
 MAX_IN_DOUBT = 1
 VERSION_PREFIXES = {"R4": ("4", "0"), "R5": ("5", "0")}
 _TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
@@ -178,7 +142,7 @@ class _Call:
 
 
 class FhirClient:
-    """REST client for one FHIR server (see the module docstring for retries and paging)."""
+    """REST client for one FHIR server (retries and paging: docs/design/client.md)."""
 
     def __init__(
         self,
@@ -307,7 +271,7 @@ class FhirClient:
                     yield resource
 
     def search_bundles(self, resource_type: str, params: Params = None) -> Iterator[Resource]:
-        """The searchset Bundles, page by page, following ``next`` links (see the module docstring)."""
+        """The searchset Bundles, page by page, following ``next`` links (docs/design/client.md)."""
         call = _Call("GET", self._url(resource_type), params=params)
         seen: set[str] = set()
         for _ in range(self.config.max_pages):
@@ -418,7 +382,7 @@ class FhirClient:
     ) -> float | None:
         status = response.status_code
         if status == 409 and maybe_applied and call.replay_safe and "If-Match" not in call.headers:
-            return self._backoff(attempt)  # a conflict with our own earlier attempt (module docstring)
+            return self._backoff(attempt)  # a conflict with our own earlier attempt (docs/design/client.md)
         if status not in RETRY_ALWAYS and not (status in RETRY_IF_SAFE and call.replay_safe):
             return None
         wanted = _retry_after(response, self._clock)
@@ -456,7 +420,7 @@ def _checked(
 
 
 def _overlap_error(call: _Call, exc: requests.RequestException, in_doubt: int) -> FhirConnectionError:
-    return FhirConnectionError(
+    return _connection_class(exc)(
         f"{_root_cause(exc)}: {in_doubt} attempts may still be running at the server; not sent again "
         "(overlapping conditional creates can duplicate resources); retry later",
         method=call.method,
@@ -473,7 +437,12 @@ def _connection_error(call: _Call, exc: requests.RequestException, failure: str)
             method=call.method,
             url=call.url,
         )
-    return FhirConnectionError(reason, method=call.method, url=call.url)
+    return _connection_class(exc)(reason, method=call.method, url=call.url)
+
+
+def _connection_class(exc: requests.RequestException) -> type[FhirConnectionError]:
+    """:class:`FhirTimeout` for a timeout, else :class:`FhirConnectionError`."""
+    return FhirTimeout if isinstance(exc, requests.exceptions.Timeout) else FhirConnectionError
 
 
 def _failure(exc: requests.RequestException) -> str:

@@ -1,42 +1,13 @@
 """Typed configuration of the FHIR servers trialbridge talks to, and of its web service.
 
-Sources, later ones winning:
+Sources, later ones winning: built-in defaults (servers ``r4`` and ``r5``: the local HAPI servers);
+a TOML file named by the ``path`` argument or ``TRIALBRIDGE_CONFIG`` (its ``[servers.<name>]`` tables
+are then the servers); the environment (``TRIALBRIDGE_R4_URL`` / ``TRIALBRIDGE_R5_URL``,
+``TRIALBRIDGE_MAX_BODY_BYTES``).  Every key, with an example: the README's "Configuration".
 
-1. built-in defaults: with no config file, servers ``r4`` and ``r5`` are the local HAPI servers
-   (``http://127.0.0.1:18080/fhir`` and ``http://127.0.0.1:18081/fhir``);
-2. a TOML file named by the ``path`` argument or ``TRIALBRIDGE_CONFIG``; when given, its
-   ``[servers.<name>]`` tables are the servers (the built-in two are not added);
-3. environment: ``TRIALBRIDGE_R4_URL`` / ``TRIALBRIDGE_R5_URL`` set the base URL of server
-   ``r4`` / ``r5`` (creating it if the file has none), ``TRIALBRIDGE_MAX_BODY_BYTES``.
-
-A TOML file looks like::
-
-    [service]
-    max_body_bytes = 5242880
-    api_keys_env = "TRIALBRIDGE_API_KEYS"
-
-    [servers.epic]
-    base_url = "https://fhir.example.org/api/FHIR/R4"
-    fhir_version = "R4"
-    timeout = [5, 60]                 # connect, read (seconds)
-    verify = "/etc/ssl/hospital-ca.pem"  # or true / false
-    max_retries = 3
-    backoff = 0.5
-
-    [servers.epic.auth]
-    kind = "smart-backend"
-    token_url = "https://fhir.example.org/oauth2/token"
-    client_id = "trialbridge"
-    private_key_file = "/run/secrets/trialbridge.pem"
-    key_id = "trialbridge-2024"
-    algorithm = "RS384"
-    scope = "system/ResearchStudy.cruds system/Observation.rs"
-
-Secrets come only from environment variables or files named in the configuration
-(``password_env`` / ``password_file``, ``token_env`` / ``token_file``, ``private_key_file``,
-``api_keys_env`` / ``api_keys_file``); a literal secret in the file is refused with
-:class:`~adapter.errors.ConfigError`.  Credentials are never sent over plain HTTP to a host other
-than the loopback interface.
+Secrets come only from environment variables or files named in the configuration (``*_env`` /
+``*_file``, ``private_key_file``); a literal secret in the file is refused with
+:class:`~adapter.errors.ConfigError`.  Credentials never travel over plain HTTP except to loopback.
 """
 
 from __future__ import annotations
@@ -144,6 +115,10 @@ class ServerConfig:
     max_retries: int = 3
     backoff: float = 0.5
     max_delay: float = 30.0
+    #: A conditional write refused with 409 (a concurrent writer of the same resources) is sent again
+    #: this many times, after ``conflict_pause``, 2x, 4x... seconds, jittered (adapter/writes.py).
+    conflict_retries: int = 4
+    conflict_pause: float = 0.25
     max_pages: int = 1000
 
     def __post_init__(self) -> None:
@@ -356,6 +331,8 @@ def _check_numbers(server: ServerConfig) -> None:
         "max_pages": (server.max_pages, int, 1),
         "backoff": (server.backoff, int | float, 0),
         "max_delay": (server.max_delay, int | float, 0),
+        "conflict_retries": (server.conflict_retries, int, 0),
+        "conflict_pause": (server.conflict_pause, int | float, 0),
     }
     for key, (value, kind, minimum) in checks.items():
         if not (_is_number(value) and isinstance(value, kind)) or value < minimum:

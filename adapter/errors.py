@@ -10,6 +10,7 @@
           │    ├── TooManyRequests         429 (``retry_after`` in seconds when the server said)
           │    └── ServerError             5xx
           ├── FhirConnectionError          network failure, timeout, TLS failure
+          │    └── FhirTimeout             no answer in time (connect or read timeout)
           ├── OutcomeUnknown               a write that may or may not have happened; NOT retried
           ├── ProtocolError                an answer that breaks the protocol (body not JSON...)
           │    └── PagingError             a ``next`` link that loops, leaves the server, never ends
@@ -37,6 +38,7 @@ __all__ = [
     "FhirClientError",
     "FhirConnectionError",
     "FhirHttpError",
+    "FhirTimeout",
     "NotFound",
     "OutcomeUnknown",
     "PagingError",
@@ -113,6 +115,10 @@ class ServerError(FhirHttpError):
 
 class FhirConnectionError(FhirClientError):
     """No usable answer: connection refused or dropped, timeout, TLS failure."""
+
+
+class FhirTimeout(FhirConnectionError):
+    """The server did not answer in time (connect or read timeout); still a connection error."""
 
 
 class OutcomeUnknown(FhirClientError):

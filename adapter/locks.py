@@ -1,21 +1,9 @@
 """Host-wide write locks: no two processes or threads of this host send conditional writes of the same
 resource key (server + ``Type?identifier=...``) to a FHIR server at the same time.
 
-Why: a conditional update (``PUT Type?identifier=s|v``) is "search, then create when nothing
-matched".  Two transactions that search before either commits both create.  HAPI FHIR guards the
-create with a unique index on the conditional URL (the loser gets 409 HAPI-2745 and is rolled back),
-but the guard's row goes away with the first update of the new resource, so with three or more
-writers at once a late one can still create a second copy (seen with 8 concurrent pushes of one
-study through two gunicorn workers: every resource of the study twice).  Other servers may have no
-guard at all.  Serialising the writers of a key on this host removes the race among them; writers
-on other hosts still rely on the server (and on :func:`adapter.push.push_bundle` retrying a 409).
-
-How: ``fcntl.flock`` on lock files in a directory private to the user (``TRIALBRIDGE_LOCK_DIR``,
-default ``<tmp>/trialbridge-<uid>/locks``).  Keys are hashed into :data:`STRIPES` files, so the
-directory stays small whatever is pushed; two keys sharing a stripe only wait for each other.  The
-stripes of one request are taken in sorted order (no deadlock between requests that share several)
-and without a busy wait beyond a short poll.  ``flock`` locks belong to the open file, so threads of
-one process exclude each other as processes do, and the kernel releases them when a process dies.
+``fcntl.flock`` on lock files hashed into :data:`STRIPES`, in a directory private to the user
+(``TRIALBRIDGE_LOCK_DIR``).  Taken by :mod:`adapter.writes`; why and how:
+``docs/design/conditional-writes.md``.
 """
 
 from __future__ import annotations
@@ -30,10 +18,12 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mappings.errors import TrialbridgeError
 
-__all__ = ["LOCK_TIMEOUT", "STRIPES", "LockTimeout", "hold", "lock_dir", "stripes"]
+__all__ = ["LOCK_TIMEOUT", "STRIPES", "LockTimeout", "hold", "lock_dir", "normal_key", "normal_scope",
+           "stripes"]
 
 #: Number of lock files keys are hashed into.
 STRIPES = 1024
@@ -73,12 +63,29 @@ def _check_owner(path: Path) -> None:
 
 
 def stripes(scope: str, keys: Iterable[str]) -> list[int]:
-    """The sorted, distinct stripe numbers of ``keys`` within ``scope`` (e.g. the server's base URL)."""
+    """The sorted, distinct stripe numbers of ``keys`` within ``scope`` (e.g. the server's base URL).
+
+    Spellings of one resource key share a stripe (:func:`normal_key`, :func:`normal_scope`)."""
     found = set()
+    scope = normal_scope(scope)
     for key in keys:
-        digest = hashlib.sha256(f"{scope}\n{key}".encode()).digest()
+        digest = hashlib.sha256(f"{scope}\n{normal_key(key)}".encode()).digest()
         found.add(int.from_bytes(digest[:4], "big") % STRIPES)
     return sorted(found)
+
+
+def normal_scope(scope: str) -> str:
+    """A server's base URL with its scheme and host in lower case and no trailing slash."""
+    parts = urlsplit(scope.strip())
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
+
+
+def normal_key(key: str) -> str:
+    """``Type?query`` with its parameters percent-decoded and in sorted order: ``identifier=s%7Cx``
+    and ``identifier=s|x`` name the same resource, so their writers must wait for each other."""
+    path, _, query = key.strip().lstrip("/").partition("?")
+    params = sorted(unquote(param) for param in query.split("&") if param)
+    return f"{unquote(path)}?{'&'.join(params)}" if query else unquote(path)
 
 
 @contextlib.contextmanager

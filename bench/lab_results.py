@@ -44,15 +44,11 @@ import requests
 
 from adapter.client import FhirClient
 from adapter.config import DEFAULT_SERVERS, ServerConfig
+from adapter.enrolments import study_subjects
+from adapter.lab_results import push_observations
+from adapter.observations import iter_outcome_observations, plan_pull, write_observations
 from adapter.pull import find_study
 from adapter.push import push_bundle, push_protocol
-from adapter.trial_data import (
-    iter_outcome_observations,
-    plan_pull,
-    push_observations,
-    study_subjects,
-    write_observations,
-)
 from mappings import lab_results
 from mappings.enrolments import Enrolment, PatientIdentifier
 from mappings.fhir import observation_entry, subject_entries

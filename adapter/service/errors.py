@@ -11,8 +11,8 @@ from werkzeug.exceptions import HTTPException
 from adapter.errors import (
     ConfigError,
     FhirClientError,
-    FhirConnectionError,
     FhirHttpError,
+    FhirTimeout,
     NotFound,
     OutcomeUnknown,
     VersionMismatch,
@@ -68,9 +68,7 @@ def _status_for_upstream(exc: FhirClientError) -> int:
         return UPSTREAM_4XX[exc.status]
     if refuses_content(exc):
         return 422  # the EHR server refused what we sent: the request cannot be processed as is
-    if isinstance(exc, FhirConnectionError) and "timed out" in str(exc).lower():
-        return 504
-    if isinstance(exc, OutcomeUnknown):
+    if isinstance(exc, FhirTimeout | OutcomeUnknown):
         return 504
     return 502
 

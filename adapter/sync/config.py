@@ -1,25 +1,5 @@
-"""The sync job's configuration: one TOML file per study (see ``fixtures/sync.example.toml``).
-
-::
-
-    study = "NCT03945487"                 # the study (its ResearchStudy must be on the server)
-    state = "../out/sync/state.sqlite"    # the SQLite state database (outbox, dead letter, checkpoints)
-    chunk_size = 50                       # entries per transaction bundle
-    interval = 300                        # seconds between passes with --interval (the flag wins)
-    create_patients = true                # conditional-create a Patient per enrolment
-
-    [source]
-    enrolments = "trial/enrolments.csv"   # a file, or a directory whose *.csv files are read once each
-    labs = "trial/labs.csv"
-    # mrn_system = "https://hospital.example.org/mrn"   # only when there is no enrolments source
-
-    [target]
-    server = "r4"                         # a server of adapter.config (TRIALBRIDGE_R4_URL, or local HAPI)
-
-    [pull]
-    output = "../out/sync/pull"           # one NDJSON file per pass; leave the table out for no pull
-    safety_margin = 5                     # seconds (see adapter.sync.pull)
-    page_size = 200
+"""The sync job's configuration: one TOML file per study; every key is shown and explained in
+``fixtures/sync.example.toml``.
 
 Relative paths are relative to the directory of the config file.  The target server comes from
 :func:`adapter.config.load_config`: with no ``TRIALBRIDGE_CONFIG`` file, ``r4`` is

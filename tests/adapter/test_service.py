@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 import responses
 
 from adapter.config import ServerConfig, ServiceConfig
@@ -167,6 +168,17 @@ def test_an_upstream_answer_that_is_no_verdict_on_the_content_is_not_422(client,
     assert_outcome(resp, status)
     if upstream == 429:
         assert resp.headers["Retry-After"] == "7"
+
+
+@responses.activate
+@pytest.mark.parametrize(("failure", "status"), [
+    (requests.ReadTimeout("read timed out"), 504),
+    # the class decides, not the text: a dropped connection whose message says "timed out" stays 502
+    (requests.ConnectionError("Connection aborted: the peer timed out"), 502),
+])
+def test_an_upstream_timeout_is_504_and_a_lost_connection_502(client, failure, status):
+    responses.get(f"{BASE}/ResearchStudy", body=failure)
+    assert_outcome(client.get("/studies/NCT03945487?server=r4"), status)
 
 
 @responses.activate

@@ -129,8 +129,11 @@ def test_a_conflict_is_tried_again_after_a_pause_then_left_pending(client, outbo
     fill(outbox, 2)
     pauses: list[float] = []
     stats = push_pending(client, outbox, chunk_size=2, pause=lambda s: pauses.append(s) or False)
-    assert pauses == [0.5, 1.0, 2.0] and len(responses.calls) == 4
-    assert stats.stopped and outbox.counts().pending == 2 and outbox.record("k00")["attempts"] == 4
+    retries = client.config.conflict_retries
+    assert len(pauses) == retries and len(responses.calls) == retries + 1
+    for attempt, pause in enumerate(pauses):  # conflict_pause * 2**attempt, jittered by +/- 50%
+        assert 0.5 <= pause / (client.config.conflict_pause * 2**attempt) <= 1.5
+    assert stats.stopped and outbox.counts().pending == 2 and outbox.record("k00")["attempts"] == retries + 1
 
 
 @responses.activate

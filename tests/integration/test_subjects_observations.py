@@ -31,18 +31,13 @@ import requests
 
 from adapter.client import FhirClient
 from adapter.config import ServiceConfig
+from adapter.enrolments import enrol, study_subjects
 from adapter.errors import FhirHttpError
+from adapter.lab_results import push_observations
+from adapter.observations import iter_outcome_observations, plan_pull, write_observations
 from adapter.pull import find_study
 from adapter.push import push_protocol
 from adapter.service import create_app
-from adapter.trial_data import (
-    enrol,
-    iter_outcome_observations,
-    plan_pull,
-    push_observations,
-    study_subjects,
-    write_observations,
-)
 from mappings.fhir.identity import conditional_url
 from mappings.fhir.observations import LAB_RESULT_SYSTEM
 from mappings.fhir.subjects import SUBJECT_SYSTEM

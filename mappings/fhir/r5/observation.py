@@ -12,7 +12,7 @@ Pack for R5 (hl7.fhir.uv.extensions.r5, context includes Observation, valueRefer
 so the same extension as in R4 is the documented way.  The pack's SearchParameter
 ``workflow-researchStudy`` (code ``researchStudy``) is not a core parameter: a server supports it
 only when it is installed (its 1.0.0 expression even starts ``CodeSystem.extension(...)``); see
-``adapter.trial_data`` for how a study's Observations are found.
+``adapter.observations`` for how a study's Observations are found.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Concurrent pushes of the same resources: host-wide write locks (adapter.locks), the transaction
-retried on a 409 (adapter.push), and what the service answers when the race outlasts both.
+"""adapter.push: a protocol or transaction Bundle pushed, a 409 from a concurrent writer retried
+(adapter.writes), and what the service answers when the race outlasts the retries or the host's
+locks (the locks themselves: test_locks.py).
 
 The race itself, against the real HAPI servers through gunicorn, is
 ``tests/integration/test_concurrent_push.py``.
@@ -7,8 +8,6 @@ The race itself, against the real HAPI servers through gunicorn, is
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from adapter import locks
 from adapter.client import FhirClient
 from adapter.config import ServerConfig, ServiceConfig
 from adapter.errors import FhirHttpError
-from adapter.push import CONFLICT_RETRIES, push_bundle
+from adapter.push import push_bundle
 from adapter.service import create_app
 from tests.conftest import SEED
 from tests.service_keys import KEY_ENV, keyed_client
@@ -70,7 +69,8 @@ def test_a_lasting_conflict_is_raised_as_409(client: FhirClient) -> None:
     with pytest.raises(FhirHttpError, match="HAPI-2745") as caught:
         push_bundle(client, BUNDLE, sleep=sleeps.append)
     assert caught.value.status == 409
-    assert len(responses.calls) == CONFLICT_RETRIES + 1 and len(sleeps) == CONFLICT_RETRIES
+    retries = client.config.conflict_retries
+    assert len(responses.calls) == retries + 1 and len(sleeps) == retries
 
 
 @pytest.mark.parametrize(
@@ -90,66 +90,16 @@ def test_no_retry_when_a_resend_could_write_twice_or_the_409_is_a_version_check(
     assert len(responses.calls) == 1
 
 
-def test_writers_of_one_key_take_turns_across_threads() -> None:
-    inside, overlaps = [0], [0]
-    guard = threading.Lock()
-
-    def writer() -> None:
-        with locks.hold(BASE, [ORG_URL]):
-            with guard:
-                inside[0] += 1
-                overlaps[0] += inside[0] > 1
-            time.sleep(0.01)
-            with guard:
-                inside[0] -= 1
-
-    threads = [threading.Thread(target=writer) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert overlaps == [0]
-
-
-def test_lock_timeout_when_the_key_is_held(lock_dir) -> None:
-    with (
-        locks.hold(BASE, [ORG_URL]),
-        pytest.raises(locks.LockTimeout),
-        locks.hold(BASE, [ORG_URL], timeout=0.1),
-    ):
-        pass  # pragma: no cover
-    with locks.hold(BASE, [ORG_URL], timeout=0.1):  # released: free again
-        pass
-    assert len(list(lock_dir.iterdir())) == 1
-
-
-def test_other_keys_and_other_servers_do_not_wait() -> None:
-    other = ORG_URL.replace("|x", "|y")
-    assert locks.stripes(BASE, [ORG_URL]) != locks.stripes(BASE, [other])
-    with locks.hold(BASE, [ORG_URL]):
-        with locks.hold(BASE, [other], timeout=0.1):
-            pass
-        if locks.stripes(BASE + "5", [ORG_URL]) != locks.stripes(BASE, [ORG_URL]):
-            with locks.hold(BASE + "5", [ORG_URL], timeout=0.1):
-                pass
-
-
-def test_a_lock_directory_of_another_user_is_refused(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(locks.os, "getuid", lambda: 12345)
-    with pytest.raises(locks.TrialbridgeError, match="another user"):
-        locks.lock_dir()
-
-
 @pytest.fixture
 def web() -> Any:
-    servers = {"r4": ServerConfig(name="r4", base_url=BASE, fhir_version="R4", max_retries=0)}
+    server = ServerConfig(name="r4", base_url=BASE, fhir_version="R4", max_retries=0, conflict_pause=0)
+    servers = {"r4": server}
     config = ServiceConfig(servers=servers, api_keys_env=KEY_ENV)
     return keyed_client(create_app({"TESTING": True, "TRIALBRIDGE": config}))
 
 
 @responses.activate
-def test_service_answers_a_lasting_conflict_with_409(web: Any, monkeypatch) -> None:
-    monkeypatch.setattr("adapter.push.CONFLICT_RETRIES", 0)
+def test_service_answers_a_lasting_conflict_with_409(web: Any) -> None:
     responses.post(BASE, status=409, json=CONFLICT)
     resp = web.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
     assert resp.status_code == 409
@@ -162,7 +112,7 @@ def test_service_answers_a_lock_timeout_with_503_and_retry_after(web: Any, monke
     def held(*args: Any, **kwargs: Any) -> Any:
         raise locks.LockTimeout("another push of the same resources on this host; retry later")
 
-    monkeypatch.setattr("adapter.push.locks.hold", held)
+    monkeypatch.setattr("adapter.writes.locks.hold", held)
     resp = web.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
     assert resp.get_json(force=True)["resourceType"] == "OperationOutcome"
