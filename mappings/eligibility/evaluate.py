@@ -258,6 +258,7 @@ def _eval_lab(test: LabTest, p: PatientFacts) -> Result:
     value = latest.value
     if value is None or test.comparator is None:
         return Outcome.UNKNOWN, f"{lab.display}: no value or no threshold to compare", ev
+    threshold: Decimal | None  # the criterion's own value may be missing
     if test.uln_multiple is not None:
         if latest.reference_high is None:
             return (

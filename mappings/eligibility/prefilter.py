@@ -29,14 +29,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-try:  # the syntax tree of a pattern; private but stable across 3.11+ (falls back to no prefilter)
-    from re import _constants as _c
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover - other Python versions
-    _sre_parse = None  # type: ignore[assignment]
-    _c = None  # type: ignore[assignment]
+if TYPE_CHECKING:  # typeshed types re's private parser under its deprecated public names (same API)
+    import sre_constants as _c
+    import sre_parse as _sre_parse
+else:
+    try:  # the syntax tree of a pattern; private but stable across 3.11+ (falls back to no prefilter)
+        from re import _constants as _c
+        from re import _parser as _sre_parse
+    except ImportError:  # pragma: no cover - other Python versions
+        _sre_parse = None
+        _c = None
+
+#: Whether this Python exposes re's parser (without it, no pattern gets a prefilter).
+_HAS_PARSER: bool = _sre_parse is not None
 
 V = TypeVar("V")
 
@@ -237,7 +244,7 @@ def required(rx: re.Pattern[str]) -> tuple[tuple[Clause, ...], bool]:
     ``fold`` is true when the pattern is case-insensitive anywhere: the literals are then lower-case
     ASCII and the condition holds for the lower-cased text of an ASCII text (see
     :class:`Condition`).  No clauses means no condition (the pattern is always tried)."""
-    if _sre_parse is None or not isinstance(rx.pattern, str):
+    if not _HAS_PARSER or not isinstance(rx.pattern, str):
         return (), False
     try:
         parsed = _sre_parse.parse(rx.pattern, rx.flags)

@@ -343,21 +343,22 @@ def criteria_from_fields(eligibility: Eligibility) -> list[Criterion]:
                 )
             )
         else:
-            test = SexTest(allowed)
+            sex_test = SexTest(allowed)
             out.append(
                 Criterion(
                     text,
                     Kind.INCLUSION,
                     Status.COMPUTABLE,
-                    "computable: " + ("any sex (always met)" if allowed == ALL_SEXES else test.describe()),
-                    test,
+                    "computable: "
+                    + ("any sex (always met)" if allowed == ALL_SEXES else sex_test.describe()),
+                    sex_test,
                     tuple(notes),
                     source="sex",
                 )
             )
     if eligibility.healthy_volunteers is not None:
         hv = eligibility.healthy_volunteers
-        test = HealthyVolunteerTest(hv)
+        hv_test = HealthyVolunteerTest(hv)
         text = f"Accepts healthy volunteers: {'Yes' if hv else 'No'}"
         reason = (
             "computable: no restriction (always met)"
@@ -371,7 +372,7 @@ def criteria_from_fields(eligibility: Eligibility) -> list[Criterion]:
                 Kind.INCLUSION,
                 Status.COMPUTABLE,
                 reason,
-                test,
+                hv_test,
                 () if hv else ("the study's own condition is tested by its inclusion criteria",),
                 source="healthy_volunteers",
             )

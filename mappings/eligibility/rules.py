@@ -103,7 +103,8 @@ class Text:
 
     def residual(self) -> str:
         """The text with every used character replaced by a space."""
-        t, parts, prev = self.t, [], 0
+        t, prev = self.t, 0
+        parts: list[str] = []
         for m in _TAKEN.finditer(self.mask):
             parts += (t[prev : m.start()], " " * (m.end() - m.start()))
             prev = m.end()

@@ -80,7 +80,7 @@ class Tables:
     sex_gate: Condition
     duration_gate: Condition
     restatement_gate: Condition
-    compiled: dict[str, Pattern] = field(default_factory=dict)
+    compiled: dict[str, Prefiltered] = field(default_factory=dict)
 
 
 @cache

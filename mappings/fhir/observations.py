@@ -178,7 +178,8 @@ def read_observation(resource: JSON, *, subject_id: str | None = None) -> LabRes
                   "unit_text": q.get("unit")}
     elif "valueCodeableConcept" in resource:
         cc = resource["valueCodeableConcept"]
-        snomed = next((c for c in cc.get("coding") or [] if c.get("system") == code_system("snomed")), {})
+        codings = cc.get("coding") or []
+        snomed: JSON = next((c for c in codings if c.get("system") == code_system("snomed")), {})
         values = {"value": cc.get("text") or snomed.get("display") or snomed.get("code") or "",
                   "value_code": snomed.get("code")}
     elif "valueString" in resource:

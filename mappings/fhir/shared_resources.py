@@ -6,6 +6,8 @@ read back (:func:`organization_name`, :func:`practitioner_name`).
 
 from __future__ import annotations
 
+from typing import overload
+
 from ..errors import MappingIssue
 from ..model import Location
 from .elements import complex_ext, ext, prune
@@ -53,6 +55,12 @@ class Resources:
                                 body, distinct=True)
         return reference(url, "Location", loc.facility)
 
+    @overload
+    def practitioner_role(self, kind: str, name: str, affiliation: str | None,
+                          code: JSON | None, location: JSON | None = None) -> JSON: ...
+    @overload
+    def practitioner_role(self, kind: str, name: str | None, affiliation: str | None,
+                          code: JSON | None, location: JSON | None = None) -> JSON | None: ...
     def practitioner_role(self, kind: str, name: str | None, affiliation: str | None,
                           code: JSON | None, location: JSON | None = None) -> JSON | None:
         """A Reference to a PractitionerRole of this study (``None`` when there is nothing to say)."""

@@ -9,7 +9,7 @@ the reader of each fact as mixins; :mod:`.study_context` composes them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from ..errors import MappingError, MappingIssue
 from ..model import Protocol
@@ -43,6 +43,11 @@ class WriteBase:
         self.registry = EntryRegistry()
         self.res = Resources(self.registry, p.nct_id, self.coder, self.issues)
 
+    @overload
+    def concept(self, kind: str, value: str, field_name: str, label: str | None = None) -> JSON: ...
+    @overload
+    def concept(self, kind: str, value: str | None, field_name: str,
+                label: str | None = None) -> JSON | None: ...
     def concept(self, kind: str, value: str | None, field_name: str, label: str | None = None) -> JSON | None:
         """Shortcut to :meth:`Coder.concept` with this write's issue list."""
         return self.coder.concept(kind, value, self.issues, field_name, label)

@@ -11,7 +11,7 @@ the reader (:func:`~mappings.fhir.criteria.is_derived`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
 from ..model import Eligibility, Enrollment
@@ -200,7 +200,7 @@ class EligibilityReader(ReadBase):
             "date_type", ext_value(holder, Ext.ENROLLMENT_TYPE, "valueCodeableConcept"), "enrollment.type"))
 
 
-def age_quantity(text: str, units: JSON) -> JSON | None:
+def age_quantity(text: str, units: Mapping[str, str]) -> JSON | None:
     """``'18 Years'`` -> UCUM Quantity keeping the published unit word; ``None`` if not exact."""
     m = re.fullmatch(r"(\d+(?:\.\d+)?) ([A-Za-z]+)", text)
     if not m or m.group(2) not in units:

@@ -31,6 +31,7 @@ class IdentityWriter(WriteBase):
                 org["assigner"] = {"display": p.lead_sponsor.name}
             ids.append(org)
         types = self.table["secondary_id_types"]
+        concept: JSON | None
         for i, sid in enumerate(p.secondary_ids):
             known = types.get(sid.type) if sid.type is not None else None
             if sid.type is None:

@@ -64,7 +64,7 @@ class PartiesWriter(WriteBase):
         for i, o in enumerate(self.p.overall_officials):
             role = self.concept("official_role", o.role, f"overall_officials[{i}].role")
             ref = self.res.practitioner_role("official", o.name, o.affiliation, role)
-            out.append((o, role, ref))  # an official always has a name, so ref is never None
+            out.append((o, role, ref))  # an official always has a name, so ref is a Reference
         return out
 
     def responsible_party(self) -> tuple[ResponsibleParty, JSON | None, JSON | None] | None:

@@ -86,8 +86,8 @@ class SharingReader(ReadBase):
         return IpdSharing(
             plan=self.value("ipd_plan", ext_value(e, "plan", "valueCodeableConcept"), "ipd_sharing.plan"),
             description=ext_value(e, "description", "valueMarkdown"),
-            info_types=[self.value("ipd_info_type", c, f"ipd_sharing.info_types[{i}]")
-                        for i, c in enumerate(ext_values(e, "infoType", "valueCodeableConcept"))],
+            info_types=[t for i, c in enumerate(ext_values(e, "infoType", "valueCodeableConcept"))
+                        if (t := self.value("ipd_info_type", c, f"ipd_sharing.info_types[{i}]")) is not None],
             time_frame=ext_value(e, "timeFrame", "valueString"),
             access_criteria=ext_value(e, "accessCriteria", "valueMarkdown"),
             url=ext_value(e, "url", "valueUri"))
@@ -95,7 +95,8 @@ class SharingReader(ReadBase):
     def related_artifacts(self, artifacts: list[JSON], link: Callable[[JSON], str | None],
                           classifier: Callable[[JSON], JSON | None]) -> tuple[list[Citation], list[Link]]:
         """(references, see-also links) from relatedArtifact (inverse of the writer)."""
-        refs, links = [], []
+        refs: list[Citation] = []
+        links: list[Link] = []
         for art in artifacts:
             url = link(art)
             if art.get("type") == "citation":

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from functools import cache
 from importlib import resources
+from typing import overload
 
 from .. import vocabulary
 from ..errors import MappingIssue
@@ -82,6 +83,12 @@ class Coder:
         """The code list whose own (ctgov) code system is ``system``."""
         return self._systems_to_kind.get(system or "")
 
+    @overload
+    def concept(self, kind: str, value: str, issues: list[MappingIssue], field_name: str,
+                label: str | None = None) -> JSON: ...
+    @overload
+    def concept(self, kind: str, value: str | None, issues: list[MappingIssue], field_name: str,
+                label: str | None = None) -> JSON | None: ...
     def concept(self, kind: str, value: str | None, issues: list[MappingIssue], field_name: str,
                 label: str | None = None) -> JSON | None:
         """The CodeableConcept for ``value`` of code list ``kind`` (``None`` for ``None``)."""

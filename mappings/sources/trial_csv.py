@@ -34,7 +34,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from .. import enrolments, lab_results, units
-from ..enrolments import Enrolment, PatientIdentifier
+from ..enrolments import Enrolment, PatientIdentifier, SubjectStatus
 from ..errors import InputError, MappingIssue
 from ..lab_results import LabAnalyte, LabResult, NormalizedValue
 from ..model import Protocol
@@ -190,7 +190,10 @@ def read_enrolments(text: str | bytes, study: str | Protocol,
     good: list[Enrolment] = []
     bad: list[RowError] = []
     for item in iter_enrolments(_text(text).splitlines(keepends=True), study, issues):
-        (bad if isinstance(item, RowError) else good).append(item)
+        if isinstance(item, RowError):
+            bad.append(item)
+        else:
+            good.append(item)
     return good, bad
 
 
@@ -225,6 +228,38 @@ def iter_enrolments(lines: Iterable[str], study: str | Protocol,
 
 def _enrolment(nct: str, raw: dict[str, str], arms: dict[str, str] | None,
                problems: _Problems) -> Enrolment | None:
+    """The enrolment of one row, or None with its problems added (checked in column order)."""
+    subject_id, mrn, mrn_system = _patient_cells(raw, problems)
+    birth_date = _birth_date(raw, problems)
+    sex = _sex(raw, problems)
+    dates = {name: _date(_cell(raw, name), name, problems) for name in _EVENT_DATES}
+    status, codes = _enrolment_status(raw, problems)
+    arm_text = _cell(raw, "arm")
+    arm = _arm(nct, arm_text, arms, problems)
+    if status is not None and codes is not None:
+        _status_requirements(raw, status, codes, arm_text, problems)
+    _date_order(birth_date, dates, problems)
+
+    if problems:
+        return None
+    assert subject_id and mrn and birth_date and sex and status
+    reason = _cell(raw, "withdrawal_reason")
+    return Enrolment(
+        study=nct, subject_id=subject_id, patient=PatientIdentifier(value=mrn, system=mrn_system),
+        birth_date=birth_date, sex=sex, status=status, arm=arm,
+        consent_date=dates["consent_date"], enrolment_date=dates["enrolment_date"],
+        withdrawal_date=dates["withdrawal_date"], withdrawal_reason=reason,
+        withdrawal_reason_code=enrolments.withdrawal_reason_code(reason) if reason else None,
+        completion_date=dates["completion_date"],
+    )
+
+
+#: The dates of an enrolment's events after birth, in the order they happen (the last two both end it).
+_EVENT_DATES = ("consent_date", "enrolment_date", "withdrawal_date", "completion_date")
+
+
+def _patient_cells(raw: dict[str, str], problems: _Problems) -> tuple[str | None, str | None, str | None]:
+    """(subject_id, mrn, mrn_system): all three required, the system an absolute URI."""
     subject_id = _cell(raw, "subject_id")
     mrn = _cell(raw, "mrn")
     mrn_system = _cell(raw, "mrn_system")
@@ -236,21 +271,29 @@ def _enrolment(nct: str, raw: dict[str, str], arms: dict[str, str] | None,
         problems.add("mrn_system", "missing")
     elif not _URI.match(mrn_system):
         problems.add("mrn_system", f"{mrn_system!r} is not an absolute URI")
+    return subject_id, mrn, mrn_system
 
+
+def _birth_date(raw: dict[str, str], problems: _Problems) -> str | None:
     birth_date = _date(_cell(raw, "birth_date"), "birth_date", problems)
     if _cell(raw, "birth_date") is None:
         problems.add("birth_date", "missing")
+    return birth_date
 
+
+def _sex(raw: dict[str, str], problems: _Problems) -> str | None:
+    """The administrative-gender code of the row's sex code."""
     sex_text = _cell(raw, "sex")
     sex = enrolments.normalize_sex(sex_text) if sex_text else None
     if sex_text is None:
         problems.add("sex", "missing")
     elif sex is None:
         problems.add("sex", f"unknown sex code {sex_text!r} (known: M, F, U)")
+    return sex
 
-    dates = {name: _date(_cell(raw, name), name, problems)
-             for name in ("consent_date", "enrolment_date", "withdrawal_date", "completion_date")}
 
+def _enrolment_status(raw: dict[str, str], problems: _Problems) -> tuple[str | None, SubjectStatus | None]:
+    """The trial status code of the row and its FHIR codes."""
     status_text = _cell(raw, "status")
     status = enrolments.normalize_status(status_text) if status_text else None
     codes = enrolments.subject_status(status) if status else None
@@ -259,52 +302,43 @@ def _enrolment(nct: str, raw: dict[str, str], arms: dict[str, str] | None,
     elif codes is None:
         problems.add("status", f"unknown enrolment status {status_text!r} "
                                f"(known: {', '.join(enrolments.enrolment_statuses())})")
+    return status, codes
 
-    arm_text = _cell(raw, "arm")
-    arm = arm_text
-    if arm_text is not None and arms is not None:
-        arm = arms.get(" ".join(arm_text.split()).casefold())
-        if arm is None:
-            problems.add("arm", f"{arm_text!r} is not an arm of {nct} (arms: {', '.join(arms.values())})")
 
-    if codes is not None:
-        for name in codes.requires:
-            if _cell(raw, name) is None:
-                problems.add(name, f"missing (required when status is {status})")
-        if codes.randomized and arm_text is None:
-            problems.add("arm", f"missing (required when status is {status})")
-        if not codes.randomized and arm_text is not None:
-            problems.add("arm", f"given, but status {status} means not randomised")
+def _arm(nct: str, arm_text: str | None, arms: dict[str, str] | None, problems: _Problems) -> str | None:
+    """The arm label as the protocol spells it (``arms``: labels by folded label), else as given."""
+    if arm_text is None or arms is None:
+        return arm_text
+    arm = arms.get(" ".join(arm_text.split()).casefold())
+    if arm is None:
+        problems.add("arm", f"{arm_text!r} is not an arm of {nct} (arms: {', '.join(arms.values())})")
+    return arm
 
+
+def _status_requirements(raw: dict[str, str], status: str, codes: SubjectStatus, arm_text: str | None,
+                         problems: _Problems) -> None:
+    """The cells a status requires (a withdrawal date...), and an arm exactly when randomised."""
+    for name in codes.requires:
+        if _cell(raw, name) is None:
+            problems.add(name, f"missing (required when status is {status})")
+    if codes.randomized and arm_text is None:
+        problems.add("arm", f"missing (required when status is {status})")
+    if not codes.randomized and arm_text is not None:
+        problems.add("arm", f"given, but status {status} means not randomised")
+
+
+def _date_order(birth_date: str | None, dates: dict[str, str | None], problems: _Problems) -> None:
+    """Birth, consent and enrolment in that order; withdrawal and completion after all three."""
     order = [("birth_date", birth_date), ("consent_date", dates["consent_date"]),
              ("enrolment_date", dates["enrolment_date"])]
     for end in ("withdrawal_date", "completion_date"):
+        end_date = dates[end]
         for start_name, start in order:
-            if start and dates[end] and dates[end] < start:
-                problems.add(end, f"{dates[end]} is before {start_name} {start}")
+            if start and end_date and end_date < start:
+                problems.add(end, f"{end_date} is before {start_name} {start}")
     for (a_name, a), (b_name, b) in zip(order, order[1:]):
         if a and b and b < a:
             problems.add(b_name, f"{b} is before {a_name} {a}")
-
-    if problems:
-        return None
-    assert subject_id and mrn and birth_date and sex and status
-    reason = _cell(raw, "withdrawal_reason")
-    return Enrolment(
-        study=nct,
-        subject_id=subject_id,
-        patient=PatientIdentifier(value=mrn, system=mrn_system),
-        birth_date=birth_date,
-        sex=sex,
-        status=status,
-        arm=arm,
-        consent_date=dates["consent_date"],
-        enrolment_date=dates["enrolment_date"],
-        withdrawal_date=dates["withdrawal_date"],
-        withdrawal_reason=reason,
-        withdrawal_reason_code=enrolments.withdrawal_reason_code(reason) if reason else None,
-        completion_date=dates["completion_date"],
-    )
 
 
 def _enrolment_issues(e: Enrolment, row: int, protocol: Protocol | None, issues: list[MappingIssue]) -> None:
@@ -344,7 +378,10 @@ def read_labs(text: str | bytes, study: str | Protocol, *, subjects: Iterable[En
     bad: list[RowError] = []
     for item in iter_labs(_text(text).splitlines(keepends=True), study, subjects=subjects,
                           mrn_system=mrn_system, issues=issues):
-        (bad if isinstance(item, RowError) else good).append(item)
+        if isinstance(item, RowError):
+            bad.append(item)
+        else:
+            good.append(item)
     return good, bad
 
 
@@ -364,6 +401,55 @@ def iter_labs(lines: Iterable[str], study: str | Protocol, *, subjects: Iterable
 
 def _lab(nct: str, raw: dict[str, str], enrolled: dict[str, Enrolment] | None, mrn_system: str | None,
          problems: _Problems) -> LabResult | None:
+    """The lab result of one row, or None with its problems added (checked in column order)."""
+    subject_id, mrn, system = _lab_patient(nct, raw, enrolled, mrn_system, problems)
+    result_id = _cell(raw, "lab_result_id")
+    if result_id is None:
+        problems.add("lab_result_id", "missing")
+    status = _lab_status(raw, problems)
+    effective = _effective(_cell(raw, "effective"), problems)
+    test = _lab_test(raw, problems)
+    if test is None:
+        return None
+    unit_text, ucum = _lab_unit(test, raw, problems)
+    value = _lab_value(test, raw, problems)
+    low, high = _lab_range(test, raw, problems)
+    interpretation, source = _lab_interpretation(raw, value, low, high, problems)
+
+    normalized = None
+    if not problems and isinstance(value.value, Decimal) and ucum and test.canonical_unit:
+        try:
+            normalized = _normalize(test, value.value, ucum, low, high)
+        except units.UnitError as exc:
+            problems.add("unit", str(exc))
+
+    if problems:
+        return None
+    assert subject_id and mrn and result_id and status and effective and value.value is not None
+    coding = test.coding(ucum)
+    return LabResult(
+        study=nct, subject_id=subject_id, patient=PatientIdentifier(value=mrn, system=system),
+        result_id=result_id, test_code=test.code, loinc_code=coding.code, loinc_display=coding.display,
+        value=value.value, effective=effective, status=status, comparator=value.comparator,
+        unit=ucum, unit_text=unit_text or None, value_code=value.code, ref_low=low, ref_high=high,
+        interpretation=interpretation, interpretation_source=source, normalized=normalized,
+    )
+
+
+@dataclass(frozen=True)
+class _LabValue:
+    """A row's value: a number (after any comparator), or an ordinal answer's text, code and flag."""
+
+    value: Decimal | str | None = None
+    comparator: str | None = None
+    code: str | None = None
+    interpretation: str | None = None
+
+
+def _lab_patient(nct: str, raw: dict[str, str], enrolled: dict[str, Enrolment] | None,
+                 mrn_system: str | None, problems: _Problems) -> tuple[str | None, str | None, str | None]:
+    """(subject_id, mrn, MRN system); with ``enrolled``, the subject must be enrolled with that MRN
+    (a wrong MRN is a wrong patient) and the system is the enrolment's."""
     subject_id, mrn = _cell(raw, "subject_id"), _cell(raw, "mrn")
     system = mrn_system
     if subject_id is None:
@@ -379,10 +465,11 @@ def _lab(nct: str, raw: dict[str, str], enrolled: dict[str, Enrolment] | None, m
             if mrn is not None and mrn != enrolment.patient.value:
                 problems.add("mrn", f"{mrn!r} is not the MRN of subject {subject_id} "
                                     f"({enrolment.patient.value!r})")
-    result_id = _cell(raw, "lab_result_id")
-    if result_id is None:
-        problems.add("lab_result_id", "missing")
+    return subject_id, mrn, system
 
+
+def _lab_status(raw: dict[str, str], problems: _Problems) -> str | None:
+    """The Observation.status of the row's result status."""
     status_text = _cell(raw, "status")
     status = lab_results.observation_status(status_text) if status_text else None
     if status_text is None:
@@ -390,43 +477,53 @@ def _lab(nct: str, raw: dict[str, str], enrolled: dict[str, Enrolment] | None, m
     elif status is None:
         problems.add("status", f"unknown result status {status_text!r} "
                                "(known: final, preliminary, corrected, amended, cancelled, entered-in-error)")
+    return status
 
-    effective = _effective(_cell(raw, "effective"), problems)
 
+def _lab_test(raw: dict[str, str], problems: _Problems) -> LabAnalyte | None:
+    """The catalogue entry of the row's test (None: the rest of the row cannot be checked)."""
     test_text = _cell(raw, "test")
-    test = lab_results.lab_test(test_text) if test_text else None
     if test_text is None:
         problems.add("test", "missing")
         return None
+    test = lab_results.lab_test(test_text)
     if test is None:
         problems.add("test", f"unknown test code {test_text!r} (not in the lab catalogue)")
-        return None
+    return test
 
+
+def _lab_unit(test: LabAnalyte, raw: dict[str, str], problems: _Problems) -> tuple[str, str | None]:
+    """(unit text as given, its UCUM code); the text must be one the catalogue accepts for the test."""
     unit_text = (raw.get("unit") or "").strip()
     try:
-        ucum = test.ucum(unit_text)
-        unit_ok = True
+        return unit_text, test.ucum(unit_text)
     except KeyError:
-        ucum, unit_ok = None, False
         accepted = ", ".join(repr(u) if u else "(none)" for u in test.units)
         problems.add("unit", f"{unit_text!r} is not an accepted unit for {test.code} (accepted: {accepted})"
                      if unit_text else f"missing (accepted for {test.code}: {accepted})")
+        return unit_text, None
 
+
+def _lab_value(test: LabAnalyte, raw: dict[str, str], problems: _Problems) -> _LabValue:
+    """The value: a number for a quantitative test, one of its answers for an ordinal one."""
     value_text = _cell(raw, "value")
-    value: Decimal | str | None = None
-    comparator = value_code = answer_interpretation = None
     if value_text is None:
         problems.add("value", "missing")
-    elif test.quantitative:
-        comparator, value = _quantity(value_text, test.code, problems)
-    else:
-        answer = test.answer(value_text)
-        if answer is None:
-            problems.add("value", f"{value_text!r} is not an answer of {test.code} "
-                                  f"(answers: {', '.join(test.answers)})")
-        else:
-            value, value_code, answer_interpretation = answer.text, answer.snomed, answer.interpretation
+        return _LabValue()
+    if test.quantitative:
+        comparator, number = _quantity(value_text, test.code, problems)
+        return _LabValue(number, comparator)
+    answer = test.answer(value_text)
+    if answer is None:
+        problems.add("value", f"{value_text!r} is not an answer of {test.code} "
+                              f"(answers: {', '.join(test.answers)})")
+        return _LabValue()
+    return _LabValue(answer.text, code=answer.snomed, interpretation=answer.interpretation)
 
+
+def _lab_range(test: LabAnalyte, raw: dict[str, str],
+               problems: _Problems) -> tuple[Decimal | None, Decimal | None]:
+    """The reference range (low, high): numbers, low <= high, for a quantitative test only."""
     low = _number(_cell(raw, "ref_low"), "ref_low", problems)
     high = _number(_cell(raw, "ref_high"), "ref_high", problems)
     if low is not None and high is not None and low > high:
@@ -434,51 +531,25 @@ def _lab(nct: str, raw: dict[str, str], enrolled: dict[str, Enrolment] | None, m
     if (low is not None or high is not None) and not test.quantitative:
         problems.add("ref_low" if low is not None else "ref_high",
                      f"a numeric range for the ordinal test {test.code}")
+    return low, high
 
+
+def _lab_interpretation(raw: dict[str, str], value: _LabValue, low: Decimal | None, high: Decimal | None,
+                        problems: _Problems) -> tuple[str | None, str | None]:
+    """(interpretation code, source): the lab's own flag ("given"), else H/L/N from the range or the
+    ordinal answer's ("computed")."""
     given = _cell(raw, "interpretation")
-    interpretation, source = None, None
     if given is not None:
-        interpretation, source = lab_results.interpretation_code(given), "given"
+        interpretation = lab_results.interpretation_code(given)
         if interpretation is None:
             problems.add("interpretation", f"unknown flag {given!r}")
-    elif isinstance(value, Decimal):
-        interpretation = lab_results.interpret(value, low, high, comparator)
-        source = "computed" if interpretation else None
-    elif answer_interpretation:
-        interpretation, source = answer_interpretation, "computed"
-
-    normalized = None
-    if not problems and isinstance(value, Decimal) and unit_ok and ucum and test.canonical_unit:
-        try:
-            normalized = _normalize(test, value, ucum, low, high)
-        except units.UnitError as exc:
-            problems.add("unit", str(exc))
-
-    if problems:
-        return None
-    assert subject_id and mrn and result_id and status and effective and value is not None
-    coding = test.coding(ucum)
-    return LabResult(
-        study=nct,
-        subject_id=subject_id,
-        patient=PatientIdentifier(value=mrn, system=system),
-        result_id=result_id,
-        test_code=test.code,
-        loinc_code=coding.code,
-        loinc_display=coding.display,
-        value=value,
-        effective=effective,
-        status=status,
-        comparator=comparator,
-        unit=ucum,
-        unit_text=unit_text or None,
-        value_code=value_code,
-        ref_low=low,
-        ref_high=high,
-        interpretation=interpretation,
-        interpretation_source=source,
-        normalized=normalized,
-    )
+        return interpretation, "given"
+    if isinstance(value.value, Decimal):
+        interpretation = lab_results.interpret(value.value, low, high, value.comparator)
+        return interpretation, "computed" if interpretation else None
+    if value.interpretation:
+        return value.interpretation, "computed"
+    return None, None
 
 
 def _effective(value: str | None, problems: _Problems) -> str | None:

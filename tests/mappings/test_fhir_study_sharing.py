@@ -35,3 +35,16 @@ def test_r4_citations_and_links():
     assert link == {"type": "documentation", "display": "Study site", "url": "https://example.org/study"}
     assert rs["reasonStopped"] == {"text": "Funding ended"}
     assert r4.read(r4.write(p).bundle).protocol == p
+
+
+def test_unreadable_ipd_info_type_is_not_listed():
+    """An infoType CodeableConcept with neither a code, a display nor a text gives no info type
+    (the model's list holds strings; it used to hold None)."""
+    from mappings.model import IpdSharing
+
+    p = seed_protocol()
+    p.ipd_sharing = IpdSharing(plan="YES", info_types=["STUDY_PROTOCOL"])
+    bundle = r4.write(p).bundle
+    ext(study(bundle), SD + "ipd-sharing")["extension"].append(
+        {"url": "infoType", "valueCodeableConcept": {"coding": [{"system": "https://example.org/x"}]}})
+    assert r4.read(bundle).protocol.ipd_sharing.info_types == ["STUDY_PROTOCOL"]

@@ -196,8 +196,8 @@ def _parties(ctx: WriteContext) -> list[JSON]:
         out.append(prune({"name": rp.investigator_name,
                           "role": kind or {"coding": [coding(roles["responsible-party"])]},
                           "classifier": [{"coding": [dict(PARTY_DESIGNATION)]}], "party": ref}))
-    for o, role, ref in ctx.officials():
-        out.append({"name": o.name, "role": role or {"coding": [coding(roles["overall-official"])]},
+    for o, o_role, ref in ctx.officials():
+        out.append({"name": o.name, "role": o_role or {"coding": [coding(roles["overall-official"])]},
                     "party": ref})
     for i, c in enumerate(p.central_contacts):
         detail = contact_detail(c, ctx.coder, ctx.issues, f"central_contacts[{i}]")

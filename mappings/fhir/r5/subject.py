@@ -95,7 +95,8 @@ def read_subject(resource: JSON, *, patient: JSON | None = None, arms: Arms | No
     """The Enrolment of an R5 ResearchSubject (``patient``: its Patient, for birth date and sex;
     ``arms``: needed when the subject has an assignedComparisonGroup)."""
     progress = resource.get("progress") or []
-    state_entry = next((p for p in progress if subjects.first_code(p.get("subjectState"), "r5_state")), {})
+    state_entry: JSON = next(
+        (p for p in progress if subjects.first_code(p.get("subjectState"), "r5_state")), {})
     link_id = resource.get("assignedComparisonGroup")
     arm = None
     if link_id is not None:
