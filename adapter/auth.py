@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from adapter import urls
 from adapter.config import AuthConfig
 from adapter.errors import AuthError, ConfigError
 
@@ -129,6 +130,10 @@ class SmartBackendAuth(AuthBase):
 
     def _fetch_token(self) -> tuple[str, float]:
         url = self._config.token_url or ""
+        try:
+            urls.checked(url)  # the assertion is a credential: only to a URL every parser reads alike
+        except urls.UnsafeUrl as exc:
+            raise _token_error(f"token URL refused: {exc}", url.split("\\", 1)[0].split("@", 1)[0]) from None
         form = {
             "grant_type": "client_credentials",
             "scope": self._config.scope,

@@ -62,6 +62,7 @@ import requests
 from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
 
+from adapter import urls
 from adapter.auth import build_auth
 from adapter.config import ServerConfig
 from adapter.errors import (
@@ -353,13 +354,11 @@ class FhirClient:
         return self._resource(_Call("POST", self.base_url, body=bundle), "Bundle")
 
     def _resolve_next(self, link: str, call: _Call) -> str:
-        url = self.base_url + link if link.startswith("?") else urljoin(self.base_url + "/", link)
-        if _origin(url) != _origin(self.base_url):
-            foreign = "{}://{}:{}".format(*_origin(url))
-            raise PagingError(
-                f"next link leads to another server ({foreign}); refused", method="GET", url=call.url
-            )
-        return url
+        try:
+            url = self.base_url + link if link.startswith("?") else urljoin(self.base_url + "/", link)
+            return urls.require_origin(url, self.base_url)
+        except (urls.UnsafeUrl, ValueError) as exc:
+            raise PagingError(f"next link refused: {exc}", method="GET", url=call.url) from None
 
     def _request(self, call: _Call) -> requests.Response:
         """Send ``call`` with retries; return a 2xx response or raise the matching error."""
@@ -396,6 +395,11 @@ class FhirClient:
             self._sleep(delay)
 
     def _send(self, call: _Call) -> requests.Response:
+        """One attempt; credentials go only to the base URL's origin (:mod:`adapter.urls`)."""
+        try:
+            urls.require_origin(call.url, self.base_url)
+        except urls.UnsafeUrl as exc:
+            raise ProtocolError(f"request refused: {exc}", method=call.method, url=_shown(call.url)) from None
         headers = {"Accept": FHIR_JSON, "User-Agent": USER_AGENT, **call.headers}
         if call.data is not None:
             headers["Content-Type"] = f"{FHIR_JSON}; charset=utf-8"
@@ -593,10 +597,9 @@ def _next_link(bundle: Resource) -> str | None:
     return None
 
 
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+def _shown(url: str) -> str:
+    """A refused URL as an error may show it: its safe prefix only (no host a parser misreads)."""
+    return url.split("\\", 1)[0].split("@", 1)[0][:200]
 
 
 def _canonical(url: str) -> str:

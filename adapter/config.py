@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
+from adapter import urls
 from adapter.errors import ConfigError
 
 __all__ = [
@@ -312,11 +313,11 @@ def _one_source(what: str, env_name: str | None, file_name: str | None) -> None:
 
 
 def _check_url(where: str, url: str, *, credentials: bool) -> None:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{where} must be an http(s) URL with a host")
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError(f"{where} must not carry credentials; use the auth settings")
+    try:
+        urls.checked(url)
+    except urls.UnsafeUrl as exc:
+        raise ConfigError(f"{where} must be an http(s) URL with a host, read alike by all: {exc}") from None
+    parts = urlsplit(url)
     if "?" in url or "#" in url:
         raise ConfigError(f"{where} must have no query string or fragment")
     if credentials and parts.scheme == "http" and not _is_loopback(parts.hostname):
