@@ -220,6 +220,6 @@ def _token_error(message: str, url: str, status: int | None = None) -> AuthError
 def _json_object(response: requests.Response) -> dict[str, Any]:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return body if isinstance(body, dict) else {}

@@ -69,6 +69,7 @@ from adapter.errors import (
     FhirClientError,
     FhirConnectionError,
     FhirHttpError,
+    MalformedResponse,
     OutcomeUnknown,
     PagingError,
     PreconditionFailed,
@@ -100,6 +101,9 @@ _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ETAG = re.compile(r'(?:W/)?"([^"]*)"')
 _LOCATION = re.compile(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?/?$")
 _UNSENT, _MAYBE_SENT, _FATAL = "unsent", "maybe sent", "fatal"
+#: The parts of a Bundle the client and its callers walk, and the JSON type each must have.
+_BUNDLE_SHAPE = {"entry": list, "link": list, "meta": dict}
+_ENTRY_SHAPE = {"resource": dict, "search": dict, "request": dict, "response": dict}
 
 
 def _user_agent() -> str:
@@ -555,20 +559,54 @@ def _parse_resource(response: requests.Response, call: _Call, resource_type: str
     body = _json_body(response, call)
     if body is None or body.get("resourceType") != resource_type:
         found = body.get("resourceType") if body else "an empty body"
-        raise _protocol_error(f"expected {resource_type}, got {found}", response, call)
+        raise _protocol_error(f"expected {resource_type}, got {str(found)[:80]}", response, call)
+    if resource_type == "Bundle":
+        _check_bundle(body, response, call)
     return body
 
 
 def _json_body(response: requests.Response, call: _Call) -> Resource | None:
+    """The one place an answer becomes a dict: any unreadable body is a :class:`MalformedResponse`."""
     if not response.content:
         return None
-    try:
-        body = fhirjson.loads(response.content)
-    except ValueError:
-        body = None
+    body = _loads(response.content)
     if not isinstance(body, dict):
-        raise _protocol_error("response body is not a JSON object", response, call)
+        raise MalformedResponse(
+            "response body is not a JSON object (invalid JSON or UTF-8, nested too deep, or another type)",
+            status=response.status_code,
+            method=call.method,
+            url=call.url,
+        )
     return body
+
+
+def _loads(content: bytes) -> Any:
+    """The parsed JSON, or None when it cannot be read (bad JSON or UTF-8, too deep, huge integer)."""
+    try:
+        return fhirjson.loads(content)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _check_bundle(bundle: Resource, response: requests.Response, call: _Call) -> None:
+    """The parts of a Bundle that paging and searching walk have their JSON types."""
+    wrong = _wrong_types(bundle, _BUNDLE_SHAPE, "")
+    for key in ("entry", "link"):
+        items = bundle.get(key) if isinstance(bundle.get(key), list) else []
+        wrong += [f"{key} item" for item in items if not isinstance(item, dict)]
+        if key == "entry":
+            for entry in (item for item in items if isinstance(item, dict)):
+                wrong += _wrong_types(entry, _ENTRY_SHAPE, "entry.")
+    if wrong:
+        raise _malformed(f"Bundle has the wrong JSON type at {', '.join(sorted(set(wrong)))}", response, call)
+
+
+def _wrong_types(node: Resource, shape: Mapping[str, type], prefix: str) -> list[str]:
+    return [prefix + key for key, kind in shape.items() if key in node and not isinstance(node[key], kind)]
+
+
+def _malformed(message: str, response: requests.Response, call: _Call) -> MalformedResponse:
+    return MalformedResponse(message, status=response.status_code, method=call.method, url=call.url)
 
 
 def _protocol_error(message: str, response: requests.Response, call: _Call) -> ProtocolError:
@@ -576,10 +614,7 @@ def _protocol_error(message: str, response: requests.Response, call: _Call) -> P
 
 
 def _outcome(response: requests.Response) -> Resource | None:
-    try:
-        body = fhirjson.loads(response.content or b"null")
-    except ValueError:
-        return None
+    body = _loads(response.content or b"null")
     return body if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome" else None
 
 

@@ -12,7 +12,8 @@
           ├── FhirConnectionError          network failure, timeout, TLS failure
           ├── OutcomeUnknown               a write that may or may not have happened; NOT retried
           ├── ProtocolError                an answer that breaks the protocol (body not JSON...)
-          │    └── PagingError             a ``next`` link that loops, leaves the server, never ends
+          │    ├── PagingError             a ``next`` link that loops, leaves the server, never ends
+          │    └── MalformedResponse       a body that cannot be read: bad JSON, wrong shape, too large
           ├── VersionMismatch              the server's fhirVersion is not the configured one
           └── AuthError                    the token endpoint refused us or answered nonsense
 
@@ -37,6 +38,7 @@ __all__ = [
     "FhirClientError",
     "FhirConnectionError",
     "FhirHttpError",
+    "MalformedResponse",
     "NotFound",
     "OutcomeUnknown",
     "PagingError",
@@ -125,6 +127,11 @@ class ProtocolError(FhirClientError):
 
 class PagingError(ProtocolError):
     """Search paging stopped: a ``next`` link looped, left the server, or pages never ended."""
+
+
+class MalformedResponse(ProtocolError):
+    """The answer cannot be read: not JSON (or not UTF-8), nested too deep, the wrong shape, over
+    ``max_response_bytes``."""
 
 
 class VersionMismatch(FhirClientError):
