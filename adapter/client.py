@@ -59,6 +59,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
+import urllib3.exceptions
 from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
 
@@ -101,6 +102,8 @@ _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ETAG = re.compile(r'(?:W/)?"([^"]*)"')
 _LOCATION = re.compile(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?/?$")
 _UNSENT, _MAYBE_SENT, _FATAL = "unsent", "maybe sent", "fatal"
+#: Bytes asked of the socket at a time while an answer streams (a read returns what has arrived).
+READ_CHUNK = 64 * 1024
 #: The parts of a Bundle the client and its callers walk, and the JSON type each must have.
 _BUNDLE_SHAPE = {"entry": list, "link": list, "meta": dict}
 _ENTRY_SHAPE = {"resource": dict, "search": dict, "request": dict, "response": dict}
@@ -367,10 +370,11 @@ class FhirClient:
     def _request(self, call: _Call) -> requests.Response:
         """Send ``call`` with retries; return a 2xx response or raise the matching error."""
         in_doubt, attempt = 0, 0  # in doubt: attempts that may have been applied (or still be running)
+        deadline = time.monotonic() + self.config.deadline
         while True:
-            last = attempt >= self.config.max_retries
+            last = attempt >= self.config.max_retries or time.monotonic() >= deadline
             try:
-                response = self._send(call)
+                response = self._send(call, deadline)
             except requests.RequestException as exc:
                 failure = _failure(exc)
                 in_doubt += failure == _MAYBE_SENT
@@ -398,8 +402,9 @@ class FhirClient:
             )
             self._sleep(delay)
 
-    def _send(self, call: _Call) -> requests.Response:
-        """One attempt; credentials go only to the base URL's origin (:mod:`adapter.urls`)."""
+    def _send(self, call: _Call, deadline: float) -> requests.Response:
+        """One attempt: credentials only to the base URL's origin (:mod:`adapter.urls`); the answer
+        read in chunks, within ``deadline`` (monotonic) and ``max_response_bytes``."""
         try:
             urls.require_origin(call.url, self.base_url)
         except urls.UnsafeUrl as exc:
@@ -407,6 +412,7 @@ class FhirClient:
         headers = {"Accept": FHIR_JSON, "User-Agent": USER_AGENT, **call.headers}
         if call.data is not None:
             headers["Content-Type"] = f"{FHIR_JSON}; charset=utf-8"
+        connect, read = self.config.timeout
         response = self._session.request(
             call.method,
             call.url,
@@ -414,12 +420,34 @@ class FhirClient:
             data=call.data,
             headers=headers,
             auth=self._auth,
-            timeout=self.config.timeout,
+            timeout=(connect, max(0.001, min(read, deadline - time.monotonic()))),
             verify=self.config.verify,
             allow_redirects=False,
+            stream=True,
         )
+        try:
+            response._content = self._read_body(response, call, deadline)
+        finally:
+            response.close()
         log.info("%s %s -> %s", call.method, _path(call.url), response.status_code)
         return response
+
+    def _read_body(self, response: requests.Response, call: _Call, deadline: float) -> bytes:
+        """The whole (decoded) body; an error past ``deadline`` or over ``max_response_bytes``."""
+        cap = self.config.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise _too_large(call, response.status_code, cap)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := _read_chunk(response):
+            size += len(chunk)
+            if size > cap:
+                raise _too_large(call, response.status_code, cap)
+            if time.monotonic() > deadline:
+                raise _past_deadline(call, self.config.deadline)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _retry_delay(
         self, response: requests.Response, call: _Call, attempt: int, maybe_applied: bool = False
@@ -461,6 +489,30 @@ def _checked(
         raise PreconditionFailed(f"resource changed since version {call.headers['If-Match']}", **details)
     message = "unexpected redirect: check base_url" if status < 400 else ""
     raise FhirHttpError.for_status(message, retry_after=_retry_after(response, clock), **details)
+
+
+def _read_chunk(response: requests.Response) -> bytes:
+    """What has arrived (at most one socket read): urllib3's errors as the ``requests`` ones."""
+    try:
+        return response.raw.read1(READ_CHUNK, decode_content=True)
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from None
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from None
+
+
+def _too_large(call: _Call, status: int, cap: int) -> MalformedResponse:
+    return MalformedResponse(
+        f"answer over max_response_bytes={cap}; refused", status=status, method=call.method, url=call.url
+    )
+
+
+def _past_deadline(call: _Call, seconds: float) -> FhirClientError:
+    message = f"timed out: no complete answer within the deadline of {seconds:g}s"
+    cls = FhirConnectionError if call.replay_safe else OutcomeUnknown
+    return cls(message, method=call.method, url=call.url)
 
 
 def _overlap_error(call: _Call, exc: requests.RequestException, in_doubt: int) -> FhirConnectionError:

@@ -13,6 +13,7 @@ A TOML file looks like::
 
     [service]
     max_body_bytes = 5242880
+    ready_deadline = 10               # seconds GET /ready waits for all servers (checked in parallel)
     api_keys_env = "TRIALBRIDGE_API_KEYS"
 
     [servers.epic]
@@ -22,6 +23,8 @@ A TOML file looks like::
     verify = "/etc/ssl/hospital-ca.pem"  # or true / false
     max_retries = 3
     backoff = 0.5
+    deadline = 120                    # seconds for a whole call, retries and the body's last byte included
+    max_response_bytes = 67108864     # a larger answer is refused while it streams (64 MiB)
 
     [servers.epic.auth]
     kind = "smart-backend"
@@ -146,6 +149,10 @@ class ServerConfig:
     backoff: float = 0.5
     max_delay: float = 30.0
     max_pages: int = 1000
+    #: Seconds one call may take in all (every attempt, every byte of the answer).
+    deadline: float = 120.0
+    #: Bytes of one answer (decoded); more is refused while streaming, never held.
+    max_response_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -176,6 +183,8 @@ class ServiceConfig:
 
     servers: dict[str, ServerConfig]
     max_body_bytes: int = 5 * 1024 * 1024
+    #: Seconds ``GET /ready`` waits for the servers' answers (asked in parallel).
+    ready_deadline: float = 10.0
     api_keys_env: str | None = "TRIALBRIDGE_API_KEYS"
     api_keys_file: str | None = None
 
@@ -183,6 +192,8 @@ class ServiceConfig:
         size = self.max_body_bytes
         if not (_is_number(size) and isinstance(size, int) and size > 0):
             raise ConfigError("service.max_body_bytes must be a positive integer")
+        if not (_is_number(self.ready_deadline) and self.ready_deadline > 0):
+            raise ConfigError("service.ready_deadline must be a positive number of seconds")
 
     def server(self, name: str) -> ServerConfig:
         """The server called ``name``; ConfigError naming the known ones if there is none."""
@@ -357,6 +368,8 @@ def _check_numbers(server: ServerConfig) -> None:
         "max_pages": (server.max_pages, int, 1),
         "backoff": (server.backoff, int | float, 0),
         "max_delay": (server.max_delay, int | float, 0),
+        "deadline": (server.deadline, int | float, 0.001),
+        "max_response_bytes": (server.max_response_bytes, int, 1),
     }
     for key, (value, kind, minimum) in checks.items():
         if not (_is_number(value) and isinstance(value, kind)) or value < minimum:
