@@ -59,11 +59,10 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
-import urllib3.exceptions
 from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
 
-from adapter import urls
+from adapter import limits, urls
 from adapter.auth import build_auth
 from adapter.config import ServerConfig
 from adapter.errors import (
@@ -102,8 +101,6 @@ _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ETAG = re.compile(r'(?:W/)?"([^"]*)"')
 _LOCATION = re.compile(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?/?$")
 _UNSENT, _MAYBE_SENT, _FATAL = "unsent", "maybe sent", "fatal"
-#: Bytes asked of the socket at a time while an answer streams (a read returns what has arrived).
-READ_CHUNK = 64 * 1024
 #: The parts of a Bundle the client and its callers walk, and the JSON type each must have.
 _BUNDLE_SHAPE = {"entry": list, "link": list, "meta": dict}
 _ENTRY_SHAPE = {"resource": dict, "search": dict, "request": dict, "response": dict}
@@ -200,6 +197,8 @@ class FhirClient:
         self.config = config
         self._owns_session = session is None
         self._session = session or requests.Session()
+        if self._owns_session:
+            limits.mount(self._session)  # the deadline holds while headers arrive too
         self._auth = auth or build_auth(
             config.auth, timeout=config.timeout, verify=config.verify, clock=clock
         )
@@ -376,6 +375,8 @@ class FhirClient:
             try:
                 response = self._send(call, deadline)
             except requests.RequestException as exc:
+                if time.monotonic() >= deadline:  # the watchdog of adapter.limits cut it
+                    raise _past_deadline(call, self.config.deadline) from None
                 failure = _failure(exc)
                 in_doubt += failure == _MAYBE_SENT
                 if last or failure == _FATAL or (failure == _MAYBE_SENT and not call.replay_safe):
@@ -413,41 +414,29 @@ class FhirClient:
         if call.data is not None:
             headers["Content-Type"] = f"{FHIR_JSON}; charset=utf-8"
         connect, read = self.config.timeout
-        response = self._session.request(
-            call.method,
-            call.url,
-            params=call.params,
-            data=call.data,
-            headers=headers,
-            auth=self._auth,
-            timeout=(connect, max(0.001, min(read, deadline - time.monotonic()))),
-            verify=self.config.verify,
-            allow_redirects=False,
-            stream=True,
-        )
+        with limits.deadline_scope(deadline):
+            response = self._session.request(
+                call.method,
+                call.url,
+                params=call.params,
+                data=call.data,
+                headers=headers,
+                auth=self._auth,
+                timeout=(connect, max(0.001, min(read, deadline - time.monotonic()))),
+                verify=self.config.verify,
+                allow_redirects=False,
+                stream=True,
+            )
         try:
-            response._content = self._read_body(response, call, deadline)
+            response._content = limits.read_body(response, deadline, self.config.max_response_bytes)
+        except limits.OverCap:
+            raise _too_large(call, response.status_code, self.config.max_response_bytes) from None
+        except limits.PastDeadline:
+            raise _past_deadline(call, self.config.deadline) from None
         finally:
             response.close()
         log.info("%s %s -> %s", call.method, _path(call.url), response.status_code)
         return response
-
-    def _read_body(self, response: requests.Response, call: _Call, deadline: float) -> bytes:
-        """The whole (decoded) body; an error past ``deadline`` or over ``max_response_bytes``."""
-        cap = self.config.max_response_bytes
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise _too_large(call, response.status_code, cap)
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := _read_chunk(response):
-            size += len(chunk)
-            if size > cap:
-                raise _too_large(call, response.status_code, cap)
-            if time.monotonic() > deadline:
-                raise _past_deadline(call, self.config.deadline)
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _retry_delay(
         self, response: requests.Response, call: _Call, attempt: int, maybe_applied: bool = False
@@ -489,18 +478,6 @@ def _checked(
         raise PreconditionFailed(f"resource changed since version {call.headers['If-Match']}", **details)
     message = "unexpected redirect: check base_url" if status < 400 else ""
     raise FhirHttpError.for_status(message, retry_after=_retry_after(response, clock), **details)
-
-
-def _read_chunk(response: requests.Response) -> bytes:
-    """What has arrived (at most one socket read): urllib3's errors as the ``requests`` ones."""
-    try:
-        return response.raw.read1(READ_CHUNK, decode_content=True)
-    except urllib3.exceptions.ReadTimeoutError as exc:
-        raise requests.exceptions.ReadTimeout(exc) from None
-    except urllib3.exceptions.DecodeError as exc:
-        raise requests.exceptions.ContentDecodingError(exc) from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise requests.exceptions.ChunkedEncodingError(exc) from None
 
 
 def _too_large(call: _Call, status: int, cap: int) -> MalformedResponse:

@@ -40,6 +40,23 @@ def dripping(listener_box: list[Listener], every: float = 2.0, headers_only: boo
     return respond
 
 
+def dripping_headers(listener_box: list[Listener], every: float = 2.0):
+    """Answer the status line and headers one byte every ``every`` seconds."""
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n" + b"X-Slow: " + b"a" * 200
+        for i in range(len(head)):
+            if listener_box[0].stop.wait(every):
+                return
+            try:
+                handler.wfile.write(head[i : i + 1])
+                handler.wfile.flush()
+            except OSError:
+                return
+
+    return respond
+
+
 def huge(total: int, sent: list[int], content_length: bool = False):
     """Answer ``total`` bytes of a JSON string (Content-Length only if asked), counting what left."""
 
@@ -72,6 +89,20 @@ def test_a_dripping_server_is_cut_at_the_deadline() -> None:
             list(client.search("ResearchStudy"))
         elapsed = time.monotonic() - started
     assert elapsed < 6.0  # the deadline plus at most one 2 s drip and a margin; not retried past it
+    assert len(slow.received) == 1
+
+
+def test_a_server_dripping_its_headers_is_cut_at_the_deadline() -> None:
+    box: list[Listener] = []
+    with listening() as slow:
+        box.append(slow)
+        slow.respond = dripping_headers(box, every=2.0)
+        config = ServerConfig(name="slow", base_url=slow.url, timeout=(3, 3), deadline=3.0, max_retries=2)
+        started = time.monotonic()
+        with FhirClient(config) as client, pytest.raises(FhirConnectionError, match="deadline of 3s"):
+            client.read("ResearchStudy", "s1")
+        elapsed = time.monotonic() - started
+    assert elapsed < 4.5  # the watchdog cuts the socket at the deadline, mid-header
     assert len(slow.received) == 1
 
 
