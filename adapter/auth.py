@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from adapter import urls
 from adapter.config import AuthConfig
 from adapter.errors import AuthError, ConfigError
 
@@ -129,6 +130,10 @@ class SmartBackendAuth(AuthBase):
 
     def _fetch_token(self) -> tuple[str, float]:
         url = self._config.token_url or ""
+        try:
+            urls.checked(url)  # the assertion is a credential: only to a URL every parser reads alike
+        except urls.UnsafeUrl as exc:
+            raise _token_error(f"token URL refused: {exc}", url.split("\\", 1)[0].split("@", 1)[0]) from None
         form = {
             "grant_type": "client_credentials",
             "scope": self._config.scope,
@@ -215,6 +220,6 @@ def _token_error(message: str, url: str, status: int | None = None) -> AuthError
 def _json_object(response: requests.Response) -> dict[str, Any]:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return body if isinstance(body, dict) else {}

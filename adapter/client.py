@@ -25,6 +25,7 @@ import requests
 from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
 
+from adapter import limits, urls
 from adapter.auth import build_auth
 from adapter.config import ServerConfig
 from adapter.errors import (
@@ -32,6 +33,7 @@ from adapter.errors import (
     FhirConnectionError,
     FhirHttpError,
     FhirTimeout,
+    MalformedResponse,
     OutcomeUnknown,
     PagingError,
     PreconditionFailed,
@@ -63,6 +65,9 @@ _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ETAG = re.compile(r'(?:W/)?"([^"]*)"')
 _LOCATION = re.compile(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?/?$")
 _UNSENT, _MAYBE_SENT, _FATAL = "unsent", "maybe sent", "fatal"
+#: The parts of a Bundle the client and its callers walk, and the JSON type each must have.
+_BUNDLE_SHAPE = {"entry": list, "link": list, "meta": dict}
+_ENTRY_SHAPE = {"resource": dict, "search": dict, "request": dict, "response": dict}
 
 
 def _user_agent() -> str:
@@ -156,6 +161,8 @@ class FhirClient:
         self.config = config
         self._owns_session = session is None
         self._session = session or requests.Session()
+        if self._owns_session:
+            limits.mount(self._session)  # the deadline holds while headers arrive too
         self._auth = auth or build_auth(
             config.auth, timeout=config.timeout, verify=config.verify, clock=clock
         )
@@ -317,22 +324,23 @@ class FhirClient:
         return self._resource(_Call("POST", self.base_url, body=bundle), "Bundle")
 
     def _resolve_next(self, link: str, call: _Call) -> str:
-        url = self.base_url + link if link.startswith("?") else urljoin(self.base_url + "/", link)
-        if _origin(url) != _origin(self.base_url):
-            foreign = "{}://{}:{}".format(*_origin(url))
-            raise PagingError(
-                f"next link leads to another server ({foreign}); refused", method="GET", url=call.url
-            )
-        return url
+        try:
+            url = self.base_url + link if link.startswith("?") else urljoin(self.base_url + "/", link)
+            return urls.require_origin(url, self.base_url)
+        except (urls.UnsafeUrl, ValueError) as exc:
+            raise PagingError(f"next link refused: {exc}", method="GET", url=call.url) from None
 
     def _request(self, call: _Call) -> requests.Response:
         """Send ``call`` with retries; return a 2xx response or raise the matching error."""
         in_doubt, attempt = 0, 0  # in doubt: attempts that may have been applied (or still be running)
+        deadline = time.monotonic() + self.config.deadline
         while True:
-            last = attempt >= self.config.max_retries
+            last = attempt >= self.config.max_retries or time.monotonic() >= deadline
             try:
-                response = self._send(call)
+                response = self._send(call, deadline)
             except requests.RequestException as exc:
+                if time.monotonic() >= deadline:  # the watchdog of adapter.limits cut it
+                    raise _past_deadline(call, self.config.deadline) from None
                 failure = _failure(exc)
                 in_doubt += failure == _MAYBE_SENT
                 if last or failure == _FATAL or (failure == _MAYBE_SENT and not call.replay_safe):
@@ -359,21 +367,38 @@ class FhirClient:
             )
             self._sleep(delay)
 
-    def _send(self, call: _Call) -> requests.Response:
+    def _send(self, call: _Call, deadline: float) -> requests.Response:
+        """One attempt: credentials only to the base URL's origin (:mod:`adapter.urls`); the answer
+        read in chunks, within ``deadline`` (monotonic) and ``max_response_bytes``."""
+        try:
+            urls.require_origin(call.url, self.base_url)
+        except urls.UnsafeUrl as exc:
+            raise ProtocolError(f"request refused: {exc}", method=call.method, url=_shown(call.url)) from None
         headers = {"Accept": FHIR_JSON, "User-Agent": USER_AGENT, **call.headers}
         if call.data is not None:
             headers["Content-Type"] = f"{FHIR_JSON}; charset=utf-8"
-        response = self._session.request(
-            call.method,
-            call.url,
-            params=call.params,
-            data=call.data,
-            headers=headers,
-            auth=self._auth,
-            timeout=self.config.timeout,
-            verify=self.config.verify,
-            allow_redirects=False,
-        )
+        connect, read = self.config.timeout
+        with limits.deadline_scope(deadline):
+            response = self._session.request(
+                call.method,
+                call.url,
+                params=call.params,
+                data=call.data,
+                headers=headers,
+                auth=self._auth,
+                timeout=(connect, max(0.001, min(read, deadline - time.monotonic()))),
+                verify=self.config.verify,
+                allow_redirects=False,
+                stream=True,
+            )
+        try:
+            response._content = limits.read_body(response, deadline, self.config.max_response_bytes)
+        except limits.OverCap:
+            raise _too_large(call, response.status_code, self.config.max_response_bytes) from None
+        except limits.PastDeadline:
+            raise _past_deadline(call, self.config.deadline) from None
+        finally:
+            response.close()
         log.info("%s %s -> %s", call.method, _path(call.url), response.status_code)
         return response
 
@@ -417,6 +442,18 @@ def _checked(
         raise PreconditionFailed(f"resource changed since version {call.headers['If-Match']}", **details)
     message = "unexpected redirect: check base_url" if status < 400 else ""
     raise FhirHttpError.for_status(message, retry_after=_retry_after(response, clock), **details)
+
+
+def _too_large(call: _Call, status: int, cap: int) -> MalformedResponse:
+    return MalformedResponse(
+        f"answer over max_response_bytes={cap}; refused", status=status, method=call.method, url=call.url
+    )
+
+
+def _past_deadline(call: _Call, seconds: float) -> FhirClientError:
+    message = f"timed out: no complete answer within the deadline of {seconds:g}s"
+    cls = FhirTimeout if call.replay_safe else OutcomeUnknown
+    return cls(message, method=call.method, url=call.url)
 
 
 def _overlap_error(call: _Call, exc: requests.RequestException, in_doubt: int) -> FhirConnectionError:
@@ -520,20 +557,54 @@ def _parse_resource(response: requests.Response, call: _Call, resource_type: str
     body = _json_body(response, call)
     if body is None or body.get("resourceType") != resource_type:
         found = body.get("resourceType") if body else "an empty body"
-        raise _protocol_error(f"expected {resource_type}, got {found}", response, call)
+        raise _protocol_error(f"expected {resource_type}, got {str(found)[:80]}", response, call)
+    if resource_type == "Bundle":
+        _check_bundle(body, response, call)
     return body
 
 
 def _json_body(response: requests.Response, call: _Call) -> Resource | None:
+    """The one place an answer becomes a dict: any unreadable body is a :class:`MalformedResponse`."""
     if not response.content:
         return None
-    try:
-        body = fhirjson.loads(response.content)
-    except ValueError:
-        body = None
+    body = _loads(response.content)
     if not isinstance(body, dict):
-        raise _protocol_error("response body is not a JSON object", response, call)
+        raise MalformedResponse(
+            "response body is not a JSON object (invalid JSON or UTF-8, nested too deep, or another type)",
+            status=response.status_code,
+            method=call.method,
+            url=call.url,
+        )
     return body
+
+
+def _loads(content: bytes) -> Any:
+    """The parsed JSON, or None when it cannot be read (bad JSON or UTF-8, too deep, huge integer)."""
+    try:
+        return fhirjson.loads(content)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _check_bundle(bundle: Resource, response: requests.Response, call: _Call) -> None:
+    """The parts of a Bundle that paging and searching walk have their JSON types."""
+    wrong = _wrong_types(bundle, _BUNDLE_SHAPE, "")
+    for key in ("entry", "link"):
+        items = bundle.get(key) if isinstance(bundle.get(key), list) else []
+        wrong += [f"{key} item" for item in items if not isinstance(item, dict)]
+        if key == "entry":
+            for entry in (item for item in items if isinstance(item, dict)):
+                wrong += _wrong_types(entry, _ENTRY_SHAPE, "entry.")
+    if wrong:
+        raise _malformed(f"Bundle has the wrong JSON type at {', '.join(sorted(set(wrong)))}", response, call)
+
+
+def _wrong_types(node: Resource, shape: Mapping[str, type], prefix: str) -> list[str]:
+    return [prefix + key for key, kind in shape.items() if key in node and not isinstance(node[key], kind)]
+
+
+def _malformed(message: str, response: requests.Response, call: _Call) -> MalformedResponse:
+    return MalformedResponse(message, status=response.status_code, method=call.method, url=call.url)
 
 
 def _protocol_error(message: str, response: requests.Response, call: _Call) -> ProtocolError:
@@ -541,10 +612,7 @@ def _protocol_error(message: str, response: requests.Response, call: _Call) -> P
 
 
 def _outcome(response: requests.Response) -> Resource | None:
-    try:
-        body = fhirjson.loads(response.content or b"null")
-    except ValueError:
-        return None
+    body = _loads(response.content or b"null")
     return body if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome" else None
 
 
@@ -562,10 +630,9 @@ def _next_link(bundle: Resource) -> str | None:
     return None
 
 
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+def _shown(url: str) -> str:
+    """A refused URL as an error may show it: its safe prefix only (no host a parser misreads)."""
+    return url.split("\\", 1)[0].split("@", 1)[0][:200]
 
 
 def _canonical(url: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
+from adapter import urls
 from adapter.errors import ConfigError
 
 __all__ = [
@@ -120,6 +121,10 @@ class ServerConfig:
     conflict_retries: int = 4
     conflict_pause: float = 0.25
     max_pages: int = 1000
+    #: Seconds one call may take in all (every attempt, every byte of the answer).
+    deadline: float = 120.0
+    #: Bytes of one answer (decoded); more is refused while streaming, never held.
+    max_response_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -150,6 +155,8 @@ class ServiceConfig:
 
     servers: dict[str, ServerConfig]
     max_body_bytes: int = 5 * 1024 * 1024
+    #: Seconds ``GET /ready`` waits for the servers' answers (asked in parallel).
+    ready_deadline: float = 10.0
     api_keys_env: str | None = "TRIALBRIDGE_API_KEYS"
     api_keys_file: str | None = None
 
@@ -157,6 +164,8 @@ class ServiceConfig:
         size = self.max_body_bytes
         if not (_is_number(size) and isinstance(size, int) and size > 0):
             raise ConfigError("service.max_body_bytes must be a positive integer")
+        if not (_is_number(self.ready_deadline) and self.ready_deadline > 0):
+            raise ConfigError("service.ready_deadline must be a positive number of seconds")
 
     def server(self, name: str) -> ServerConfig:
         """The server called ``name``; ConfigError naming the known ones if there is none."""
@@ -287,11 +296,11 @@ def _one_source(what: str, env_name: str | None, file_name: str | None) -> None:
 
 
 def _check_url(where: str, url: str, *, credentials: bool) -> None:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{where} must be an http(s) URL with a host")
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError(f"{where} must not carry credentials; use the auth settings")
+    try:
+        urls.checked(url)
+    except urls.UnsafeUrl as exc:
+        raise ConfigError(f"{where} must be an http(s) URL with a host, read alike by all: {exc}") from None
+    parts = urlsplit(url)
     if "?" in url or "#" in url:
         raise ConfigError(f"{where} must have no query string or fragment")
     if credentials and parts.scheme == "http" and not _is_loopback(parts.hostname):
@@ -333,6 +342,8 @@ def _check_numbers(server: ServerConfig) -> None:
         "max_delay": (server.max_delay, int | float, 0),
         "conflict_retries": (server.conflict_retries, int, 0),
         "conflict_pause": (server.conflict_pause, int | float, 0),
+        "deadline": (server.deadline, int | float, 0.001),
+        "max_response_bytes": (server.max_response_bytes, int, 1),
     }
     for key, (value, kind, minimum) in checks.items():
         if not (_is_number(value) and isinstance(value, kind)) or value < minimum:

@@ -13,7 +13,8 @@
           │    └── FhirTimeout             no answer in time (connect or read timeout)
           ├── OutcomeUnknown               a write that may or may not have happened; NOT retried
           ├── ProtocolError                an answer that breaks the protocol (body not JSON...)
-          │    └── PagingError             a ``next`` link that loops, leaves the server, never ends
+          │    ├── PagingError             a ``next`` link that loops, leaves the server, never ends
+          │    └── MalformedResponse       a body that cannot be read: bad JSON, wrong shape, too large
           ├── VersionMismatch              the server's fhirVersion is not the configured one
           └── AuthError                    the token endpoint refused us or answered nonsense
 
@@ -39,6 +40,7 @@ __all__ = [
     "FhirConnectionError",
     "FhirHttpError",
     "FhirTimeout",
+    "MalformedResponse",
     "NotFound",
     "OutcomeUnknown",
     "PagingError",
@@ -131,6 +133,11 @@ class ProtocolError(FhirClientError):
 
 class PagingError(ProtocolError):
     """Search paging stopped: a ``next`` link looped, left the server, or pages never ended."""
+
+
+class MalformedResponse(ProtocolError):
+    """The answer cannot be read: not JSON (or not UTF-8), nested too deep, the wrong shape, over
+    ``max_response_bytes``."""
 
 
 class VersionMismatch(FhirClientError):

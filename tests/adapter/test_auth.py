@@ -275,6 +275,13 @@ def test_unusable_token_answer_is_auth_error(smart: SmartBackendAuth, reply: dic
 
 
 @responses.activate
+def test_token_answer_nested_too_deep_is_auth_error(smart: SmartBackendAuth) -> None:
+    responses.post(TOKEN_URL, body=b"[" * 200_000 + b"]" * 200_000, content_type="application/json")
+    with pytest.raises(AuthError, match="without a bearer access_token"):
+        smart.token()
+
+
+@responses.activate
 def test_token_endpoint_unreachable_is_auth_error(smart: SmartBackendAuth) -> None:
     responses.post(TOKEN_URL, body=requests.ConnectionError("refused"))
     with pytest.raises(AuthError, match="unreachable"):

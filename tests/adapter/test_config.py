@@ -269,3 +269,28 @@ def test_api_keys_from_env_and_file(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert config.api_keys() == {"a", "b", "c", "d"}
     with pytest.raises(ConfigError, match="max_body_bytes"):
         ServiceConfig(servers={}, max_body_bytes=0)
+
+
+def test_deadline_and_byte_cap_have_defaults_and_are_read_from_the_file(tmp_path: Path) -> None:
+    default = ServerConfig.from_url("https://x.example/fhir")
+    assert (default.deadline, default.max_response_bytes) == (120.0, 64 * 1024 * 1024)
+    config = load_config(
+        write(
+            tmp_path,
+            '[service]\nready_deadline = 2.5\n[servers.a]\nbase_url = "https://x.example/fhir"\n'
+            "deadline = 30\nmax_response_bytes = 1000\n",
+        ),
+        environ={},
+    )
+    assert (config.server("a").deadline, config.server("a").max_response_bytes) == (30, 1000)
+    assert config.ready_deadline == 2.5 and ServiceConfig(servers={}).ready_deadline == 10.0
+
+
+@pytest.mark.parametrize(
+    "options", [{"deadline": 0}, {"deadline": "soon"}, {"max_response_bytes": 0}, {"max_response_bytes": 1.5}]
+)
+def test_deadline_and_byte_cap_must_be_positive(options: dict) -> None:
+    with pytest.raises(ConfigError):
+        ServerConfig.from_url("https://x.example/fhir", **options)
+    with pytest.raises(ConfigError, match="ready_deadline"):
+        ServiceConfig(servers={}, ready_deadline=0)
