@@ -1,0 +1,144 @@
+"""One pydantic-core validator per fhir.resources model class, for the common case: valid input.
+
+fhir.resources (fhir_core) validates every nested element -- each Coding, Reference, Period... --
+by calling back into Python: a wrap function imports the element's class and runs its
+``model_validate``, whose ``__init__`` validates again; a before-validator then loops over all the
+class's fields for nulls in lists, and an after-validator (run twice) checks required primitives
+and choice elements.  :func:`fast_validator` builds, from the same classes' own core schemas, one
+validator in which those callbacks become references to the nested classes' schemas: the same
+fields, types, patterns, cardinalities and ``extra="forbid"``, lax, as fhir_core runs them; nulls in a list
+of elements fail the element schema; the after-validator is kept for the classes whose required
+primitives or choice elements it checks; a ``Resource`` in an element (``contained``) keeps
+fhir_core's own callback.  It accepts no more than ``model_validate`` does, so :mod:`.validate`
+trusts its yes and asks ``model_validate`` itself, for the same verdict and messages, on its no.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import cache
+from typing import Any
+
+from fhir_core.utils import is_list_type, is_primitive_type
+from pydantic_core import SchemaValidator
+
+#: fhir_core's wrap function for a nested element (its closure holds the element's type).
+_WRAP = "FhirBase.__get_pydantic_core_schema__.<locals>._validate"
+
+
+def _target(function: Any) -> Any:
+    """The model class a fhir_core element callback validates; ``None`` for any other callback
+    (a primitive's, or a Resource's, which picks its class from the data)."""
+    if getattr(function, "__qualname__", "") != _WRAP:
+        return None
+    names = inspect.getclosurevars(function).nonlocals
+    kind, source = names.get("cls"), names.get("source_type")
+    if kind is None or source is None or any(c.__name__ == "FhirElementOrResourceBase" for c in kind.__mro__):
+        return None
+    return source.get_model_klass()
+
+
+#: The model-level validators every fhir.resources class has (see the module docstring).
+_AFTER = "FHIRAbstractModel.validate_after_model_construction"
+_BEFORE = "FHIRAbstractModel.reject_null_complex_elements"
+
+
+def _name(function: Any) -> str:
+    return getattr(getattr(function, "__func__", function), "__qualname__", "")
+
+
+def _element_lists(cls: Any) -> list[str]:
+    """The fields whose nulls fhir_core's before-validator refuses: lists of elements."""
+    return [name for name, field in cls.model_fields.items()
+            if is_list_type(field) and not is_primitive_type(field) and not name.endswith("__ext")]
+
+
+def _refuses_null(field: dict[str, Any]) -> bool:
+    """Whether the (rewritten) schema of a model field refuses a null inside its list."""
+    node = field["schema"]
+    while node.get("type") in ("default", "nullable"):
+        node = node["schema"]
+    return node.get("type") == "list" and node["items_schema"].get("type") in ("definition-ref", "chain")
+
+
+class _Builder:
+    """The definitions of the classes reached from one resource class."""
+
+    def __init__(self) -> None:
+        self.definitions: dict[str, dict[str, Any]] = {}
+
+    def ref(self, cls: Any) -> dict[str, Any]:
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        if name not in self.definitions:
+            self.definitions[name] = {}  # reserved first: element types refer to each other
+            self.definitions[name] = self.model(cls, name)
+        return {"type": "definition-ref", "schema_ref": name}
+
+    def model(self, cls: Any, name: str) -> dict[str, Any]:
+        outer = cls.__pydantic_core_schema__
+        model = outer.get("schema") or {}
+        if (outer.get("type") != "function-after" or _name(outer["function"]["function"]) != _AFTER
+                or model.get("type") != "model"):
+            raise TypeError(f"unexpected core schema for {name}")
+        befores, node = [], model["schema"]
+        while node.get("type") == "function-before":
+            befores.append(node)
+            node = node["schema"]
+        if node.get("type") != "model-fields":
+            raise TypeError(f"unexpected core schema for {name}")
+        node = self.walk(node)
+        # fhir_core's null-in-list check is left out where every list of elements now holds an
+        # element schema (which refuses a null itself); other before-validators stay as they are.
+        nulls_refused = all(_refuses_null(node["fields"][key]) for key in _element_lists(cls))
+        for before in reversed(befores):
+            if not (nulls_refused and _name(before["function"]["function"]) == _BEFORE):
+                node = {**before, "schema": node}
+        model = dict(model, custom_init=False, schema=node)
+        instance = cls.model_construct()
+        if instance.get_required_fields() or instance.get_one_of_many_fields():
+            return {**outer, "schema": model, "ref": name}
+        return {**model, "ref": name}
+
+    def walk(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self.walk(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("type") == "function-wrap":
+            target = _target(node["function"]["function"])
+            if target is not None:
+                return self.ref(target)
+            if getattr(node["function"]["function"], "__qualname__", "") == _WRAP:
+                # A Resource: fhir_core's callback, behind a check that it is an object.
+                return {"type": "chain", "steps": [{"type": "dict", "strict": True}, node]}
+        return {k: (self.walk(v) if k not in ("serialization", "metadata") else v) for k, v in node.items()}
+
+
+@cache
+def fast_validator(cls: Any) -> SchemaValidator | None:
+    """The validator of model class ``cls`` (a resource or datatype) and all the element classes it
+    reaches, for input without ``resourceType``; ``None`` when a class reached is not built as
+    expected (then :func:`accepts` always defers to ``model_validate``)."""
+    builder = _Builder()
+    try:
+        top = builder.ref(cls)
+        return SchemaValidator({"type": "definitions", "schema": top,
+                                "definitions": list(builder.definitions.values())})
+    except Exception:  # a model shape this module does not know: no fast path for it
+        return None
+
+
+def accepts(cls: Any, data: Any) -> bool:
+    """Whether the fast validator of model class ``cls`` takes ``data``.  ``False`` means "ask
+    ``model_validate``", not "invalid".  A ``resourceType`` naming ``cls`` is skipped, as
+    fhir_core's ``__init__`` does; any other fails here and is judged there."""
+    validator = fast_validator(cls)
+    if validator is None:
+        return False
+    if isinstance(data, dict) and data.get("resourceType") == cls.__resource_type__:
+        data = {k: v for k, v in data.items() if k != "resourceType"}
+    try:
+        validator.validate_python(data)
+    except Exception:
+        return False
+    return True
