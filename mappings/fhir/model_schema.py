@@ -6,17 +6,19 @@ by calling back into Python: a wrap function imports the element's class and run
 class's fields for nulls in lists, and an after-validator (run twice) checks required primitives
 and choice elements.  :func:`fast_validator` builds, from the same classes' own core schemas, one
 validator in which those callbacks become references to the nested classes' schemas: the same
-fields, types, patterns, cardinalities and ``extra="forbid"``, lax, as fhir_core runs them; nulls in a list
-of elements fail the element schema; the after-validator is kept for the classes whose required
-primitives or choice elements it checks; a ``Resource`` in an element (``contained``) keeps
-fhir_core's own callback.  It accepts no more than ``model_validate`` does, so :mod:`.validate`
-trusts its yes and asks ``model_validate`` itself, for the same verdict and messages, on its no.
+fields, types, patterns, cardinalities and ``extra="forbid"``, lax as fhir_core runs them; a null
+in a list of elements fails the element schema; the after-validator stays for the classes whose
+required primitives or choice elements it checks; a resource inside an element (``contained``)
+is taken by the fast validator of the class its ``resourceType`` names.  It accepts no more than
+``model_validate`` does (``tests/mappings/test_fhir_model_schema.py``), so :mod:`.validate` trusts
+its yes and asks ``model_validate`` itself, for the same verdict and messages, on its no.
 """
 
 from __future__ import annotations
 
 import inspect
 from functools import cache
+from importlib import import_module
 from typing import Any
 
 from fhir_core.utils import is_list_type, is_primitive_type
@@ -26,16 +28,52 @@ from pydantic_core import SchemaValidator
 _WRAP = "FhirBase.__get_pydantic_core_schema__.<locals>._validate"
 
 
-def _target(function: Any) -> Any:
-    """The model class a fhir_core element callback validates; ``None`` for any other callback
-    (a primitive's, or a Resource's, which picks its class from the data)."""
+def _callback_types(function: Any) -> tuple[Any, Any] | None:
+    """The fhir_core type and the model class of an element callback; ``None`` for any other."""
     if getattr(function, "__qualname__", "") != _WRAP:
         return None
     names = inspect.getclosurevars(function).nonlocals
     kind, source = names.get("cls"), names.get("source_type")
-    if kind is None or source is None or any(c.__name__ == "FhirElementOrResourceBase" for c in kind.__mro__):
+    if kind is None or source is None:
         return None
-    return source.get_model_klass()
+    return kind, source.get_model_klass()
+
+
+def _is_resource_type(kind: Any) -> bool:
+    return any(c.__name__ == "FhirElementOrResourceBase" for c in kind.__mro__)
+
+
+def _target(function: Any) -> Any:
+    """The model class a fhir_core element callback validates; ``None`` for any other callback
+    (a primitive's, or a Resource's, which picks its class from the data)."""
+    types = _callback_types(function)
+    return None if types is None or _is_resource_type(types[0]) else types[1]
+
+
+def _resource_base(function: Any) -> Any:
+    """The base class (``Resource``...) of a callback validating any resource (``contained``)."""
+    types = _callback_types(function)
+    return types[1] if types is not None and _is_resource_type(types[0]) else None
+
+
+class _Resource:
+    """A resource inside an element (``contained``), as fhir_core takes it: an object whose
+    ``resourceType`` names a subclass of ``base`` in the same models package, valid for that class
+    -- here by that class's fast validator; anything else is a no (then ``model_validate`` judges)."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self.models = import_module(base.__module__.rsplit(".", 1)[0])
+
+    def __call__(self, value: Any) -> Any:
+        rtype = value.get("resourceType") if isinstance(value, dict) else None
+        try:
+            cls = self.models.get_fhir_model_class(rtype) if type(rtype) is str else None
+        except (KeyError, ValueError):
+            cls = None
+        if cls is None or not issubclass(cls, self.base) or not accepts(cls, value):
+            raise ValueError("not a resource the fast validator takes")
+        return value
 
 
 #: The model-level validators every fhir.resources class has (see the module docstring).
@@ -58,7 +96,7 @@ def _refuses_null(field: dict[str, Any]) -> bool:
     node = field["schema"]
     while node.get("type") in ("default", "nullable"):
         node = node["schema"]
-    return node.get("type") == "list" and node["items_schema"].get("type") in ("definition-ref", "chain")
+    return node.get("type") == "list" and node["items_schema"]["type"] in ("definition-ref", "function-plain")
 
 
 class _Builder:
@@ -108,9 +146,10 @@ class _Builder:
             target = _target(node["function"]["function"])
             if target is not None:
                 return self.ref(target)
-            if getattr(node["function"]["function"], "__qualname__", "") == _WRAP:
-                # A Resource: fhir_core's callback, behind a check that it is an object.
-                return {"type": "chain", "steps": [{"type": "dict", "strict": True}, node]}
+            base = _resource_base(node["function"]["function"])
+            if base is not None:
+                check = {"type": "no-info", "function": _Resource(base)}
+                return {"type": "function-plain", "function": check}
         return {k: (self.walk(v) if k not in ("serialization", "metadata") else v) for k, v in node.items()}
 
 

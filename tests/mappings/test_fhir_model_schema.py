@@ -116,6 +116,10 @@ def test_the_fast_yes_is_never_a_model_no(version):
     {"status": "active", "phase": {"coding": [{"system": 3}]}},
     {"status": "active", "phase": {"resourceType": "Patient"}},
     {"status": "active", "contained": [None]},
+    {"status": "active", "contained": [{"resourceType": "Patient", "bogus": 1}]},
+    {"status": "active", "contained": [{"resourceType": "Nope"}]},
+    {"status": "active", "contained": [{"gender": "male"}]},
+    {"status": "active", "contained": ["Patient"]},
     {"identifier": [{"value": "x"}]},
 ])
 def test_the_fast_validator_refuses_what_the_model_refuses(data):
@@ -123,3 +127,11 @@ def test_the_fast_validator_refuses_what_the_model_refuses(data):
 
     assert not _model_accepts(ResearchStudy, data)
     assert not accepts(ResearchStudy, data)
+
+
+def test_a_valid_contained_resource_is_taken():
+    from fhir.resources.researchstudy import ResearchStudy
+
+    data = {"status": "active", "contained": [{"resourceType": "Patient", "id": "p", "gender": "male"}]}
+    assert _model_accepts(ResearchStudy, data)
+    assert accepts(ResearchStudy, data)
