@@ -2,7 +2,10 @@
 
 :func:`loads` reads JSON numbers with a fraction or exponent as :class:`decimal.Decimal`;
 :func:`dumps` writes a :class:`~decimal.Decimal` verbatim (``json`` alone would refuse it, and
-fhir.resources would round-trip it through ``float``).
+fhir.resources would round-trip it through ``float``).  Compact output is written by orjson
+(several times faster) when that gives the standard library's bytes: anything it might write
+otherwise -- ``null`` (also its NaN), a float in exponent form, a NUL -- or cannot write (a
+non-string key, an int beyond 64 bits...) is written by ``json`` instead.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 import re
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 # A Decimal is first written as the JSON string "\0<digits>\0" (FHIR strings cannot hold NUL),
 # then the quotes and markers are removed.
@@ -23,8 +28,27 @@ def _mark_decimal(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+#: orjson output that ``json`` might have written differently (see the module docstring).
+_NOT_SURELY_SAME = re.compile(rb"null|[0-9]e-|0\.0000|\\u0000")
+
+
+def _fragment(value: object) -> orjson.Fragment:
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(f"{value}")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def dumps(data: Any, *, indent: int | None = None) -> str:
     """Serialise FHIR JSON, writing Decimals exactly as they are."""
+    if indent is None:
+        try:
+            out = orjson.dumps(data, default=_fragment,
+                               option=orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME)
+        except TypeError:
+            pass  # json says what it cannot write, as before
+        else:
+            if not _NOT_SURELY_SAME.search(out):
+                return out.decode("utf-8")
     separators = (",", ":") if indent is None else (",", ": ")
     text = json.dumps(data, ensure_ascii=False, indent=indent, separators=separators, default=_mark_decimal)
     return _DECIMAL_MARK.sub(r"\1", text) if "\\u0000" in text else text
