@@ -28,8 +28,10 @@ def _mark_decimal(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-#: orjson output that ``json`` might have written differently (see the module docstring).
-_NOT_SURELY_SAME = re.compile(rb"null|[0-9]e-|0\.0000|\\u0000")
+#: orjson output that ``json`` might have written differently (see the module docstring): a value
+#: (first, or after ``:``, ``,`` or ``[``) that is null or a float written 0.0000x or with a negative
+#: exponent, or a NUL; inside a string it only costs the fallback.
+_NOT_SURELY_SAME = re.compile(rb"(?:^|[:,\[])(?:null|-?[0-9]+(?:\.[0-9]+)?e-|-?0\.0000)|\\u0000")
 
 
 def _fragment(value: object) -> orjson.Fragment:
