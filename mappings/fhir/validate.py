@@ -57,6 +57,9 @@ _BOOLEAN_ELEMENTS = frozenset({"actual", "exclude", "active", "inactive", "prefe
 _NUMBER_ELEMENTS = frozenset({"quantity", "targetNumber", "actualNumber", "latitude", "longitude",
                               "altitude", "value", "total", "rank"})
 _NUMBER_SUFFIXES = ("Integer", "UnsignedInt", "PositiveInt", "Decimal")
+#: isinstance() takes a tuple several times faster than a ``dict | list`` union, in the hot walk.
+_CONTAINERS = (dict, list)
+_NUMBERS = (int, float, Decimal)
 
 _UUID_URL = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TYPE_TAIL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
@@ -386,7 +389,7 @@ class _Checker:
                         if self._bad_root:
                             raise TypeError(self._bad_root)
                         self.binding(elem + "." + key, value, here)
-                    if isinstance(value, dict | list):
+                    if isinstance(value, _CONTAINERS):
                         kept = self._node(value, elem + "." + key, here, ext_key, found)
                     else:
                         self.json_type(key, value, here)
@@ -400,7 +403,7 @@ class _Checker:
         if isinstance(node, list):
             out: list[Any] | None = None
             for j, item in enumerate(node):
-                if not isinstance(item, dict | list):
+                if not isinstance(item, _CONTAINERS):
                     if item is None:
                         self.add(f"{where}[{j}]", "null in array (ele-1)")
                     continue  # a primitive in an array: nothing to check
@@ -435,7 +438,7 @@ class _Checker:
             return  # the common case: a string where a string belongs
         if isinstance(value, bool):
             ok = boolean
-        elif isinstance(value, int | float | Decimal):
+        elif isinstance(value, _NUMBERS):
             ok = number
         else:
             ok = not (boolean or number) or (key == "value" and isinstance(value, str))
@@ -474,7 +477,7 @@ class _Checker:
                         self.extension(sub, key, sub_elem, f"{here}[{j}]", found)
                 else:
                     self.extension(v, key, sub_elem, here + "[0]", None)
-            elif isinstance(v, dict | list):
+            elif isinstance(v, _CONTAINERS):
                 self._node(v, elem + "." + k, here, key, None)
             else:
                 self.json_type(k, v, here)
