@@ -50,7 +50,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from . import _module
 from .common import JSON, full_url, load_table, parse_conditional_url
-from .model_schema import accepts
+from .model_schema import accepts, accepts_all
 
 #: Elements whose JSON value is a boolean / a number (everything else we write is a string).
 _BOOLEAN_ELEMENTS = frozenset({"actual", "exclude", "active", "inactive", "preferred", "allDay"})
@@ -102,18 +102,40 @@ def _datatype_validator(models_package: str, type_name: str) -> Any:
     fhirtypes = import_module(f"{models_package}.fhirtypes")
     primitive = getattr(fhirtypes, f"{type_name}Type", None)
     if type_name[0].isupper() and type_name in _PRIMITIVES and primitive is not None:
-        return _Adapter(TypeAdapter(primitive))
+        return _Adapter(primitive)
     try:
         return import_module(models_package).get_fhir_model_class(type_name)
     except (KeyError, ValueError):
         return None
 
 
+@cache
+def _values_validator(models_package: str, type_name: str) -> Any:
+    """A function telling whether the datatype ``type_name`` takes each of a list of values in one
+    call (``False``: not surely; a name that is no datatype gives always ``False``)."""
+    validator = _datatype_validator(models_package, type_name)
+    if validator is None:
+        return lambda values: False
+    if isinstance(validator, _Adapter):
+        many = TypeAdapter(list[validator.type])
+
+        def primitives(values: list[Any]) -> bool:
+            try:
+                many.validate_python(values)
+            except Exception:  # any failure: judged one by one, as before
+                return False
+            return True
+
+        return primitives
+    return lambda values: accepts_all(validator, values)
+
+
 class _Adapter:
     """A TypeAdapter with the ``model_validate`` spelling of a model class."""
 
-    def __init__(self, adapter: TypeAdapter) -> None:
-        self.adapter = adapter
+    def __init__(self, primitive: Any) -> None:
+        self.type = primitive
+        self.adapter = TypeAdapter(primitive)
 
     def model_validate(self, data: Any, strict: bool = False) -> Any:
         # Lax: strict pydantic refuses JSON strings for dates; JSON types are checked by the walk.
@@ -274,12 +296,27 @@ class _Checker:
             self.add(where, f"unknown resource type {res.get('resourceType')!r}")
             return
         self.model_check(cls, stripped, where)
+        if extensions and self.values_accepted(extensions):
+            return
         for path, x in extensions:
             for key, value in x.items():
                 if key.startswith("value"):
                     self.value_check(key[5:], value, f"{path}.{key}")
                 elif key not in ("url", "id"):
                     self.add(path, f"unknown element {key!r} in an extension")
+
+    def values_accepted(self, extensions: list[tuple[str, JSON]]) -> bool:
+        """Whether every extension holds only ``url``, ``id`` and values that their datatypes take,
+        judged in one call per datatype (each call costs more than the check of one value); on a
+        no, :meth:`parse` checks them one by one, for the same problems as always."""
+        by_type: dict[str, list[Any]] = {}
+        for _, x in extensions:
+            for key, value in x.items():
+                if key.startswith("value"):
+                    by_type.setdefault(key[5:], []).append(value)
+                elif key not in ("url", "id"):
+                    return False
+        return all(_values_validator(self.models_package, t)(values) for t, values in by_type.items())
 
     def model_check(self, cls: Any, data: Any, where: str) -> None:
         if isinstance(cls, type) and accepts(cls, data):
