@@ -79,6 +79,8 @@ class _Resource:
 #: The model-level validators every fhir.resources class has (see the module docstring).
 _AFTER = "FHIRAbstractModel.validate_after_model_construction"
 _BEFORE = "FHIRAbstractModel.reject_null_complex_elements"
+#: The ``__init__`` the fast validator does without (it only drops a matching ``resourceType``).
+_INIT = "FHIRAbstractModel.__init__"
 
 
 def _name(function: Any) -> str:
@@ -116,7 +118,7 @@ class _Builder:
         outer = cls.__pydantic_core_schema__
         model = outer.get("schema") or {}
         if (outer.get("type") != "function-after" or _name(outer["function"]["function"]) != _AFTER
-                or model.get("type") != "model"):
+                or model.get("type") != "model" or _name(cls.__init__) != _INIT):
             raise TypeError(f"unexpected core schema for {name}")
         befores, node = [], model["schema"]
         while node.get("type") == "function-before":
