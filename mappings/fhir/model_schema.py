@@ -7,9 +7,10 @@ class's fields for nulls in lists, and an after-validator (run twice) checks req
 and choice elements.  :func:`fast_validator` builds, from the same classes' own core schemas, one
 validator in which those callbacks become references to the nested classes' schemas: the same
 fields, types, patterns, cardinalities and ``extra="forbid"``, lax as fhir_core runs them; a null
-in a list of elements fails the element schema; the after-validator stays for the classes whose
-required primitives or choice elements it checks; a resource inside an element (``contained``)
-is taken by the fast validator of the class its ``resourceType`` names.  It accepts no more than
+in a list of elements fails the element schema; the after-validator's checks of required
+primitives and choice elements are kept, their fields looked up once per class; a resource
+inside an element (``contained``) is taken by the fast validator of the class its
+``resourceType`` names.  It accepts no more than
 ``model_validate`` does (``tests/mappings/test_fhir_model_schema.py``), so :mod:`.validate` trusts
 its yes and asks ``model_validate`` itself, for the same verdict and messages, on its no.
 """
@@ -101,6 +102,39 @@ def _refuses_null(field: dict[str, Any]) -> bool:
     return node.get("type") == "list" and node["items_schema"]["type"] in ("definition-ref", "function-plain")
 
 
+class _After:
+    """fhir_core's after-validator of one class, its answers worked out once: each required
+    primitive has a value or an extension on its ``_element``; of each choice element at most one
+    type is given, and one if the choice is required.  Any doubt is a no (then ``model_validate``
+    runs fhir_core's own, which looks the class's fields up again on every instance)."""
+
+    def __init__(self, required: list[tuple[str, str | None]], choices: list[tuple[list[str], bool]]) -> None:
+        self.required, self.choices = required, choices
+
+    @classmethod
+    def of(cls, model: Any) -> _After | None:
+        """The after-validator of ``model``; ``None`` when it checks nothing there."""
+        instance = model.model_construct()
+        aliases = model.get_alias_mapping()
+        required = [(aliases[element], ext) for element, ext in instance.get_required_fields()]
+        choices = [(fields, model.model_fields[fields[0]].json_schema_extra["one_of_many_required"] is True)
+                   for fields in instance.get_one_of_many_fields().values()]
+        return cls(required, choices) if required or choices else None
+
+    def __call__(self, instance: Any) -> Any:
+        values = instance.__dict__
+        for key, ext in self.required:
+            if values.get(key) is None:
+                element = values.get(ext) if ext else None
+                if element is None or not getattr(element, "extension", None):
+                    raise ValueError("a required element is missing")
+        for fields, required in self.choices:
+            given = sum(values.get(f) is not None for f in fields)
+            if given > 1 or (required and not given):
+                raise ValueError("one type of a choice element is expected")
+        return instance
+
+
 class _Builder:
     """The definitions of the classes reached from one resource class."""
 
@@ -134,10 +168,10 @@ class _Builder:
             if not (nulls_refused and _name(before["function"]["function"]) == _BEFORE):
                 node = {**before, "schema": node}
         model = dict(model, custom_init=False, schema=node)
-        instance = cls.model_construct()
-        if instance.get_required_fields() or instance.get_one_of_many_fields():
-            return {**outer, "schema": model, "ref": name}
-        return {**model, "ref": name}
+        after = _After.of(cls)
+        if after is None:
+            return {**model, "ref": name}
+        return {**outer, "function": {"type": "no-info", "function": after}, "schema": model, "ref": name}
 
     def walk(self, node: Any) -> Any:
         if isinstance(node, list):

@@ -135,3 +135,28 @@ def test_a_valid_contained_resource_is_taken():
     data = {"status": "active", "contained": [{"resourceType": "Patient", "id": "p", "gender": "male"}]}
     assert _model_accepts(ResearchStudy, data)
     assert accepts(ResearchStudy, data)
+
+
+@pytest.mark.parametrize(("resource", "valid"), [
+    ({"resourceType": "ResearchStudy", "_status": {"extension": [{"url": "http://x", "valueString": "a"}]}},
+     True),
+    ({"resourceType": "ResearchStudy", "_status": {"id": "s"}}, False),
+    ({"resourceType": "ResearchStudy", "status": "active", "_status": {"id": "s"}}, True),
+    ({"resourceType": "Group", "type": "person", "membership": "definitional",
+      "characteristic": [{"code": {"text": "a"}, "valueBoolean": True, "exclude": False}]}, True),
+    ({"resourceType": "Group", "type": "person", "membership": "definitional",
+      "characteristic": [{"code": {"text": "a"}, "valueBoolean": True, "valueCodeableConcept": {"text": "b"},
+                          "exclude": False}]}, False),
+    ({"resourceType": "Group", "type": "person", "membership": "definitional",
+      "characteristic": [{"code": {"text": "a"}, "exclude": False}]}, False),
+    ({"resourceType": "Group", "type": "person", "membership": "definitional",
+      "characteristic": [{"code": {"text": "a"}, "valueBoolean": True}]}, False),
+    ({"resourceType": "Practitioner", "deceasedBoolean": False, "deceasedDateTime": "2020"}, False),
+    ({"resourceType": "Practitioner", "deceasedBoolean": False}, True),
+])
+def test_required_and_choice_elements_as_the_model_judges_them(resource, valid):
+    from fhir.resources import get_fhir_model_class
+
+    cls = get_fhir_model_class(resource["resourceType"])
+    assert _model_accepts(cls, resource) is valid
+    assert accepts(cls, resource) is valid
