@@ -190,28 +190,28 @@ class _Builder:
 
 
 @cache
-def fast_validator(cls: Any, many: bool = False) -> SchemaValidator | None:
+def fast_validator(cls: Any) -> SchemaValidator | None:
     """The validator of model class ``cls`` (a resource or datatype) and all the element classes it
-    reaches, for input without ``resourceType`` (``many``: of a list of such); ``None`` when a class
-    reached is not built as expected (then :func:`accepts` always defers to ``model_validate``)."""
+    reaches, for input without ``resourceType``; ``None`` when a class reached is not built as
+    expected (then :func:`accepts` always defers to ``model_validate``)."""
     builder = _Builder()
     try:
         top = builder.ref(cls)
-        return SchemaValidator({"type": "definitions",
-                                "schema": {"type": "list", "items_schema": top} if many else top,
+        return SchemaValidator({"type": "definitions", "schema": top,
                                 "definitions": list(builder.definitions.values())})
     except Exception:  # a model shape this module does not know: no fast path for it
         return None
 
 
 def accepts_all(cls: Any, values: list[Any]) -> bool:
-    """Whether the fast validator of ``cls`` takes each of ``values`` (in one call; none of them
-    with a ``resourceType``); as :func:`accepts`, ``False`` means "ask ``model_validate``"."""
-    validator = fast_validator(cls, many=True)
+    """Whether the fast validator of ``cls`` takes each of ``values`` (none of them with a
+    ``resourceType``); as :func:`accepts`, ``False`` means "ask ``model_validate``"."""
+    validator = fast_validator(cls)
     if validator is None:
         return False
     try:
-        validator.validate_python(values)
+        for value in values:
+            validator.validate_python(value)
     except Exception:
         return False
     return True
