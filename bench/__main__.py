@@ -1,4 +1,8 @@
-"""Run every benchmark, print one table, write it as JSON under bench/results/."""
+"""Run every benchmark, print one table, write it as JSON under bench/results/.
+
+``python -m bench [suite ...]`` runs only the named suites (``mapping``, ``eligibility``,
+``trial_data``, ``service``); without names, all of them.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +20,21 @@ SUITES = [
 ]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    names = list(sys.argv[1:] if argv is None else argv)
+    unknown = sorted(set(names) - {name for name, _ in SUITES})
+    if unknown:
+        print(f"unknown suite(s) {', '.join(unknown)}; known: {', '.join(n for n, _ in SUITES)}",
+              file=sys.stderr)
+        return 2
     # What the service and the sync job do after start-up: move the (large) fhir.resources model
     # graph out of the cyclic collector's sight, so collections scan only new objects.
     gc.collect()
     gc.freeze()
     rows = []
     for name, run in SUITES:
+        if names and name not in names:
+            continue
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows.extend(run())
     print_table(rows)

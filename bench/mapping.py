@@ -10,7 +10,7 @@ from mappings.fhir import write_bundle
 from mappings.fhir.validate import validate_bundle
 from mappings.sources import read_protocol
 
-from .report import Row, rates
+from .report import Row, round_rates, spread
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ctgov"
 
@@ -45,9 +45,11 @@ def run() -> list[Row]:
         return mapped
 
     versions = ("R4", "R5")
-    floor_rate, *mapped_rates = rates([floor, *(mapper(v) for v in versions)], seconds=4.5)
+    for version in versions:  # first use builds models, validators and tables: not a round's cost
+        mapper(version)()
+    floor_rates, *mapped_rates = round_rates([floor, *(mapper(v) for v in versions)], seconds=4.5)
     return [
-        Row(f"map v2 JSON -> validated {version} Bundle", value, "rec/s", "json.loads+dumps", floor_rate,
-            target=0.05)
-        for version, value in zip(versions, mapped_rates)
+        Row(f"map v2 JSON -> validated {version} Bundle", max(values), "rec/s", "json.loads+dumps",
+            max(floor_rates), target=0.10, detail=spread(values, floor_rates))
+        for version, values in zip(versions, mapped_rates)
     ]

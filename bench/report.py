@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -49,18 +50,34 @@ def rate(func: Callable[[], int], seconds: float = 2.5, rounds: int = 5) -> floa
     return best
 
 
-def rates(funcs: list[Callable[[], int]], seconds: float = 2.5, rounds: int = 9) -> list[float]:
-    """Best-of-``rounds`` items per second of each of ``funcs``, measured in turns (round 1 of each,
-    then round 2 of each...), so that a figure and its baseline see the same machine: a busy moment
-    costs each of them a round, not one of them its whole measurement."""
-    best = [0.0] * len(funcs)
+def round_rates(funcs: list[Callable[[], int]], seconds: float = 2.5, rounds: int = 9) -> list[list[float]]:
+    """Items per second of each of ``funcs`` in each of ``rounds`` rounds, measured in turns (round 1
+    of each, then round 2 of each...), so that a figure and its baseline see the same machine: a busy
+    moment costs each of them a round, not one of them its whole measurement."""
+    per_round: list[list[float]] = [[] for _ in funcs]
     for _ in range(rounds):
         for i, func in enumerate(funcs):
             done, start = 0, time.perf_counter()
             while (elapsed := time.perf_counter() - start) < seconds / rounds:
                 done += func()
-            best[i] = max(best[i], done / elapsed)
-    return best
+            per_round[i].append(done / elapsed)
+    return per_round
+
+
+def rates(funcs: list[Callable[[], int]], seconds: float = 2.5, rounds: int = 9) -> list[float]:
+    """Best-of-``rounds`` items per second of each of ``funcs``, measured in turns
+    (:func:`round_rates`)."""
+    return [max(r) for r in round_rates(funcs, seconds, rounds)]
+
+
+def spread(values: list[float], baselines: list[float]) -> str:
+    """The ratio of each round's value to the same round's baseline: min / median / max over the
+    rounds, the noise to read next to a best-of ratio."""
+    ratios = sorted(v / b for v, b in zip(values, baselines) if b)
+    if not ratios:
+        return ""
+    return (f"ratio per round (n={len(ratios)}): min {ratios[0]:.3f} / median "
+            f"{statistics.median(ratios):.3f} / max {ratios[-1]:.3f}")
 
 
 def print_table(rows: list[Row]) -> None:

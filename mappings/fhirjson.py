@@ -2,7 +2,10 @@
 
 :func:`loads` reads JSON numbers with a fraction or exponent as :class:`decimal.Decimal`;
 :func:`dumps` writes a :class:`~decimal.Decimal` verbatim (``json`` alone would refuse it, and
-fhir.resources would round-trip it through ``float``).
+fhir.resources would round-trip it through ``float``).  Compact output is written by orjson
+(several times faster) when that gives the standard library's bytes: anything it might write
+otherwise -- ``null`` (also its NaN), a float in exponent form, a NUL -- or cannot write (a
+non-string key, an int beyond 64 bits...) is written by ``json`` instead.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 import re
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 # A Decimal is first written as the JSON string "\0<digits>\0" (FHIR strings cannot hold NUL),
 # then the quotes and markers are removed.
@@ -23,8 +28,45 @@ def _mark_decimal(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+#: The bytes of a JSON number, sign and fraction included.
+_NUMBER_BYTES = frozenset(b"0123456789.-")
+
+
+def _surely_same(out: bytes) -> bool:
+    """Whether orjson's ``out`` is what ``json`` writes (see the module docstring): no ``null``
+    (nor NaN, which orjson writes so), NUL or ``0.0000`` anywhere, and no ``e-`` in a number --
+    a value starting the text or after ``:``, ``,`` or ``[``.  Inside a string these only cost
+    the fallback; plain substring searches, as a regex over the whole text is slower than json."""
+    if b"null" in out or b"\\u0000" in out or b"0.0000" in out:
+        return False
+    at = out.find(b"e-")
+    while at != -1:
+        start = at
+        while start > 0 and out[start - 1] in _NUMBER_BYTES:
+            start -= 1
+        if start == 0 or out[start - 1] in b":,[":
+            return False
+        at = out.find(b"e-", at + 2)
+    return True
+
+
+def _fragment(value: object) -> orjson.Fragment:
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(f"{value}")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def dumps(data: Any, *, indent: int | None = None) -> str:
     """Serialise FHIR JSON, writing Decimals exactly as they are."""
+    if indent is None:
+        try:
+            out = orjson.dumps(data, default=_fragment,
+                               option=orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME)
+        except TypeError:
+            pass  # json says what it cannot write, as before
+        else:
+            if _surely_same(out):
+                return out.decode("utf-8")
     separators = (",", ":") if indent is None else (",", ": ")
     text = json.dumps(data, ensure_ascii=False, indent=indent, separators=separators, default=_mark_decimal)
     return _DECIMAL_MARK.sub(r"\1", text) if "\\u0000" in text else text

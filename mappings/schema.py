@@ -1,8 +1,8 @@
 """JSON Schema validation of the JSON forms trialbridge accepts (schemas in ``schemas/``, draft 7).
 
 Valid input, the common case, is checked by a validator that ``fastjsonschema`` compiles to Python
-once per schema (about ten times faster than walking the schema); only when it fails does
-``jsonschema`` walk the same schema again to name the best error.  :func:`check` raises
+once per schema, its ``$ref``s inlined (about ten times faster than walking the schema); only when
+it fails does ``jsonschema`` walk the same schema again to name the best error.  :func:`check` raises
 :class:`InputError` naming the offending field as a dotted path, e.g.
 ``protocolSection.designModule.enrollmentInfo.count: 'two hundred' is not of type 'integer'``.
 """
@@ -31,7 +31,29 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
 
 @cache
 def _fast(name: str) -> Any:
-    return fastjsonschema.compile(json.loads(_text(name)))
+    return fastjsonschema.compile(_inlined(json.loads(_text(name))))
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each ``{"$ref": "#/$defs/<name>"}`` below its root replaced by that
+    definition (draft 7 ignores a ``$ref``'s siblings; a reference in a cycle is kept, and so are
+    the ``$defs``).  The same checks, faster: fastjsonschema compiles a reference to a function call
+    whose error-path argument it formats eagerly, a third of the time of checking a valid record."""
+    defs = schema.get("$defs") or {}
+
+    def inline(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, list):
+            return [inline(x, seen) for x in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref.removeprefix("#/$defs/")
+            if name in defs and name not in seen and "/" not in name:
+                return inline(defs[name], seen | {name})
+        return {k: inline(v, seen) if k != "$defs" else v for k, v in node.items()}
+
+    return {k: inline(v, frozenset()) if k != "$defs" else v for k, v in schema.items()}
 
 
 def _text(name: str) -> str:

@@ -183,3 +183,53 @@ def test_r5_r4_output_is_not_valid_r5():
     problems = validate_bundle(r4.write(seed_protocol()).bundle, "R5")
     assert "entry[5] Group.actual: Extra inputs are not permitted" in problems
     assert any("ResearchStudy.category" in x for x in problems)
+
+
+_BAD_VALUES = [None, "", 7, True, [], {}, {"bogus": 1}, "2019-13-45", {"coding": [{"system": 3}]},
+               {"value": "many"}, ["x"], "a\x00b", {"start": "2019-13-45"}, {"text": ""}]
+
+
+def _extensions(node: object) -> list[dict]:
+    """Every extension object in ``node``, sub-extensions included."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("extension", "modifierExtension") and isinstance(value, list):
+                found += [x for x in value if isinstance(x, dict)]
+            found += _extensions(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _extensions(item)
+    return found
+
+
+def test_extension_values_judged_together_give_the_problems_judged_one_by_one(written, monkeypatch):
+    """values_accepted (one call per datatype) only skips work: its no falls back to the one-by-one
+    checks, its yes is theirs.  Seeded damages of extension values; both ways, the same problems."""
+    import random
+
+    from mappings.fhir import validate
+
+    version, bundle = written
+    rng = random.Random(f"extension-values-{version}")
+    judged_together = []
+    for _ in range(150):
+        bad = copy.deepcopy(bundle)
+        for x in rng.sample(_extensions(bad), 2):
+            keys = [k for k in x if k.startswith("value")] or ["valueString"]
+            key = rng.choice(keys + ["valueNonsense", "valueCodeableConcept", "valueBoolean", "url"])
+            x[key] = rng.choice(_BAD_VALUES + [x.get(keys[0]), "fine"])
+        judged_together.append((bad, validate_bundle(bad, version)))
+    monkeypatch.setattr(validate._Checker, "values_accepted", lambda self, extensions: False)
+    for bad, problems in judged_together:
+        assert validate_bundle(bad, version) == problems
+    assert any(problems for _, problems in judged_together)
+    assert any(not problems for _, problems in judged_together)
+
+
+def test_our_extension_values_are_judged_together(written, monkeypatch):
+    from mappings.fhir import validate
+
+    version, bundle = written
+    monkeypatch.setattr(validate._Checker, "value_check", lambda *a: pytest.fail("judged one by one"))
+    assert validate_bundle(bundle, version) == []
