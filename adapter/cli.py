@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from adapter import enrolments, lab_results, observations
 from adapter.client import VERSION_PREFIXES, FhirClient
-from adapter.config import ServerConfig, load_config
+from adapter.config import FhirVersion, ServerConfig, load_config
 from adapter.errors import ConfigError
 from adapter.prescreen import check_nct, format_table, parse_patient, prescreen
 from adapter.private_files import open_private
@@ -98,7 +98,7 @@ def _server(args: argparse.Namespace) -> ServerConfig:
     """``--server``: a name from the configuration, or an http(s) URL (version from ``/metadata``)."""
     value = args.server
     if value.startswith(("http://", "https://")):
-        return ServerConfig.from_url(value, args.fhir_version or detect_version(value))
+        return ServerConfig.from_url(value, _version(args.fhir_version or detect_version(value)))
     server = load_config(args.config).server(value)
     if args.fhir_version and args.fhir_version != server.fhir_version:
         raise InputError(
@@ -106,6 +106,16 @@ def _server(args: argparse.Namespace) -> ServerConfig:
             field="--fhir-version",
         )
     return server
+
+
+def _version(name: str) -> FhirVersion:
+    """``name`` as a FHIR version the configuration accepts (R4, R5); ConfigError otherwise."""
+    upper = name.upper()
+    if upper == "R4":
+        return "R4"
+    if upper == "R5":
+        return "R5"
+    raise ConfigError(f"unsupported FHIR version {name!r} (supported: R4, R5)")
 
 
 def detect_version(url: str) -> str:

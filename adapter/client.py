@@ -351,9 +351,10 @@ class FhirClient:
             else:
                 in_doubt += response.status_code in RETRY_IF_SAFE
                 stop = last or (in_doubt > MAX_IN_DOUBT and call.creates_by_search)
-                delay = None if stop else self._retry_delay(response, call, attempt, in_doubt > 0)
-                if delay is None:
+                wait = None if stop else self._retry_delay(response, call, attempt, in_doubt > 0)
+                if wait is None:
                     return _checked(response, call, in_doubt > 0, self._clock)
+                delay = wait
                 reason = f"status {response.status_code}"
             attempt += 1
             log.warning(
@@ -590,7 +591,8 @@ def _check_bundle(bundle: Resource, response: requests.Response, call: _Call) ->
     """The parts of a Bundle that paging and searching walk have their JSON types."""
     wrong = _wrong_types(bundle, _BUNDLE_SHAPE, "")
     for key in ("entry", "link"):
-        items = bundle.get(key) if isinstance(bundle.get(key), list) else []
+        value = bundle.get(key)
+        items: list[Any] = value if isinstance(value, list) else []
         wrong += [f"{key} item" for item in items if not isinstance(item, dict)]
         if key == "entry":
             for entry in (item for item in items if isinstance(item, dict)):

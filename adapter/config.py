@@ -303,7 +303,7 @@ def _check_url(where: str, url: str, *, credentials: bool) -> None:
     parts = urlsplit(url)
     if "?" in url or "#" in url:
         raise ConfigError(f"{where} must have no query string or fragment")
-    if credentials and parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if credentials and parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
         raise ConfigError(f"{where}: credentials would travel in clear text; use https")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mappings.enrolments import Enrolment
 from mappings.errors import MappingError, MappingIssue
@@ -106,7 +107,8 @@ def _push_subjects(client: FhirClient, enrolments: list[Enrolment], study_ref: s
         return
     answers = iter(response.get("entry") or [])
     for e, entries in mapped:
-        got = [next(answers, {}).get("response") or {} for _ in entries]
+        empty: dict[str, Any] = {}
+        got: list[dict[str, Any]] = [next(answers, empty).get("response") or {} for _ in entries]
         subject = entry_result("ResearchSubject", got[-1])
         patient = entry_result("Patient", got[0]).outcome if len(got) > 1 else None
         result.add(RowOutcome(key=e.subject_id, outcome=subject.outcome, reference=subject.reference,

@@ -76,7 +76,7 @@ def check(name: str, data: Any) -> None:
     except fastjsonschema.JsonSchemaException as fast_error:
         error = best_match(_validator(name).iter_errors(data))
         if error is None:  # the engines disagree: refuse, with what the fast one said
-            raise InputError(fast_error.message) from None
+            raise InputError(str(fast_error)) from None
     message = error.message
     if len(message) > 200:
         message = message[:197] + "..."

@@ -4,6 +4,7 @@ and never a traceback.  This module is the one place that turns exceptions into 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -38,12 +39,12 @@ class RequestError(TrialbridgeError):
         super().__init__(message)
 
 
-def fhir_response(body: dict, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def fhir_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON answer with the FHIR media type (decimals written exactly)."""
     return Response(fhirjson.dumps(body), status=status, mimetype=FHIR_JSON, headers=headers)
 
 
-def outcome_response(status: int, diagnostics: str, **kwargs) -> Response:
+def outcome_response(status: int, diagnostics: str, **kwargs: Any) -> Response:
     return fhir_response(operation_outcome(status, diagnostics, **kwargs), status)
 
 

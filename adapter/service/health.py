@@ -8,6 +8,7 @@ that has not answered by then is reported not ready (its check runs on, bounded 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
 
 from flask import Blueprint, Response
 
@@ -40,14 +41,14 @@ def ready() -> Response:
     return fhir_response({"status": "ready" if ok else "not ready", "servers": servers}, 200 if ok else 503)
 
 
-def _check(current: ServiceState, name: str) -> dict:
+def _check(current: ServiceState, name: str) -> dict[str, Any]:
     try:
         return {"ready": True, "fhirVersion": current.client(name).check_version()}
     except FhirClientError as exc:
         return {"ready": False, "error": str(exc)}
 
 
-def _answer(future: Future, seconds: float) -> dict:
+def _answer(future: Future[dict[str, Any]], seconds: float) -> dict[str, Any]:
     if not future.done():
         return {"ready": False, "error": f"no answer within ready_deadline={seconds:g}s"}
     return future.result()

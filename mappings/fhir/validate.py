@@ -119,7 +119,7 @@ def _values_validator(models_package: str, type_name: str) -> Any:
     if validator is None:
         return lambda values: False
     if isinstance(validator, _Adapter):
-        many = TypeAdapter(list[validator.type])
+        many: TypeAdapter[list[Any]] = TypeAdapter(list[validator.type])  # type: ignore[name-defined]  # a type known at run time
 
         def primitives(values: list[Any]) -> bool:
             try:
@@ -394,65 +394,75 @@ class _Checker:
     def _node(self, node: Any, elem: str, where: str, ext_key: str | None,
               found: list[tuple[str, JSON]] | None) -> Any:
         if isinstance(node, dict):
-            if not node:
-                self.add(where, "empty object (ele-1)")
-            changes: dict[str, Any] | None = None
-            plain = self.plain
-            for key, value in node.items():
-                if type(value) is str and value:
-                    is_plain = plain.get(key)
-                    if is_plain or (is_plain is None and self.tables.learn_plain(key)):
-                        continue  # the common case: nothing to check, nothing to strip
-                here = where + "." + key
-                kept = value
-                if not value and (value is None or value == "" or value == [] or value == {}):
-                    self.add(here, "empty or null value (ele-1)")
-                    if key in _EXTENSION_KEYS and isinstance(value, list):
-                        kept = _DROP
-                elif key in _EXTENSION_KEYS:
-                    sub_elem = elem + "." + key
-                    if isinstance(value, list):
-                        for j, x in enumerate(value):
-                            self.extension(x, ext_key, sub_elem, f"{here}[{j}]", found)
-                        kept = _DROP
-                    else:
-                        self.extension(value, ext_key, sub_elem, here + "[0]", None)
-                        if found is not None:
-                            kept = _without_extensions(value, here, found)
-                elif key == "contained" and isinstance(value, list):
-                    kept = self.contained(value, here, found)
-                else:
-                    if key == "reference" and isinstance(value, str):
-                        self.reference(value, elem, here, ext_key)
-                    elif key in self.binding_leaves and isinstance(value, str):
-                        if self._bad_root:
-                            raise TypeError(self._bad_root)
-                        self.binding(elem + "." + key, value, here)
-                    if isinstance(value, _CONTAINERS):
-                        kept = self._node(value, elem + "." + key, here, ext_key, found)
-                    else:
-                        self.json_type(key, value, here)
-                if kept is not value and found is not None:
-                    if changes is None:
-                        changes = {}
-                    changes[key] = _DROP if kept is _DROP or (kept == {} and value != {}) else kept
-            if changes is None:
-                return node
-            return {k: changes.get(k, v) for k, v in node.items() if changes.get(k) is not _DROP}
+            return self._object(node, elem, where, ext_key, found)
         if isinstance(node, list):
-            out: list[Any] | None = None
-            for j, item in enumerate(node):
-                if not isinstance(item, _CONTAINERS):
-                    if item is None:
-                        self.add(f"{where}[{j}]", "null in array (ele-1)")
-                    continue  # a primitive in an array: nothing to check
-                kept = self._node(item, elem, f"{where}[{j}]", ext_key, found)
-                if kept is not item:
-                    if out is None:
-                        out = list(node)
-                    out[j] = kept
-            return node if out is None else out
+            return self._array(node, elem, where, ext_key, found)
         return node
+
+    def _object(self, node: JSON, elem: str, where: str, ext_key: str | None,
+                found: list[tuple[str, JSON]] | None) -> Any:
+        if not node:
+            self.add(where, "empty object (ele-1)")
+        changes: dict[str, Any] | None = None
+        plain = self.plain
+        for key, value in node.items():
+            if type(value) is str and value:
+                is_plain = plain.get(key)
+                if is_plain or (is_plain is None and self.tables.learn_plain(key)):
+                    continue  # the common case: nothing to check, nothing to strip
+            kept = self._member(key, value, elem, where + "." + key, ext_key, found)
+            if kept is not value and found is not None:
+                if changes is None:
+                    changes = {}
+                changes[key] = _DROP if kept is _DROP or (kept == {} and value != {}) else kept
+        if changes is None:
+            return node
+        return {k: changes.get(k, v) for k, v in node.items() if changes.get(k) is not _DROP}
+
+    def _member(self, key: str, value: Any, elem: str, here: str, ext_key: str | None,
+                found: list[tuple[str, JSON]] | None) -> Any:
+        """One member of an object checked; what is kept of it (``_DROP``: nothing)."""
+        if not value and (value is None or value == "" or value == [] or value == {}):
+            self.add(here, "empty or null value (ele-1)")
+            return _DROP if key in _EXTENSION_KEYS and isinstance(value, list) else value
+        if key in _EXTENSION_KEYS:
+            return self._extensions(value, elem + "." + key, here, ext_key, found)
+        if key == "contained" and isinstance(value, list):
+            return self.contained(value, here, found)
+        if key == "reference" and isinstance(value, str):
+            self.reference(value, elem, here, ext_key)
+        elif key in self.binding_leaves and isinstance(value, str):
+            if self._bad_root:
+                raise TypeError(self._bad_root)
+            self.binding(elem + "." + key, value, here)
+        if isinstance(value, _CONTAINERS):
+            return self._node(value, elem + "." + key, here, ext_key, found)
+        self.json_type(key, value, here)
+        return value
+
+    def _extensions(self, value: Any, sub_elem: str, here: str, ext_key: str | None,
+                    found: list[tuple[str, JSON]] | None) -> Any:
+        if isinstance(value, list):
+            for j, x in enumerate(value):
+                self.extension(x, ext_key, sub_elem, f"{here}[{j}]", found)
+            return _DROP
+        self.extension(value, ext_key, sub_elem, here + "[0]", None)
+        return _without_extensions(value, here, found) if found is not None else value
+
+    def _array(self, node: list[Any], elem: str, where: str, ext_key: str | None,
+               found: list[tuple[str, JSON]] | None) -> Any:
+        out: list[Any] | None = None
+        for j, item in enumerate(node):
+            if not isinstance(item, _CONTAINERS):
+                if item is None:
+                    self.add(f"{where}[{j}]", "null in array (ele-1)")
+                continue  # a primitive in an array: nothing to check
+            kept = self._node(item, elem, f"{where}[{j}]", ext_key, found)
+            if kept is not item:
+                if out is None:
+                    out = list(node)
+                out[j] = kept
+        return node if out is None else out
 
     def contained(self, resources: list[Any], where: str, found: list[tuple[str, JSON]] | None) -> Any:
         """Each contained resource walked from its own type (references ``#id`` resolve in it)."""
