@@ -203,7 +203,7 @@ def _registration(ctx: WriteContext) -> JSON | None:
 
 def _status(ctx: WriteContext) -> tuple[str, JSON]:
     """R4 status code (required binding) and the ctgov-status extension with the exact value."""
-    spec, value = ctx.table["status"], ctx.p.overall_status
+    spec, value = ctx.table["research_study_status"], ctx.p.overall_status
     if value is None:
         return spec["fallback"], ext(R4Ext.CTGOV_STATUS, valueCodeableConcept={
             "extension": [ext(DATA_ABSENT_REASON, valueCode="unknown")]})
@@ -327,7 +327,7 @@ def _read_status(r: ReadContext, rs: JSON) -> str | None:
     code = rs.get("status")
     if code is None:
         return None
-    value = r.table["status"]["read"].get(code)
+    value = r.table["research_study_status"]["read"].get(code)
     if value is None:
         r.issues.append(MappingIssue("overall_status", "R4 status without a ClinicalTrials.gov equivalent; "
                                      "kept as text", code))
