@@ -10,6 +10,7 @@ screening listed in ``to_confirm``.  How conditions, labs and units are read: ``
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -17,6 +18,7 @@ from decimal import Decimal
 from .. import units
 from .dates import completed, date_bounds, shift
 from .model import (
+    FOREIGN_SOURCES,
     AgeTest,
     AllOf,
     AnyOf,
@@ -39,11 +41,13 @@ from .model import (
     PatientFacts,
     PregnancyTest,
     SexTest,
+    Status,
     Test,
     Verdict,
     VerdictStatus,
 )
 from .tables import ALL_SEXES, load_table, tables
+from .terminology import CodeMatch, Membership, Terminology, analyte_codes, concept_match
 
 __all__ = ["concept_coding", "convert", "evaluate", "evaluate_test"]
 
@@ -51,6 +55,7 @@ _PRESENT = frozenset({"active", "recurrence", "relapse"})
 _UNCERTAIN_VERIFICATION = frozenset({"unconfirmed", "provisional", "differential"})
 _VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 _NEAR = Decimal("0.01")
+_DOUBT = frozenset({Membership.RELATED, Membership.NAMED, Membership.UNCHECKED})
 
 Result = tuple[Outcome, str, tuple[Evidence, ...]]
 
@@ -60,27 +65,13 @@ Result = tuple[Outcome, str, tuple[Evidence, ...]]
 # --------------------------------------------------------------------------------------------------
 
 
-def _icd_match(code: str, patterns: tuple[str, ...]) -> bool:
-    c = code.upper().replace(".", "").strip()
-    for p in patterns:
-        if "-" in p:
-            lo, hi = (x.replace(".", "") for x in p.upper().split("-", 1))
-            if lo <= c[: len(lo)] <= hi:
-                return True
-        elif c.startswith(p.upper().replace(".", "")):
-            return True
-    return False
-
-
-def concept_coding(fact: ConditionFact, concept: Concept) -> Coding | None:
-    """The coding of ``fact`` that matches ``concept`` (SNOMED exactly, ICD-10 by prefix), if any."""
-    for c in fact.codings:
-        sys = (c.system or "").lower()
-        if "snomed" in sys and c.code in concept.snomed:
-            return c
-        if ("icd-10" in sys or "icd10" in sys) and _icd_match(c.code, concept.icd10):
-            return c
-    return None
+def concept_coding(
+    fact: ConditionFact, concept: Concept, terminology: Terminology | None = None
+) -> Coding | None:
+    """The coding of ``fact`` that puts it in ``concept``'s value set (SNOMED CT code or descendant,
+    ICD-10 by prefix or range, an equivalent), if any (:func:`.terminology.concept_match`)."""
+    m = concept_match(fact, concept, terminology)
+    return m.coding if m.membership is Membership.MEMBER else None
 
 
 def _state(f: ConditionFact, as_of: datetime.date, ever: bool) -> str:
@@ -102,12 +93,14 @@ def _state(f: ConditionFact, as_of: datetime.date, ever: bool) -> str:
     return "present"
 
 
-def _cond_evidence(f: ConditionFact, coding: Coding, state: str) -> Evidence:
+def _cond_evidence(f: ConditionFact, coding: Coding, state: str, m: CodeMatch | None = None) -> Evidence:
     status = f.clinical_status or "no clinical status"
     if f.verification_status:
         status += f", {f.verification_status}"
+    indirect = m is not None and (" is a descendant of " in m.why or " = ICD-10 " in m.why)
+    how = f"; {m.why}" if m is not None and indirect else ""
     return Evidence(
-        f"{coding.display or f.text or coding.code} ({state}: {status})",
+        f"{coding.display or f.text or coding.code} ({state}: {status}{how})",
         f.reference,
         f"{coding.system or ''}|{coding.code}",
         f.onset or f.recorded,
@@ -133,37 +126,53 @@ def _duration_ok(
     return None if earliest_ok else False
 
 
-def _eval_condition(test: ConditionTest, p: PatientFacts) -> Result:
+def _duration_result(
+    test: ConditionTest, present: list[tuple[ConditionFact, Coding]], uncertain: bool, p: PatientFacts
+) -> Result:
+    name, d = test.concept.display, test.duration
+    assert d is not None
+    ok = [
+        (f, c, _duration_ok(date_bounds(f.onset) or (None if d.within else date_bounds(f.recorded)),
+                            d, p.as_of))
+        for f, c in present
+    ]
+    good = [(f, c) for f, c, v in ok if v]
+    if good:
+        return (
+            Outcome.MET,
+            f"{name} recorded, {d.describe()}",
+            tuple(_cond_evidence(f, c, "present") for f, c in good),
+        )
+    ev = tuple(_cond_evidence(f, c, "present") for f, c, _ in ok)
+    if any(v is None for _, _, v in ok) or uncertain:
+        return Outcome.UNKNOWN, f"{name} recorded but its dates cannot show {d.describe()}", ev
+    return Outcome.NOT_MET, f"{name} recorded, but not {d.describe()}", ev
+
+
+def _doubt_evidence(f: ConditionFact, m: CodeMatch) -> Evidence:
+    c = m.coding
+    return Evidence(
+        f"{(c.display if c else None) or f.text or 'condition'}: {m.why}",
+        f.reference,
+        f"{c.system or ''}|{c.code}" if c else None,
+        f.onset or f.recorded,
+    )
+
+
+def _eval_condition(test: ConditionTest, p: PatientFacts, term: Terminology | None = None) -> Result:
     name = test.concept.display
-    found = [(f, c) for f in p.conditions if (c := concept_coding(f, test.concept)) is not None]
+    matches = [(f, concept_match(f, test.concept, term)) for f in p.conditions]
+    found = [(f, m.coding) for f, m in matches if m.membership is Membership.MEMBER and m.coding]
     states = [(f, c, _state(f, p.as_of, test.ever)) for f, c in found]
     present = [(f, c) for f, c, s in states if s == "present"]
     uncertain = [(f, c) for f, c, s in states if s == "uncertain"]
     if present and test.duration is not None:
-        d = test.duration
-        ok = [
-            (
-                f,
-                c,
-                _duration_ok(
-                    date_bounds(f.onset) or (None if d.within else date_bounds(f.recorded)), d, p.as_of
-                ),
-            )
-            for f, c in present
-        ]
-        good = [(f, c) for f, c, v in ok if v]
-        if good:
-            return (
-                Outcome.MET,
-                f"{name} recorded, {d.describe()}",
-                tuple(_cond_evidence(f, c, "present") for f, c in good),
-            )
-        ev = tuple(_cond_evidence(f, c, "present") for f, c, _ in ok)
-        if any(v is None for _, _, v in ok) or uncertain:
-            return Outcome.UNKNOWN, f"{name} recorded but its dates cannot show {d.describe()}", ev
-        return Outcome.NOT_MET, f"{name} recorded, but not {d.describe()}", ev
+        return _duration_result(test, present, bool(uncertain), p)
     if present:
-        return Outcome.MET, f"{name} recorded", tuple(_cond_evidence(f, c, "present") for f, c in present)
+        by_ref = {f.reference: m for f, m in matches}
+        return Outcome.MET, f"{name} recorded", tuple(
+            _cond_evidence(f, c, "present", by_ref[f.reference]) for f, c in present
+        )
     if uncertain:
         return (
             Outcome.UNKNOWN,
@@ -175,6 +184,18 @@ def _eval_condition(test: ConditionTest, p: PatientFacts) -> Result:
             Outcome.UNKNOWN,
             f"no Condition recorded for the patient: cannot tell whether {name} is present",
             (),
+        )
+    doubtful = [
+        (f, m)
+        for f, m in matches
+        if m.membership in _DOUBT and _state(f, p.as_of, test.ever) != "absent"
+    ]
+    if doubtful:
+        return (
+            Outcome.UNKNOWN,
+            f"needs review: no record coded as {name}, but "
+            + "; ".join(f"{f.reference}: {m.why}" for f, m in doubtful),
+            tuple(_doubt_evidence(f, m) for f, m in doubtful),
         )
     ev = tuple(_cond_evidence(f, c, "absent") for f, c, _ in states)
     extra = " (only resolved/inactive/refuted records)" if ev else ""
@@ -226,11 +247,13 @@ def _lab_results(
     test: LabTest, p: PatientFacts
 ) -> tuple[list[tuple[tuple[datetime.date, datetime.date], ObservationFact]], int]:
     """The test's lab results up to the evaluation date (and in its window), oldest first; how many
-    had no date."""
+    had no date.  An Observation's components with the lab's codes count as results of their own;
+    so do LOINC codes of the same analyte (``terminology.json``)."""
+    codes = tuple(analyte_codes(test.lab.id, test.lab.loinc))
     dated = []
     undated = 0
-    for o in p.observations:
-        if not _has_loinc(o, test.lab.loinc):
+    for o in (x for obs in p.observations for x in (obs, *obs.components)):
+        if not _has_loinc(o, codes):
             continue
         b = date_bounds(o.effective)
         if b is None:
@@ -244,12 +267,50 @@ def _lab_results(
     return dated, undated
 
 
+def _numeric_result(o: ObservationFact) -> tuple[str | None, str]:
+    """A numeric result of a qualitative test read as positive/negative against its own reference
+    range high bound (the assay's cut-off), or why it cannot be."""
+    if o.value is None:
+        return None, f"no value ({o.value_text or 'none'})"
+    if o.reference_high is None:
+        shown = f"{o.value} {o.unit or ''}".strip()
+        return None, f"numeric {shown} without interpretation or reference range"
+    high = convert(o.reference_high, o.reference_high_unit or o.unit, o.unit)
+    if high is None:
+        return None, "reference range unit differs from the result unit"
+    if o.value_comparator or o.value == high:
+        return None, f"{o.value_comparator or ''}{o.value} against cut-off {high}: cannot tell"
+    return ("positive" if o.value > high else "negative"), f"{o.value} against cut-off {high}"
+
+
+def _qualitative_results(
+    dated: list[tuple[tuple[datetime.date, datetime.date], ObservationFact]],
+) -> tuple[list[tuple[tuple[datetime.date, datetime.date], ObservationFact]], list[Evidence]]:
+    """The results with a positive/negative reading (a numeric one read against its cut-off), and
+    the evidence of those not used, with why."""
+    used, unused = [], []
+    for b, o in dated:
+        if o.result:
+            used.append((b, o))
+            continue
+        reading, why = _numeric_result(o)
+        if reading:
+            used.append((b, dataclasses.replace(o, result=reading)))
+        else:
+            unused.append(_obs_evidence(o, f"not used: {why}"))
+    return used, unused
+
+
 def _eval_lab(test: LabTest, p: PatientFacts) -> Result:
     lab = test.lab
     dated, undated = _lab_results(test, p)
     note = f" ({undated} undated result(s) not used)" if undated else ""
     if lab.qualitative:
-        return _eval_qualitative(test, [(b, o) for b, o in dated if o.result], p, note)
+        used, unused = _qualitative_results(dated)
+        o, reason, ev = _eval_qualitative(test, used, p, note)
+        if unused:
+            reason += f" ({len(unused)} result(s) not used: see evidence)"
+        return o, reason, ev + tuple(unused)
     with_value = [(b, o) for b, o in dated if o.value is not None]
     if not with_value:
         return Outcome.UNKNOWN, f"no {lab.display} result{' in the window' if dated else ''}{note}", ()
@@ -425,6 +486,10 @@ def _eval_pregnancy(test: PregnancyTest, p: PatientFacts) -> Result:
 
 
 def _eval_age(test: AgeTest, p: PatientFacts) -> Result:
+    if p.deceased:
+        when = f" on {p.deceased_date}" if p.deceased_date else ""
+        ev = (Evidence("deceased", p.reference, p.deceased_date or "true", p.deceased_date),)
+        return Outcome.UNKNOWN, f"the patient died{when}: age not evaluated", ev
     b = date_bounds(p.birth_date)
     if b is None:
         return Outcome.UNKNOWN, "no birth date", ()
@@ -502,18 +567,19 @@ def _combine(parts: list[Result], any_of: bool) -> Result:
     return other, "; ".join(r[1] for r in parts), _unique(e for r in parts for e in r[2])
 
 
-def evaluate_test(test: Test, p: PatientFacts) -> Result:
-    """``(outcome, reason, evidence)`` of one test for the patient (three-valued)."""
+def evaluate_test(test: Test, p: PatientFacts, terminology: Terminology | None = None) -> Result:
+    """``(outcome, reason, evidence)`` of one test for the patient (three-valued); condition codes
+    are matched by value set with ``terminology`` (default: the shipped table)."""
     if isinstance(test, AnyOf):
-        return _combine([evaluate_test(t, p) for t in test.tests], any_of=True)
+        return _combine([evaluate_test(t, p, terminology) for t in test.tests], any_of=True)
     if isinstance(test, AllOf):
-        return _combine([evaluate_test(t, p) for t in test.tests], any_of=False)
+        return _combine([evaluate_test(t, p, terminology) for t in test.tests], any_of=False)
     if isinstance(test, Not):
-        o, reason, ev = evaluate_test(test.test, p)
+        o, reason, ev = evaluate_test(test.test, p, terminology)
         flipped = {Outcome.MET: Outcome.NOT_MET, Outcome.NOT_MET: Outcome.MET}.get(o, o)
         return flipped, f"not: {reason}", ev
     if isinstance(test, ConditionTest):
-        return _eval_condition(test, p)
+        return _eval_condition(test, p, terminology)
     if isinstance(test, LabTest):
         return _eval_lab(test, p)
     if isinstance(test, PregnancyTest):
@@ -525,18 +591,54 @@ def evaluate_test(test: Test, p: PatientFacts) -> Result:
     return _eval_healthy(test, p)
 
 
-def _results(c: Criterion, p: PatientFacts) -> list[CriterionResult]:
+def _results(c: Criterion, p: PatientFacts, term: Terminology | None) -> list[CriterionResult]:
     if c.computable and c.test is not None:
-        outcome, reason, evidence = evaluate_test(c.test, p)
+        outcome, reason, evidence = evaluate_test(c.test, p, term)
         return [CriterionResult(c, outcome, reason, evidence)]
     if c.children and c.combine == "each":
-        return [r for child in c.children for r in _results(child, p)]
+        return [r for child in c.children for r in _results(child, p, term)]
     return [CriterionResult(c, Outcome.NOT_COMPUTABLE, c.reason)]
 
 
-def evaluate(criteria: Sequence[Criterion], patient: PatientFacts) -> Verdict:
+#: The criterion every study has without saying it: the participant is alive.
+ALIVE = Criterion(
+    "Patient is alive",
+    Kind.INCLUSION,
+    Status.COMPUTABLE,
+    "computable: Patient.deceased[x]",
+    source="vital_status",
+)
+
+
+def _alive(p: PatientFacts) -> CriterionResult:
+    when = f" on {p.deceased_date}" if p.deceased_date else ""
+    field = "deceasedDateTime" if p.deceased_date else "deceasedBoolean"
+    ev = Evidence(f"Patient.{field}", p.reference, p.deceased_date or "true", p.deceased_date)
+    return CriterionResult(ALIVE, Outcome.NOT_MET, f"the patient died{when}: not screened", (ev,))
+
+
+def _vacuous(test: Test | None) -> bool:
+    """A test that every patient meets (any sex, healthy volunteers accepted): it assesses nothing."""
+    if isinstance(test, SexTest):
+        return test.allowed >= ALL_SEXES
+    return isinstance(test, HealthyVolunteerTest) and test.accepts
+
+
+def _cannot_assess(results: Sequence[CriterionResult]) -> bool:
+    """No criterion that tells patients apart was evaluated, or the study has criteria we could not
+    read (a Group or EvidenceVariable written elsewhere)."""
+    assessed = any(r.criterion.computable and not _vacuous(r.criterion.test) for r in results)
+    unread = any(r.criterion.source in FOREIGN_SOURCES and not r.criterion.computable for r in results)
+    return unread or not assessed
+
+
+def evaluate(
+    criteria: Sequence[Criterion], patient: PatientFacts, terminology: Terminology | None = None
+) -> Verdict:
     """Evaluate every criterion for the patient and give the verdict (see the module docstring)."""
-    results = [r for c in criteria for r in _results(c, patient)]
+    results = [r for c in criteria for r in _results(c, patient, terminology)]
+    if patient.deceased:
+        results.insert(0, _alive(patient))
     failed = tuple(r for r in results if r.criterion.kind is Kind.INCLUSION and r.outcome is Outcome.NOT_MET)
     excluded = tuple(r for r in results if r.criterion.kind is Kind.EXCLUSION and r.outcome is Outcome.MET)
     unknown = tuple(r for r in results if r.outcome is Outcome.UNKNOWN)
@@ -544,6 +646,8 @@ def evaluate(criteria: Sequence[Criterion], patient: PatientFacts) -> Verdict:
     confirm = tuple(r for r in results if r.outcome is Outcome.NOT_COMPUTABLE and r.criterion.at_screening)
     if failed or excluded:
         status = VerdictStatus.NOT_ELIGIBLE
+    elif _cannot_assess(results):
+        status = VerdictStatus.CANNOT_ASSESS
     elif unknown or review:
         status = VerdictStatus.NEEDS_REVIEW
     else:
