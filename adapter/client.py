@@ -264,6 +264,11 @@ class FhirClient:
                 return exc.operation_outcome
             raise
 
+    def operation(self, path: str, params: Params = None) -> Resource:
+        """``GET [base]/<path>`` of a read-only operation (``ValueSet/$validate-code``...): its
+        Parameters resource."""
+        return self._resource(_Call("GET", f"{self.base_url}/{path}", params=params), "Parameters")
+
     # -- search -------------------------------------------------------------------------------
 
     def search(self, resource_type: str, params: Params = None) -> Iterator[Resource]:

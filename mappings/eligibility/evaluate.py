@@ -655,3 +655,4 @@ def evaluate(
     return Verdict(
         status, tuple(results), failed, excluded, unknown, review, confirm, patient.as_of, patient.reference
     )
+
