@@ -42,9 +42,9 @@ from mappings.eligibility import (
     patient_facts_from_fhir,
     recognise_eligibility,
 )
-from mappings.eligibility.model import Evidence
+from mappings.eligibility.model import FOREIGN_SOURCES, Evidence
 from mappings.eligibility.recognise import load_table
-from mappings.eligibility.terminology import Terminology
+from mappings.eligibility.terminology import Terminology, analyte_codes
 from mappings.eligibility.unused import not_used
 from mappings.errors import InputError, MappingIssue
 from mappings.fhir import read_bundle
@@ -111,13 +111,13 @@ def _all_tests(criteria: Iterable[Criterion]) -> Iterator[Test]:
 
 
 def needed_observation_codes(criteria: Sequence[Criterion]) -> list[str]:
-    """``system|code`` tokens of the Observations the criteria read (labs' LOINC codes, pregnancy
-    and breastfeeding status), sorted, each once."""
+    """``system|code`` tokens of the Observations the criteria read (labs' LOINC codes and those of
+    the same analyte, pregnancy and breastfeeding status), sorted, each once."""
     status = load_table("eligibility_labs.json")["status"]
     tokens: set[str] = set()
     for test in _all_tests(criteria):
         if isinstance(test, LabTest):
-            tokens.update(f"{LOINC}|{c}" for c in test.lab.loinc)
+            tokens.update(f"{LOINC}|{c}" for c in analyte_codes(test.lab.id, test.lab.loinc))
         elif isinstance(test, PregnancyTest):
             spec = status["pregnancy" if test.state == "pregnant" else "breastfeeding"]
             tokens.update(f"{LOINC}|{c}" for c in spec["loinc"])
@@ -126,13 +126,19 @@ def needed_observation_codes(criteria: Sequence[Criterion]) -> list[str]:
 
 
 def patient_resources(client: FhirClient, patient: Resource, codes: Sequence[str]) -> Iterator[Resource]:
-    """The Patient, then its Conditions, then its Observations with one of ``codes`` (streamed)."""
+    """The Patient, then its Conditions, then its Observations with one of ``codes`` as their code or
+    a component's (streamed; an Observation matching both ways is given once)."""
     subject = f"Patient/{patient['id']}"
     yield patient
     yield from client.search("Condition", {"subject": subject, "_count": PAGE_SIZE})
     if codes:
-        yield from client.search("Observation", {"subject": subject, "code": ",".join(codes),
-                                                 "_count": PAGE_SIZE})
+        seen: set[str] = set()
+        for param in ("code", "component-code"):
+            for r in client.search("Observation", {"subject": subject, param: ",".join(codes),
+                                                   "_count": PAGE_SIZE}):
+                if r.get("resourceType") != "Observation" or r.get("id") not in seen:
+                    seen.add(str(r.get("id")))
+                    yield r
 
 
 @dataclass
@@ -159,7 +165,10 @@ class PrescreenResult:
                 walk(child, f"{label}.{n}")
 
         for c in self.criteria:
-            walk(c, c.source if c.source != "criteria" else f"{c.kind.value} {c.position}")
+            if c.source in FOREIGN_SOURCES:
+                walk(c, f"{c.source} {c.position}")
+            else:
+                walk(c, c.source if c.source != "criteria" else f"{c.kind.value} {c.position}")
         return out
 
     def rows(self) -> list[dict[str, Any]]:
