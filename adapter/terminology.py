@@ -26,12 +26,13 @@ from .errors import FhirClientError, FhirHttpError
 
 __all__ = ["ServerTerminology", "configured", "is_a_url", "load", "value_sets"]
 
-VALUE_SET_BASE = "https://trialbridge.dev/fhir/ValueSet/is-a-"
+VALUE_SET_BASE = "https://trialbridge.dev/fhir/ValueSet/"
 
 
-def is_a_url(code: str) -> str:
-    """The canonical URL of the value set of ``code`` and its descendants."""
-    return VALUE_SET_BASE + code
+def is_a_url(code: str, prefix: str = "") -> str:
+    """The canonical URL of the value set of ``code`` and its descendants (``prefix``: a namespace
+    for a set loaded side by side with others, e.g. one per test run)."""
+    return f"{VALUE_SET_BASE}{prefix}is-a-{code}"
 
 
 def _param(p: Resource, name: str) -> Any:
@@ -44,9 +45,10 @@ def _param(p: Resource, name: str) -> Any:
 class ServerTerminology:
     """Subsumption asked of a FHIR terminology service, cached; the shipped table as fallback."""
 
-    def __init__(self, client: FhirClient, snomed_system: str | None = None) -> None:
+    def __init__(self, client: FhirClient, snomed_system: str | None = None, prefix: str = "") -> None:
         self.client = client
         self.snomed_system = snomed_system or SNOMED
+        self.prefix = prefix
         self.fallback = TableTerminology()
         self.cache: dict[tuple[str, str, str], bool | None] = {}
         self.failed: str | None = None
@@ -58,7 +60,7 @@ class ServerTerminology:
     def _validate(self, system: str, ancestor: str, code: str) -> bool | None:
         self.calls += 1
         answer = self.client.operation("ValueSet/$validate-code", {
-            "url": is_a_url(ancestor), "system": self._system(system), "code": code})
+            "url": is_a_url(ancestor, self.prefix), "system": self._system(system), "code": code})
         if _param(answer, "result") is True:
             return True
         message = str(_param(answer, "message") or "")
@@ -104,43 +106,46 @@ def _ancestors() -> set[str]:
     return {c for concept in tables().concepts.values() for c in concept.snomed}
 
 
-def value_sets(snomed_system: str = SNOMED) -> list[Resource]:
-    """The CodeSystem fragment (is-a hierarchy of ``terminology.json``, nested under each concept's
-    first ancestor, further ancestors as ``parent`` properties) and one is-a ValueSet per concept
-    code of the criteria tables."""
-    is_a = load_table("terminology.json")["is_a"]
+def value_sets(snomed_system: str = SNOMED, prefix: str = "",
+               extra: dict[str, list[str]] | None = None) -> list[Resource]:
+    """The CodeSystem fragment (the is-a hierarchy of ``terminology.json`` as nested concepts: a
+    concept with several ancestors is nested under each, the form HAPI's in-memory expansion reads;
+    ``extra``: more ``code -> ancestors``) and one is-a ValueSet per concept code of the tables."""
+    is_a = {c: (e["display"], e["ancestors"]) for c, e in load_table("terminology.json")["is_a"].items()}
+    is_a.update({c: (c, a) for c, a in (extra or {}).items()})
     kids: dict[str | None, list[str]] = {}
-    for code, entry in is_a.items():
-        kids.setdefault(entry["ancestors"][0] if entry["ancestors"] else None, []).append(code)
+    for code, (_, ancestors) in is_a.items():
+        for parent in ancestors or [None]:
+            kids.setdefault(parent, []).append(code)
 
     def node(code: str) -> Resource:
-        out: Resource = {"code": code, "display": is_a[code]["display"]}
-        others = is_a[code]["ancestors"][1:]
-        if others:
-            out["property"] = [{"code": "parent", "valueCode": a} for a in others]
+        out: Resource = {"code": code, "display": is_a[code][0]}
         if kids.get(code):
             out["concept"] = [node(k) for k in kids[code]]
         return out
 
     code_system: Resource = {
-        "resourceType": "CodeSystem", "id": "trialbridge-snomed-fragment", "url": snomed_system,
+        "resourceType": "CodeSystem", "id": f"trialbridge-{prefix}snomed-fragment", "url": snomed_system,
         "status": "active", "content": "fragment", "hierarchyMeaning": "is-a",
         "description": "A fragment of SNOMED CT's is-a hierarchy (mappings/tables/terminology.json).",
-        "property": [{"code": "parent", "type": "code"}],
         "concept": [node(c) for c in kids.get(None, [])],
     }
     out = [code_system]
     for code in sorted(_ancestors() | set(is_a)):
-        out.append({"resourceType": "ValueSet", "id": f"trialbridge-is-a-{code}", "url": is_a_url(code),
+        out.append({"resourceType": "ValueSet", "id": f"trialbridge-{prefix}is-a-{code}",
+                    "url": is_a_url(code, prefix),
                     "status": "active", "compose": {"include": [{"system": snomed_system, "filter": [
                         {"property": "concept", "op": "is-a", "value": code}]}]}})
     return out
 
 
-def load(client: FhirClient, snomed_system: str = SNOMED) -> int:
-    """PUT the CodeSystem fragment and the is-a ValueSets (idempotent ids) in one transaction."""
+def load(client: FhirClient, snomed_system: str = SNOMED, prefix: str = "",
+         extra: dict[str, list[str]] | None = None) -> int:
+    """PUT the CodeSystem fragment and the is-a ValueSets (idempotent ids) in one transaction.
+    (HAPI JPA keeps serving the concepts of a CodeSystem's first version for a while after an
+    update: load a changed fragment under a new ``prefix`` and system URL.)"""
     entries = [{"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-               for r in value_sets(snomed_system)]
+               for r in value_sets(snomed_system, prefix, extra)]
     client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
     return len(entries)
 
