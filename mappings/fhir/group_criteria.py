@@ -182,6 +182,8 @@ def _index(bundle: JSON) -> dict[str, JSON]:
     out: dict[str, JSON] = {}
     for e in bundle.get("entry") or []:
         r = e.get("resource") if isinstance(e, dict) else None
+        if isinstance(r, dict) and isinstance(e.get("fullUrl"), str):
+            out[e["fullUrl"]] = r
         if isinstance(r, dict) and r.get("id"):
             out[f"{r.get('resourceType')}/{r['id']}"] = r
             for c in r.get("contained") or []:
@@ -194,7 +196,7 @@ def _resolve(index: dict[str, JSON], ref: Any) -> JSON | None:
     text = (ref or {}).get("reference") if isinstance(ref, dict) else None
     if not isinstance(text, str):
         return None
-    if text.startswith("#"):
+    if text.startswith("#") or text in index:
         return index.get(text)
     return index.get("/".join(text.split("/")[-2:]))
 
@@ -215,7 +217,7 @@ def foreign_criteria(bundle: JSON) -> list[Criterion]:
     """The criteria a study's eligibility Group / EvidenceVariable states in codes we did not write
     (see the module docstring); ``[]`` when there are none."""
     index = _index(bundle)
-    study = next((r for k, r in index.items() if k.startswith("ResearchStudy/")), None)
+    study = next((r for r in index.values() if r.get("resourceType") == "ResearchStudy"), None)
     if study is None:
         return []
     ref = ((study.get("recruitment") or {}).get("eligibility")

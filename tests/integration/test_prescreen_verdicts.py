@@ -17,6 +17,7 @@ from adapter.client import FhirClient
 from adapter.config import ServerConfig
 from adapter.prescreen import PrescreenResult, prescreen
 from adapter.push import push_protocol
+from mappings.eligibility.model import FOREIGN_SOURCES
 from mappings.sources import read_protocol
 from tests.conftest import SEED
 from tests.integration import verdict_cases as cases
@@ -51,6 +52,7 @@ def test_a_synthea_colon_cancer_code_meets_the_malignancy_exclusion(loaded):
     of 363346000 Malignant neoplastic disease: the exclusion is met, not 'no Malignant neoplastic
     disease'."""
     result = screen(loaded, NCT, "tb-verdict-colon")
+    assert not [c for c in result.criteria if c.source in FOREIGN_SOURCES]  # the seed is ours
     assert result.verdict.status.value == "not eligible"
     hcc = row(result, "Hepatocellular carcinoma or other malignancies")
     assert hcc["outcome"] == "met"
