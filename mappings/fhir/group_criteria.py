@@ -213,6 +213,20 @@ def _group(group: JSON, index: dict[str, JSON]) -> Iterator[Criterion]:
                          "group", n)
 
 
+def _unresolved(ref: Any) -> list[Criterion]:
+    """A reference to criteria that are not in the bundle (another server's EvidenceVariable, as in
+    HL7's R5 example of NCT05503693): one criterion that could not be read, saying where they are."""
+    if not isinstance(ref, dict) or not (ref.get("reference") or ref.get("identifier")):
+        return []
+    where = ref.get("reference") or (ref.get("identifier") or {}).get("value") or "?"
+    kind = ref.get("type") or str(where).rstrip("/").split("/")[-2:][0]
+    source = "evidence-variable" if kind == "EvidenceVariable" else "group"
+    text = ref.get("display") or f"eligibility criteria at {where}"
+    return [Criterion(text, Kind.INCLUSION, Status.NOT_COMPUTABLE,
+                      f"the study's eligibility criteria ({kind} {where}) are not on this server: not read",
+                      source=source, position=1)]
+
+
 def foreign_criteria(bundle: JSON) -> list[Criterion]:
     """The criteria a study's eligibility Group / EvidenceVariable states in codes we did not write
     (see the module docstring); ``[]`` when there are none."""
@@ -224,7 +238,7 @@ def foreign_criteria(bundle: JSON) -> list[Criterion]:
            or next(iter(study.get("enrollment") or []), None))
     target = _resolve(index, ref)
     if target is None:
-        return []
+        return _unresolved(ref)
     if target.get("resourceType") == "EvidenceVariable":
         return list(_evidence_variable(target))
     return list(_group(target, index))

@@ -123,3 +123,7 @@ def test_an_r5_evidence_variable_is_read(loaded, hapi_servers):
     assert result.verdict.status.value == "not eligible"
     assert [r.criterion.source for r in result.verdict.failed_inclusion] == ["evidence-variable"]
     assert screen(r5, cases.EV_NCT, "tb-verdict-adult-hcc").verdict.status.value == "not eligible"
+    # HL7's NCT05503693 example: its criteria are an EvidenceVariable on another server
+    hl7 = screen(r5, cases.HL7_NCT, "tb-verdict-ten")
+    assert hl7.verdict.status.value == "cannot assess"
+    assert "not on this server" in hl7.verdict.review[0].criterion.reason

@@ -21,6 +21,7 @@ AS_OF = "2025-06-30"
 VENDOR_NCT = "NCT09000012"
 EMPTY_NCT = "NCT09000024"
 EV_NCT = "NCT09000036"
+HL7_NCT = "NCT05503693"
 HBSAG = "Hepatitis B virus surface Ag [Presence] in Serum or Plasma by Immunoassay"
 HTEST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HTEST"}
 
@@ -118,6 +119,7 @@ def seed_cases() -> dict[str, list[dict[str, Any]]]:
 def vendor_cases() -> dict[str, list[dict[str, Any]]]:
     """Patients for the vendor-written studies."""
     return {
+        "ten": [patient("tb-verdict-ten", "male", "2015-01-15")],
         "child": [patient("tb-verdict-child", "female", "2017-03-01")],
         "adult-hcc": [patient("tb-verdict-adult-hcc", "male", "1970-05-05"),
                       _condition("tb-verdict-adult-hcc", "hcc", "25370001", "Hepatocellular carcinoma",
@@ -181,8 +183,22 @@ def studies(version: str) -> list[dict[str, Any]]:
            _study(version, "tb-verdict-empty", EMPTY_NCT, None)]
     if version == "R5":
         out += [evidence_variable(),
-                _study(version, "tb-verdict-ev-study", EV_NCT, "EvidenceVariable/tb-verdict-ev")]
+                _study(version, "tb-verdict-ev-study", EV_NCT, "EvidenceVariable/tb-verdict-ev"), hl7_study()]
     return out
+
+
+def hl7_study() -> dict[str, Any]:
+    """Shaped after HL7's R5 example ResearchStudy ``example-ctgov-study-record`` (NCT05503693, a
+    ClinicalTrials.gov record transformed by FEvIR): its eligibility is an EvidenceVariable on another
+    server, so nothing of it is on ours.  (The example's absolute ``reference`` to
+    fevir.net is left out: HAPI refuses external references; its logical ``identifier`` is kept.)"""
+    study = _study("R5", "tb-verdict-hl7-ctgov", HL7_NCT, None)
+    study["title"] = "A Safety, Tolerability, and Pharmacokinetics Study of AP303 in Healthy Subjects"
+    study["condition"] = [{"text": "Healthy Subjects"}]
+    study["recruitment"] = {"targetNumber": 62, "eligibility": {
+        "type": "EvidenceVariable",
+        "identifier": {"system": "https://fevir.net/FLI", "value": "NCT05503693 Eligibility Criteria"}}}
+    return study
 
 
 def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:

@@ -80,3 +80,15 @@ def test_a_study_we_wrote_has_no_foreign_criteria():
         groups = [e for e in written["entry"] if e["resource"]["resourceType"] == "Group"]
         assert groups and groups[0]["resource"]["characteristic"]  # the Group is found and read ...
         assert foreign_criteria(written) == []                      # ... and holds only our codes
+
+
+def test_criteria_on_another_server_are_named_as_not_read():
+    """HL7's R5 example for NCT05503693 points its eligibility at an EvidenceVariable on fevir.net."""
+    study = {"resourceType": "ResearchStudy", "id": "example-ctgov-study-record", "recruitment": {
+        "eligibility": {"reference": "https://fevir.net/resources/EvidenceVariable/112075",
+                        "type": "EvidenceVariable"}}}
+    (c,) = foreign_criteria({"resourceType": "Bundle", "entry": [{"resource": study}]})
+    assert c.status is Status.NOT_COMPUTABLE and c.source == "evidence-variable"
+    assert "fevir.net" in c.reason and "not on this server" in c.reason
+    bare = {"resourceType": "ResearchStudy", "id": "x"}
+    assert foreign_criteria({"resourceType": "Bundle", "entry": [{"resource": bare}]}) == []
