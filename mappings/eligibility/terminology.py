@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Protocol
 
 from .model import Coding, Concept, ConditionFact
@@ -99,6 +99,9 @@ class TableTerminology:
         return f"terminology.json ({entry['source']})" if entry else None
 
 
+_TABLE = TableTerminology()
+
+
 def system_of(coding: Coding) -> str | None:
     """The canonical system of a coding (SNOMED, ICD-10, ICD-10-CM, LOINC), loosely recognised."""
     s = (coding.system or "").lower()
@@ -127,9 +130,10 @@ def icd_match(code: str, patterns: Iterable[str]) -> bool:
     return False
 
 
+@cache
 def _words(concept: Concept) -> tuple[str, ...]:
     entry = tables().conditions.get(concept.id) or {}
-    return tuple({concept.display.lower(), *(w.lower() for w in entry.get("synonyms", []))})
+    return tuple(sorted({concept.display.lower(), *(w.lower() for w in entry.get("synonyms", []))}))
 
 
 @cache
@@ -198,31 +202,42 @@ def concept_match(fact: ConditionFact, concept: Concept, term: Terminology | Non
     record are translations of each other); otherwise the record's text and displays decide:
     ``named`` when they name the concept, ``not a member`` when they do not (said so in ``why``),
     ``unchecked`` when the terminology failed (a server error) and nothing names it."""
-    term = term or TableTerminology()
-    answers = [(c, _coding_match(c, concept, term)) for c in fact.codings]
+    if term is None or type(term) is TableTerminology:
+        return _table_match(fact.codings, fact.text, concept)
+    return _match(fact.codings, fact.text, concept, term)
+
+
+@lru_cache(maxsize=1 << 16)
+def _table_match(codings: tuple[Coding, ...], text: str | None, concept: Concept) -> CodeMatch:
+    """:func:`_match` with the shipped table: pure, so remembered (a population repeats its codes)."""
+    return _match(codings, text, concept, _TABLE)
+
+
+def _match(codings: tuple[Coding, ...], text: str | None, concept: Concept, term: Terminology) -> CodeMatch:
+    answers = [(c, _coding_match(c, concept, term)) for c in codings]
     for _, a in answers:
         if a and a.membership is Membership.MEMBER:
             return a
-    for c in fact.codings:
+    for c in codings:
         r = _related(c, concept)
         if r:
             return r
     for _, a in answers:
         if a is not None:
             return a
-    for text in (fact.text, *(c.display for c in fact.codings)):
-        word = names_concept(text, concept)
+    for name in (text, *(c.display for c in codings)):
+        word = names_concept(name, concept)
         if word:
-            coding = fact.codings[0] if fact.codings else None
+            coding = codings[0] if codings else None
             code = f" ({coding.code})" if coding else ""
-            return CodeMatch(Membership.NAMED, coding, f"'{text}'{code} is not in the value set known here, "
+            return CodeMatch(Membership.NAMED, coding, f"'{name}'{code} is not in the value set known here, "
                              f"but its name says '{word}'")
     failed = getattr(term, "failed", None)
     if failed:
-        return CodeMatch(Membership.UNCHECKED, fact.codings[0] if fact.codings else None,
+        return CodeMatch(Membership.UNCHECKED, codings[0] if codings else None,
                          f"the terminology server could not check the code ({failed})")
-    shown = ", ".join(c.code for c in fact.codings) or "no code"
-    return CodeMatch(Membership.NOT_MEMBER, fact.codings[0] if fact.codings else None,
+    shown = ", ".join(c.code for c in codings) or "no code"
+    return CodeMatch(Membership.NOT_MEMBER, codings[0] if codings else None,
                      f"{shown}: not in the value set known here, and its name does not name "
                      f"{concept.display}")
 
