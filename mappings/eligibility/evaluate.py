@@ -128,8 +128,9 @@ def _duration_result(
 
 def _doubt_evidence(f: ConditionFact, m: CodeMatch) -> Evidence:
     c = m.coding
+    name = f.text or (c.display if c else None) or "condition"
     return Evidence(
-        f"{(c.display if c else None) or f.text or 'condition'}: {m.why}",
+        m.why if m.membership is not Membership.UNCHECKED else f"{name}: {m.why}",
         f.reference,
         f"{c.system or ''}|{c.code}" if c else None,
         f.onset or f.recorded,
