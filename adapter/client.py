@@ -264,10 +264,10 @@ class FhirClient:
                 return exc.operation_outcome
             raise
 
-    def operation(self, path: str, params: Params = None) -> Resource:
-        """``GET [base]/<path>`` of a read-only operation (``ValueSet/$validate-code``...): its
-        Parameters resource."""
-        return self._resource(_Call("GET", f"{self.base_url}/{path}", params=params), "Parameters")
+    def operation(self, path: str, params: Params = None, resource_type: str = "Parameters") -> Resource:
+        """``GET [base]/<path>`` of a read-only operation (``ValueSet/$validate-code``, ``$expand``...):
+        its answer, a ``resource_type`` resource."""
+        return self._resource(_Call("GET", f"{self.base_url}/{path}", params=params), resource_type)
 
     # -- search -------------------------------------------------------------------------------
 

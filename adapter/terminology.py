@@ -3,8 +3,8 @@
 :class:`ServerTerminology` answers :class:`mappings.eligibility.terminology.Terminology` -- is code
 B the concept A or one of its descendants? -- from a FHIR server: ``ValueSet/$validate-code``
 against the is-a value set of A (``https://trialbridge.dev/fhir/ValueSet/is-a-<A>``, one per
-concept a criterion names, loaded with :func:`load`), then ``CodeSystem/$subsumes``; every answer is
-cached for the life of the object.  A code the server does not know is asked of the shipped table;
+concept a criterion names, loaded with :func:`load`), then ``CodeSystem/$subsumes``; descendants
+(code lists for searches) by ``ValueSet/$expand``; every answer is cached for the life of the object.  A code the server does not know is asked of the shipped table;
 a server that fails is named in the criterion's reason (``needs review``), never guessed.
 :func:`value_sets` builds the ValueSets and the CodeSystem fragment of ``tables/terminology.json``
 (a real is-a hierarchy) that :func:`load` PUTs (idempotent ids).  :func:`configured` reads the
@@ -52,6 +52,8 @@ class ServerTerminology:
         self.fallback = TableTerminology()
         self.cache: dict[tuple[str, str, str], bool | None] = {}
         self.failed: str | None = None
+        self.expand_failed: str | None = None
+        self.expansions: dict[tuple[str, str], frozenset[str]] = {}
         self.calls = 0
 
     def _system(self, system: str) -> str:
@@ -99,6 +101,27 @@ class ServerTerminology:
 
     def source(self, system: str, code: str) -> str:
         return f"terminology service {self.client.base_url} ($validate-code)"
+
+    def descendants(self, system: str, code: str) -> frozenset[str]:
+        """``code`` and its descendants by ``ValueSet/$expand`` of its is-a value set (cached); the
+        table's when the server cannot expand (remembered in ``expand_failed``: not asked again)."""
+        key = (system, code)
+        if key not in self.expansions:
+            self.expansions[key] = self._expand(system, code)
+        return self.expansions[key]
+
+    def _expand(self, system: str, code: str) -> frozenset[str]:
+        if self.expand_failed is None:
+            try:
+                self.calls += 1
+                answer = self.client.operation("ValueSet/$expand", {"url": is_a_url(code, self.prefix)},
+                                               resource_type="ValueSet")
+                contains = (answer.get("expansion") or {}).get("contains") or []
+                found = {c["code"] for c in contains if isinstance(c, dict) and "code" in c}
+                return frozenset({code} | found)
+            except FhirClientError as exc:
+                self.expand_failed = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return self.fallback.descendants(system, code)
 
 
 def _ancestors() -> set[str]:

@@ -15,7 +15,7 @@ project ships (``tables/terminology.json``, each relation with its source); a te
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache, lru_cache
@@ -30,7 +30,8 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 LOINC = "http://loinc.org"
 
 __all__ = ["ICD10", "ICD10CM", "LOINC", "SNOMED", "CodeMatch", "Membership", "TableTerminology",
-           "Terminology", "analyte_codes", "concept_match", "icd_match", "names_concept", "system_of"]
+           "Terminology", "analyte_codes", "concept_match", "expand", "icd_match", "names_concept",
+           "system_of"]
 
 
 class Membership(StrEnum):
@@ -97,6 +98,12 @@ class TableTerminology:
     def source(self, system: str, code: str) -> str | None:
         entry = _table()["is_a"].get(code) if system == SNOMED else None
         return f"terminology.json ({entry['source']})" if entry else None
+
+    def descendants(self, system: str, code: str) -> frozenset[str]:
+        """``code`` and every code of the fragment under it."""
+        if system != SNOMED:
+            return frozenset({code})
+        return frozenset({code} | {c for c in _table()["is_a"] if code in _closure(c)})
 
 
 _TABLE = TableTerminology()
@@ -240,6 +247,16 @@ def _match(codings: tuple[Coding, ...], text: str | None, concept: Concept, term
     return CodeMatch(Membership.NOT_MEMBER, codings[0] if codings else None,
                      f"{shown}: not in the value set known here, and its name does not name "
                      f"{concept.display}")
+
+
+def expand(concept: Concept, term: Terminology | None = None) -> tuple[Coding, ...]:
+    """The codes of ``concept``'s value set that can be listed (for a server-side search): its SNOMED
+    CT codes with their descendants (the terminology's ``descendants`` if it has one, else the
+    table's), then its ICD-10 codes as written -- they match by prefix and range, which a token
+    search does not do, so a search by them is a pre-filter to be evaluated, never the answer."""
+    descend: Callable[[str, str], frozenset[str]] = getattr(term, "descendants", None) or _TABLE.descendants
+    snomed = sorted({d for c in concept.snomed for d in descend(SNOMED, c)})
+    return tuple(Coding(SNOMED, c) for c in snomed) + tuple(Coding(ICD10, c) for c in concept.icd10)
 
 
 def analyte_codes(lab_id: str, codes: Iterable[str]) -> dict[str, str]:

@@ -71,3 +71,16 @@ def test_value_sets_nest_a_concept_under_each_of_its_ancestors():
 
     pairs = set(codes(code_system["concept"]))
     assert ("19943007", "420054005") in pairs and ("41309000", "420054005") in pairs
+
+
+@responses.activate
+def test_expand_reads_the_expansion_once_and_falls_back_when_the_server_cannot():
+    responses.get(re.compile(re.escape(BASE) + r"/ValueSet/\$expand.*"), json={
+        "resourceType": "ValueSet", "expansion": {"contains": [{"system": SNOMED, "code": "93761005"}]}})
+    t = ServerTerminology(client())
+    assert t.descendants(SNOMED, "363346000") == {"363346000", "93761005"}
+    assert t.descendants(SNOMED, "363346000") == {"363346000", "93761005"} and len(responses.calls) == 1
+    responses.replace(responses.GET, re.compile(re.escape(BASE) + r"/ValueSet/\$expand.*"), status=400,
+                      json={"resourceType": "OperationOutcome", "issue": [{"severity": "error",
+                                                                          "code": "processing"}]})
+    assert t.descendants(SNOMED, "19943007") >= {"420054005"} and t.expand_failed

@@ -1,8 +1,9 @@
 """The terminology server path (adapter/terminology.py) against the real local HAPI R4 server.
 
 HAPI JPA answers ``ValueSet/$validate-code`` by expanding an is-a ValueSet in memory over a
-CodeSystem it stores; its ``$expand`` and ``$subsumes`` need Hibernate Search, which the local
-servers do not run (they answer 500), and it ignores a stored CodeSystem whose URL is
+CodeSystem it stores; its ``$subsumes`` needs Hibernate Search, which the local servers do not run
+(they answer 500), and so does ``$expand`` until HAPI's scheduled job has pre-expanded the stored
+ValueSet (minutes after loading); it ignores a stored CodeSystem whose URL is
 ``http://snomed.info/sct`` for in-memory expansion.  So the fragment is loaded under a project URL
 and named with ``terminology_snomed_system``.  A test-only child concept added on the server (not in
 the shipped table) shows that the server's answer, not the table's, decides.
@@ -97,3 +98,19 @@ def test_a_failing_terminology_service_makes_the_criterion_needs_review(r4):
                            terminology=ServerTerminology(gone, FRAGMENT, RUN))
     assert result.verdict.status.value == "needs review"
     assert "terminology server could not check" in str(result.to_json()["results"])
+
+
+def test_expand_on_hapi_falls_back_on_the_table_once(r4):
+    """HAPI's ``ValueSet/$expand`` of a ValueSet loaded moments ago needs Hibernate Search (not run
+    here): the first failure is remembered, the table answers, and the server is not asked again;
+    once HAPI has pre-expanded it, the server's expansion (with the server-only concept) is used."""
+    with FhirClient(dataclasses.replace(r4, max_retries=0)) as c:
+        t = ServerTerminology(c, FRAGMENT, RUN)
+        expanded = t.descendants(SNOMED, "363346000")
+        calls = t.calls
+        assert t.descendants(SNOMED, "19943007") >= {"420054005"}
+        answer_or_fallback = TableTerminology().descendants(SNOMED, "363346000")
+        if t.expand_failed:
+            assert expanded == answer_or_fallback and t.calls == calls
+        else:  # a HAPI that can expand: the server's answer includes the server-only concept
+            assert TEST_CODE in expanded

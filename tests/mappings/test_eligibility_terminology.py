@@ -81,3 +81,12 @@ def test_every_relation_has_a_source_and_every_ancestor_is_in_the_fragment():
 def test_hbsag_numeric_assays_are_the_same_analyte():
     codes = analyte_codes("hbsag", ("5196-1", "5195-3"))
     assert codes["5196-1"] == "presence" and codes["63557-3"] == "units"
+
+
+def test_a_concept_expands_to_its_descendants_and_icd10_codes():
+    from mappings.eligibility.terminology import expand
+
+    codes = {(c.system, c.code) for c in expand(MALIGNANCY)}
+    assert {(SNOMED, "363346000"), (SNOMED, "93761005"), (SNOMED, "94260004"), (SNOMED, "424132000")} <= codes
+    assert (SNOMED, "19943007") not in codes and ("http://hl7.org/fhir/sid/icd-10", "C00-C97") in codes
+    assert TableTerminology().descendants(SNOMED, "19943007") >= {"420054005", "716203000"}
