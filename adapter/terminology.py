@@ -4,8 +4,9 @@
 B the concept A or one of its descendants? -- from a FHIR server: ``ValueSet/$validate-code``
 against the is-a value set of A (``https://trialbridge.dev/fhir/ValueSet/is-a-<A>``, one per
 concept a criterion names, loaded with :func:`load`), then ``CodeSystem/$subsumes``; descendants
-(code lists for searches) by ``ValueSet/$expand``; every answer is cached for the life of the object.  A code the server does not know is asked of the shipped table;
-a server that fails is named in the criterion's reason (``needs review``), never guessed.
+(code lists for searches) by ``ValueSet/$expand``; every answer is cached for the life of the
+object.  A code the server does not know is asked of the shipped table; a server that fails is
+named in the criterion's reason (``needs review``), never guessed.
 :func:`value_sets` builds the ValueSets and the CodeSystem fragment of ``tables/terminology.json``
 (a real is-a hierarchy) that :func:`load` PUTs (idempotent ids).  :func:`configured` reads the
 server's ``terminology`` setting ("self" or a base URL; ``terminology_snomed_system``: the URL
