@@ -241,7 +241,12 @@ def prescreen(client: FhirClient, nct: str, patient: str, as_of: datetime.date |
     chosen = list(criteria) if criteria is not None else study_criteria(client, nct)
     resources = patient_resources(client, found, needed_observation_codes(chosen))
     facts = patient_facts_from_fhir(resources, day)
-    verdict = evaluate(chosen, facts, terminology if terminology is not None else configured(client))
+    own = configured(client) if terminology is None else None
+    try:
+        verdict = evaluate(chosen, facts, terminology if terminology is not None else own)
+    finally:
+        if own is not None:
+            own.close()
     return PrescreenResult(nct, client.config.name, client.config.fhir_version, f"Patient/{pid}", day,
                            verdict, chosen, list(facts.issues), not_used(verdict, facts))
 

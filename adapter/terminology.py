@@ -46,8 +46,10 @@ def _param(p: Resource, name: str) -> Any:
 class ServerTerminology:
     """Subsumption asked of a FHIR terminology service, cached; the shipped table as fallback."""
 
-    def __init__(self, client: FhirClient, snomed_system: str | None = None, prefix: str = "") -> None:
+    def __init__(self, client: FhirClient, snomed_system: str | None = None, prefix: str = "",
+                 owns_client: bool = False) -> None:
         self.client = client
+        self.owns_client = owns_client
         self.snomed_system = snomed_system or SNOMED
         self.prefix = prefix
         self.fallback = TableTerminology()
@@ -99,6 +101,11 @@ class ServerTerminology:
         except FhirClientError as exc:
             self.failed = f"{self.client.config.name}: {type(exc).__name__}"
         return answer if answer is not None else self.fallback.subsumes(system, ancestor, code)
+
+    def close(self) -> None:
+        """Close the client if this object made it (a terminology service of its own)."""
+        if self.owns_client:
+            self.client.close()
 
     def source(self, system: str, code: str) -> str:
         return f"terminology service {self.client.base_url} ($validate-code)"
@@ -175,7 +182,8 @@ def load(client: FhirClient, snomed_system: str = SNOMED, prefix: str = "",
 
 
 def configured(client: FhirClient) -> ServerTerminology | None:
-    """The terminology service the client's server configuration names, or ``None`` (tables)."""
+    """The terminology service the client's server configuration names, or ``None`` (tables); the
+    caller closes it (:meth:`ServerTerminology.close`)."""
     setting = client.config.terminology
     if not setting:
         return None
@@ -183,4 +191,4 @@ def configured(client: FhirClient) -> ServerTerminology | None:
         return ServerTerminology(client, client.config.terminology_snomed_system)
     name = f"{client.config.name}-terminology"
     config = ServerConfig.from_url(setting, client.config.fhir_version, name=name)
-    return ServerTerminology(FhirClient(config), client.config.terminology_snomed_system)
+    return ServerTerminology(FhirClient(config), client.config.terminology_snomed_system, owns_client=True)
