@@ -432,24 +432,3 @@ def test_a_criterion_of_a_foreign_study_that_could_not_be_read_gives_cannot_asse
     too_old = [patient(birth="1940-01-01"), *eligible_r4()[1:]]
     assert evaluate([*CRITERIA, unread], patient_facts_from_fhir(too_old, AS_OF)).status is (
         VerdictStatus.NOT_ELIGIBLE)
-
-
-def test_numeric_hbsag_is_read_against_its_cut_off_or_named_as_not_used():
-    positive = quantity("num", "5196-1", 250, "[IU]/mL", date="2024-05-01", high=0.05)
-    o, reason, ev = outcome("Positive testing for serum hepatitis B surface antigen", positive)
-    assert o is Outcome.MET and ev[0].reference == "Observation/num"
-    bare = quantity("bare", "5196-1", 250, "[IU]/mL", date="2024-05-01")
-    o, reason, ev = outcome("Positive testing for serum hepatitis B surface antigen", bare)
-    assert o is Outcome.UNKNOWN and "not used" in reason
-    assert ev[0].reference == "Observation/bare"
-    assert "without interpretation or reference range" in str(ev[0].value)
-
-
-def test_a_component_only_hbsag_result_is_read():
-    panel = {"resourceType": "Observation", "id": "panel", "status": "final",
-             "code": {"text": "Hepatitis panel"},
-             "effectiveDateTime": "2024-05-01",
-             "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "5195-3"}]},
-                            "valueCodeableConcept": {"coding": [{"system": SCT, "code": "10828004"}]}}]}
-    o, _, ev = outcome("Positive testing for serum hepatitis B surface antigen", panel)
-    assert o is Outcome.MET and ev[0].reference == "Observation/panel#component[0]"
