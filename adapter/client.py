@@ -264,6 +264,11 @@ class FhirClient:
                 return exc.operation_outcome
             raise
 
+    def operation(self, path: str, params: Params = None, resource_type: str = "Parameters") -> Resource:
+        """``GET [base]/<path>`` of a read-only operation (``ValueSet/$validate-code``, ``$expand``...):
+        its answer, a ``resource_type`` resource."""
+        return self._resource(_Call("GET", f"{self.base_url}/{path}", params=params), resource_type)
+
     # -- search -------------------------------------------------------------------------------
 
     def search(self, resource_type: str, params: Params = None) -> Iterator[Resource]:

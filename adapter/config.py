@@ -125,6 +125,10 @@ class ServerConfig:
     deadline: float = 120.0
     #: Bytes of one answer (decoded); more is refused while streaming, never held.
     max_response_bytes: int = 64 * 1024 * 1024
+    #: The terminology service eligibility codes are checked with ("self": this server; or a base
+    #: URL), and the system URL under which it holds SNOMED CT (adapter/terminology.py).
+    terminology: str | None = None
+    terminology_snomed_system: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:

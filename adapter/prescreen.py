@@ -42,14 +42,19 @@ from mappings.eligibility import (
     patient_facts_from_fhir,
     recognise_eligibility,
 )
+from mappings.eligibility.model import FOREIGN_SOURCES, Evidence
 from mappings.eligibility.recognise import load_table
+from mappings.eligibility.terminology import Terminology, analyte_codes
+from mappings.eligibility.unused import not_used
 from mappings.errors import InputError, MappingIssue
 from mappings.fhir import read_bundle
+from mappings.fhir.group_criteria import foreign_criteria
 from mappings.model import NCT_ID
 
 from .client import FhirClient, Resource
 from .errors import NotFound
 from .pull import pull_study
+from .terminology import configured
 
 __all__ = ["PrescreenResult", "format_table", "needed_observation_codes", "parse_patient", "prescreen",
            "study_criteria"]
@@ -81,10 +86,12 @@ def check_nct(nct: str) -> str:
 
 
 def study_criteria(client: FhirClient, nct: str) -> list[Criterion]:
-    """The study's criteria as read from the server: pulled, mapped back, parsed and recognised."""
+    """The study's criteria as read from the server: pulled, mapped back, parsed and recognised,
+    then those its Group / EvidenceVariable states in codes written elsewhere
+    (:func:`mappings.fhir.group_criteria.foreign_criteria`)."""
     bundle = pull_study(client, check_nct(nct))
     protocol = read_bundle(bundle, client.config.fhir_version).protocol
-    return recognise_eligibility(protocol.eligibility)
+    return recognise_eligibility(protocol.eligibility) + foreign_criteria(bundle)
 
 
 def _tests(test: Test) -> Iterator[Test]:
@@ -104,13 +111,13 @@ def _all_tests(criteria: Iterable[Criterion]) -> Iterator[Test]:
 
 
 def needed_observation_codes(criteria: Sequence[Criterion]) -> list[str]:
-    """``system|code`` tokens of the Observations the criteria read (labs' LOINC codes, pregnancy
-    and breastfeeding status), sorted, each once."""
+    """``system|code`` tokens of the Observations the criteria read (labs' LOINC codes and those of
+    the same analyte, pregnancy and breastfeeding status), sorted, each once."""
     status = load_table("eligibility_labs.json")["status"]
     tokens: set[str] = set()
     for test in _all_tests(criteria):
         if isinstance(test, LabTest):
-            tokens.update(f"{LOINC}|{c}" for c in test.lab.loinc)
+            tokens.update(f"{LOINC}|{c}" for c in analyte_codes(test.lab.id, test.lab.loinc))
         elif isinstance(test, PregnancyTest):
             spec = status["pregnancy" if test.state == "pregnant" else "breastfeeding"]
             tokens.update(f"{LOINC}|{c}" for c in spec["loinc"])
@@ -119,13 +126,19 @@ def needed_observation_codes(criteria: Sequence[Criterion]) -> list[str]:
 
 
 def patient_resources(client: FhirClient, patient: Resource, codes: Sequence[str]) -> Iterator[Resource]:
-    """The Patient, then its Conditions, then its Observations with one of ``codes`` (streamed)."""
+    """The Patient, then its Conditions, then its Observations with one of ``codes`` as their code or
+    a component's (streamed; an Observation matching both ways is given once)."""
     subject = f"Patient/{patient['id']}"
     yield patient
     yield from client.search("Condition", {"subject": subject, "_count": PAGE_SIZE})
     if codes:
-        yield from client.search("Observation", {"subject": subject, "code": ",".join(codes),
-                                                 "_count": PAGE_SIZE})
+        seen: set[str] = set()
+        for param in ("code", "component-code"):
+            for r in client.search("Observation", {"subject": subject, param: ",".join(codes),
+                                                   "_count": PAGE_SIZE}):
+                if r.get("resourceType") != "Observation" or r.get("id") not in seen:
+                    seen.add(str(r.get("id")))
+                    yield r
 
 
 @dataclass
@@ -140,6 +153,7 @@ class PrescreenResult:
     verdict: Verdict
     criteria: list[Criterion]
     issues: list[MappingIssue] = field(default_factory=list)
+    unused: tuple[Evidence, ...] = ()
 
     def labels(self) -> dict[int, str]:
         """``id(criterion)`` -> its label (``age``, ``inclusion 3``, ``exclusion 2.1``)."""
@@ -151,7 +165,10 @@ class PrescreenResult:
                 walk(child, f"{label}.{n}")
 
         for c in self.criteria:
-            walk(c, c.source if c.source != "criteria" else f"{c.kind.value} {c.position}")
+            if c.source in FOREIGN_SOURCES:
+                walk(c, f"{c.source} {c.position}")
+            else:
+                walk(c, c.source if c.source != "criteria" else f"{c.kind.value} {c.position}")
         return out
 
     def rows(self) -> list[dict[str, Any]]:
@@ -197,16 +214,21 @@ class PrescreenResult:
             "toConfirm": refs(v.to_confirm),
             "results": self.rows(),
             "issues": [str(i) for i in self.issues],
+            "notUsed": [{k: v for k, v in (("description", e.description), ("reference", e.reference),
+                                           ("value", e.value), ("date", e.date)) if v is not None}
+                        for e in self.unused],
         }
 
 
 def prescreen(client: FhirClient, nct: str, patient: str, as_of: datetime.date | None = None,
-              criteria: Sequence[Criterion] | None = None) -> PrescreenResult:
+              criteria: Sequence[Criterion] | None = None,
+              terminology: Terminology | None = None) -> PrescreenResult:
     """Pre-screen ``patient`` (``ID`` or ``Patient/ID``) for study ``nct`` on the client's server.
 
     ``criteria`` skips reading the study (a caller screening many patients reads it once with
-    :func:`study_criteria`).  Raises InputError for a malformed NCT number or patient id and
-    NotFound for a patient or study the server does not have.
+    :func:`study_criteria`); ``terminology`` matches condition codes by value set (default: the
+    server's configured terminology service, else the shipped tables).  Raises InputError for a
+    malformed NCT number or patient id and NotFound for a patient or study the server does not have.
     """
     check_nct(nct)
     pid = parse_patient(patient)
@@ -219,9 +241,14 @@ def prescreen(client: FhirClient, nct: str, patient: str, as_of: datetime.date |
     chosen = list(criteria) if criteria is not None else study_criteria(client, nct)
     resources = patient_resources(client, found, needed_observation_codes(chosen))
     facts = patient_facts_from_fhir(resources, day)
-    verdict = evaluate(chosen, facts)
+    own = configured(client) if terminology is None else None
+    try:
+        verdict = evaluate(chosen, facts, terminology if terminology is not None else own)
+    finally:
+        if own is not None:
+            own.close()
     return PrescreenResult(nct, client.config.name, client.config.fhir_version, f"Patient/{pid}", day,
-                           verdict, chosen, list(facts.issues))
+                           verdict, chosen, list(facts.issues), not_used(verdict, facts))
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -246,7 +273,8 @@ def format_table(result: PrescreenResult, width: int = 110) -> str:
     ]
     for key, label in (("failedInclusion", "inclusion not met"), ("metExclusion", "exclusion met"),
                        ("unknown", "unknown (data missing or inconclusive)"),
-                       ("review", "not computable, to review"), ("toConfirm", "to confirm at screening")):
+                       ("review", "not computable or not read, to review"),
+                       ("toConfirm", "to confirm at screening")):
         if data[key]:
             lines.append(f"  {label}: " + ", ".join(f"#{n}" for n in data[key]))
     against = set(data["failedInclusion"]) | set(data["metExclusion"])
@@ -266,6 +294,10 @@ def format_table(result: PrescreenResult, width: int = 110) -> str:
             when = f" ({e['date']})" if "date" in e and e.get("date") != e.get("value") else ""
             where = f" [{e['reference']}]" if "reference" in e else ""
             lines.append(indent + "- " + _short(f"{e['description']}{what}{when}{where}", width))
+    if data["notUsed"]:
+        lines += ["", "looked at and not used:"]
+        lines += ["  - " + _short(f"{e['description']} [{e.get('reference', '')}]", width)
+                  for e in data["notUsed"]]
     if data["issues"]:
         lines += ["", "issues reading the patient's data:"] + [f"  {i}" for i in data["issues"]]
     return "\n".join(lines) + "\n"

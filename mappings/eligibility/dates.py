@@ -5,6 +5,8 @@ from __future__ import annotations
 import calendar
 import datetime
 
+from .model import Comparator, Duration
+
 
 def date_bounds(value: str | None) -> tuple[datetime.date, datetime.date] | None:
     """The first and last day a partial ISO date or dateTime can mean (``2019`` -> Jan 1 .. Dec 31)."""
@@ -45,3 +47,23 @@ def completed(birth: datetime.date, on: datetime.date, unit: str) -> int:
         return (on.year - birth.year) * 12 + on.month - birth.month - (on.day < birth.day)
     days = (on - birth).days
     return {"wk": days // 7, "d": days, "h": days * 24, "min": days * 1440}.get(unit, days)
+
+
+def duration_ok(
+    day: tuple[datetime.date, datetime.date] | None, d: Duration, as_of: datetime.date
+) -> bool | None:
+    """Whether something since ``day`` (a day range) satisfies the duration ``d`` as of ``as_of``
+    (lasted long enough, or -- ``within`` -- is recent enough); ``None`` when the date cannot tell."""
+    if day is None:
+        return None
+    cutoff = shift(as_of, d.value, d.unit)
+    if d.within:
+        if day[0] >= cutoff:
+            return True
+        return False if day[1] < cutoff else None
+    strict = d.comparator is Comparator.GT
+    latest_ok = day[1] < cutoff if strict else day[1] <= cutoff
+    earliest_ok = day[0] < cutoff if strict else day[0] <= cutoff
+    if latest_ok:
+        return True
+    return None if earliest_ok else False

@@ -1,58 +1,59 @@
 """Evaluate recognised criteria against one patient's facts: each criterion's outcome and the verdict.
 
 :func:`evaluate_test` gives a test an outcome -- met, not met, unknown -- with its evidence
-(resource references, values, dates), three-valued for combinations; :func:`evaluate` gives every
+(resource references, values, dates), three-valued for combinations; condition codes are matched by
+value set (:mod:`.terminology`), lab results by :mod:`.labs`.  :func:`evaluate` gives every
 criterion its outcome and the verdict: **not eligible** when an inclusion criterion is not met or an
-exclusion criterion is met; otherwise **needs review** when a criterion is unknown or cannot be
-computed and is not settled at screening; otherwise **likely eligible**, with the criteria settled at
-screening listed in ``to_confirm``.  How conditions, labs and units are read: ``docs/design/eligibility.md``.
+exclusion criterion is met (a deceased patient fails the implicit :data:`ALIVE`); otherwise
+**cannot assess** when no criterion that tells patients apart was evaluated, or a criterion of a
+study written elsewhere could not be read; otherwise **needs review** when a criterion is unknown
+or cannot be computed and is not settled at screening; otherwise **likely eligible**, with the
+criteria settled at screening listed in ``to_confirm``.  How conditions, labs and units are read:
+``docs/design/eligibility.md``.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 
-from .. import units
-from .dates import completed, date_bounds, shift
+from .dates import completed, date_bounds, duration_ok
+from .labs import Result, convert, eval_lab
 from .model import (
+    FOREIGN_SOURCES,
     AgeTest,
     AllOf,
     AnyOf,
     Coding,
-    Comparator,
     Concept,
     ConditionFact,
     ConditionTest,
     Criterion,
     CriterionResult,
-    Duration,
     Evidence,
     HealthyVolunteerTest,
     Kind,
-    LabConcept,
     LabTest,
     Not,
-    ObservationFact,
     Outcome,
     PatientFacts,
     PregnancyTest,
     SexTest,
+    Status,
     Test,
     Verdict,
     VerdictStatus,
 )
 from .tables import ALL_SEXES, load_table, tables
+from .terminology import CodeMatch, Membership, Terminology, concept_match
 
 __all__ = ["concept_coding", "convert", "evaluate", "evaluate_test"]
 
 _PRESENT = frozenset({"active", "recurrence", "relapse"})
 _UNCERTAIN_VERIFICATION = frozenset({"unconfirmed", "provisional", "differential"})
 _VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
-_NEAR = Decimal("0.01")
+_DOUBT = frozenset({Membership.RELATED, Membership.NAMED, Membership.UNCHECKED})
 
-Result = tuple[Outcome, str, tuple[Evidence, ...]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -60,27 +61,13 @@ Result = tuple[Outcome, str, tuple[Evidence, ...]]
 # --------------------------------------------------------------------------------------------------
 
 
-def _icd_match(code: str, patterns: tuple[str, ...]) -> bool:
-    c = code.upper().replace(".", "").strip()
-    for p in patterns:
-        if "-" in p:
-            lo, hi = (x.replace(".", "") for x in p.upper().split("-", 1))
-            if lo <= c[: len(lo)] <= hi:
-                return True
-        elif c.startswith(p.upper().replace(".", "")):
-            return True
-    return False
-
-
-def concept_coding(fact: ConditionFact, concept: Concept) -> Coding | None:
-    """The coding of ``fact`` that matches ``concept`` (SNOMED exactly, ICD-10 by prefix), if any."""
-    for c in fact.codings:
-        sys = (c.system or "").lower()
-        if "snomed" in sys and c.code in concept.snomed:
-            return c
-        if ("icd-10" in sys or "icd10" in sys) and _icd_match(c.code, concept.icd10):
-            return c
-    return None
+def concept_coding(
+    fact: ConditionFact, concept: Concept, terminology: Terminology | None = None
+) -> Coding | None:
+    """The coding of ``fact`` that puts it in ``concept``'s value set (SNOMED CT code or descendant,
+    ICD-10 by prefix or range, an equivalent), if any (:func:`.terminology.concept_match`)."""
+    m = concept_match(fact, concept, terminology)
+    return m.coding if m.membership is Membership.MEMBER else None
 
 
 def _state(f: ConditionFact, as_of: datetime.date, ever: bool) -> str:
@@ -102,68 +89,68 @@ def _state(f: ConditionFact, as_of: datetime.date, ever: bool) -> str:
     return "present"
 
 
-def _cond_evidence(f: ConditionFact, coding: Coding, state: str) -> Evidence:
+def _cond_evidence(f: ConditionFact, coding: Coding, state: str, m: CodeMatch | None = None) -> Evidence:
     status = f.clinical_status or "no clinical status"
     if f.verification_status:
         status += f", {f.verification_status}"
+    indirect = m is not None and (" is a descendant of " in m.why or " = ICD-10 " in m.why)
+    how = f"; {m.why}" if m is not None and indirect else ""
     return Evidence(
-        f"{coding.display or f.text or coding.code} ({state}: {status})",
+        f"{coding.display or f.text or coding.code} ({state}: {status}{how})",
         f.reference,
         f"{coding.system or ''}|{coding.code}",
         f.onset or f.recorded,
     )
 
 
-def _duration_ok(
-    day: tuple[datetime.date, datetime.date] | None, d: Duration, as_of: datetime.date
-) -> bool | None:
-    """Whether an onset on ``day`` satisfies the duration; ``None`` when the date cannot tell."""
-    if day is None:
-        return None
-    cutoff = shift(as_of, d.value, d.unit)
-    if d.within:
-        if day[0] >= cutoff:
-            return True
-        return False if day[1] < cutoff else None
-    strict = d.comparator is Comparator.GT
-    latest_ok = day[1] < cutoff if strict else day[1] <= cutoff
-    earliest_ok = day[0] < cutoff if strict else day[0] <= cutoff
-    if latest_ok:
-        return True
-    return None if earliest_ok else False
+def _duration_result(
+    test: ConditionTest, present: list[tuple[ConditionFact, Coding]], uncertain: bool, p: PatientFacts
+) -> Result:
+    name, d = test.concept.display, test.duration
+    assert d is not None
+    ok = [
+        (f, c, duration_ok(date_bounds(f.onset) or (None if d.within else date_bounds(f.recorded)),
+                            d, p.as_of))
+        for f, c in present
+    ]
+    good = [(f, c) for f, c, v in ok if v]
+    if good:
+        return (
+            Outcome.MET,
+            f"{name} recorded, {d.describe()}",
+            tuple(_cond_evidence(f, c, "present") for f, c in good),
+        )
+    ev = tuple(_cond_evidence(f, c, "present") for f, c, _ in ok)
+    if any(v is None for _, _, v in ok) or uncertain:
+        return Outcome.UNKNOWN, f"{name} recorded but its dates cannot show {d.describe()}", ev
+    return Outcome.NOT_MET, f"{name} recorded, but not {d.describe()}", ev
 
 
-def _eval_condition(test: ConditionTest, p: PatientFacts) -> Result:
+def _doubt_evidence(f: ConditionFact, m: CodeMatch) -> Evidence:
+    c = m.coding
+    name = f.text or (c.display if c else None) or "condition"
+    return Evidence(
+        m.why if m.membership is not Membership.UNCHECKED else f"{name}: {m.why}",
+        f.reference,
+        f"{c.system or ''}|{c.code}" if c else None,
+        f.onset or f.recorded,
+    )
+
+
+def _eval_condition(test: ConditionTest, p: PatientFacts, term: Terminology | None = None) -> Result:
     name = test.concept.display
-    found = [(f, c) for f in p.conditions if (c := concept_coding(f, test.concept)) is not None]
+    matches = [(f, concept_match(f, test.concept, term)) for f in p.conditions]
+    found = [(f, m.coding) for f, m in matches if m.membership is Membership.MEMBER and m.coding]
     states = [(f, c, _state(f, p.as_of, test.ever)) for f, c in found]
     present = [(f, c) for f, c, s in states if s == "present"]
     uncertain = [(f, c) for f, c, s in states if s == "uncertain"]
     if present and test.duration is not None:
-        d = test.duration
-        ok = [
-            (
-                f,
-                c,
-                _duration_ok(
-                    date_bounds(f.onset) or (None if d.within else date_bounds(f.recorded)), d, p.as_of
-                ),
-            )
-            for f, c in present
-        ]
-        good = [(f, c) for f, c, v in ok if v]
-        if good:
-            return (
-                Outcome.MET,
-                f"{name} recorded, {d.describe()}",
-                tuple(_cond_evidence(f, c, "present") for f, c in good),
-            )
-        ev = tuple(_cond_evidence(f, c, "present") for f, c, _ in ok)
-        if any(v is None for _, _, v in ok) or uncertain:
-            return Outcome.UNKNOWN, f"{name} recorded but its dates cannot show {d.describe()}", ev
-        return Outcome.NOT_MET, f"{name} recorded, but not {d.describe()}", ev
+        return _duration_result(test, present, bool(uncertain), p)
     if present:
-        return Outcome.MET, f"{name} recorded", tuple(_cond_evidence(f, c, "present") for f, c in present)
+        by_ref = {f.reference: m for f, m in matches}
+        return Outcome.MET, f"{name} recorded", tuple(
+            _cond_evidence(f, c, "present", by_ref[f.reference]) for f, c in present
+        )
     if uncertain:
         return (
             Outcome.UNKNOWN,
@@ -176,210 +163,21 @@ def _eval_condition(test: ConditionTest, p: PatientFacts) -> Result:
             f"no Condition recorded for the patient: cannot tell whether {name} is present",
             (),
         )
+    doubtful = [
+        (f, m)
+        for f, m in matches
+        if m.membership in _DOUBT and _state(f, p.as_of, test.ever) != "absent"
+    ]
+    if doubtful:
+        return (
+            Outcome.UNKNOWN,
+            f"needs review: no record coded as {name}, but "
+            + "; ".join(f"{f.reference}: {m.why}" for f, m in doubtful),
+            tuple(_doubt_evidence(f, m) for f, m in doubtful),
+        )
     ev = tuple(_cond_evidence(f, c, "absent") for f, c, _ in states)
     extra = " (only resolved/inactive/refuted records)" if ev else ""
     return Outcome.NOT_MET, f"no {name} among {len(p.conditions)} recorded conditions{extra}", ev
-
-
-def _has_loinc(o: ObservationFact, codes: tuple[str, ...]) -> bool:
-    return any("loinc" in (c.system or "").lower() and c.code in codes for c in o.codes)
-
-
-def _obs_evidence(o: ObservationFact, shown: str | None = None) -> Evidence:
-    if shown is None:
-        if o.value is not None:
-            shown = f"{o.value_comparator or ''}{o.value} {o.unit or ''}".strip()
-        else:
-            shown = o.result or o.value_text or "no value"
-    return Evidence(
-        f"{o.codes[0].display or o.codes[0].code if o.codes else 'observation'}",
-        o.reference,
-        shown,
-        o.effective,
-    )
-
-
-def convert(
-    value: Decimal, from_unit: str | None, to_unit: str | None, lab: LabConcept | None = None
-) -> Decimal | None:
-    """``value`` in ``from_unit`` expressed in ``to_unit``, or ``None`` when they do not compare.
-
-    The same unit as written (even one we cannot read, or ``mL/min/{1.73_m2}``, outside the UCUM
-    subset of :mod:`mappings.units`) gives ``value``.  Otherwise both units must be listed spellings
-    or UCUM codes (:func:`mappings.units.normalize_unit`: ``mL/s`` is valid UCUM but not read) and
-    :func:`mappings.units.try_convert` converts, unrounded (a comparison with a threshold must not
-    round on its own); mass <-> substance concentration takes the molar mass ``loinc_labs.json``
-    gives for the first of ``lab``'s LOINC codes that has one (bilirubin 1975-2 / 14631-6).
-    """
-    if from_unit is None or to_unit is None:
-        return None
-    f, t = units.normalize_unit(from_unit), units.normalize_unit(to_unit)
-    if (f or from_unit) == (t or to_unit):
-        return value
-    if f is None or t is None:
-        return None
-    loinc = next((c for c in lab.loinc if units.molar_mass(c) is not None), None) if lab else None
-    return units.try_convert(value, f, t, loinc, rounded=False)
-
-
-def _lab_results(
-    test: LabTest, p: PatientFacts
-) -> tuple[list[tuple[tuple[datetime.date, datetime.date], ObservationFact]], int]:
-    """The test's lab results up to the evaluation date (and in its window), oldest first; how many
-    had no date."""
-    dated = []
-    undated = 0
-    for o in p.observations:
-        if not _has_loinc(o, test.lab.loinc):
-            continue
-        b = date_bounds(o.effective)
-        if b is None:
-            undated += 1
-        elif b[0] <= p.as_of:
-            dated.append((b, o))
-    dated.sort(key=lambda x: x[0][1])
-    if test.duration is not None and test.duration.within:
-        cutoff = shift(p.as_of, test.duration.value, test.duration.unit)
-        dated = [(b, o) for b, o in dated if b[0] >= cutoff]
-    return dated, undated
-
-
-def _eval_lab(test: LabTest, p: PatientFacts) -> Result:
-    lab = test.lab
-    dated, undated = _lab_results(test, p)
-    note = f" ({undated} undated result(s) not used)" if undated else ""
-    if lab.qualitative:
-        return _eval_qualitative(test, [(b, o) for b, o in dated if o.result], p, note)
-    with_value = [(b, o) for b, o in dated if o.value is not None]
-    if not with_value:
-        return Outcome.UNKNOWN, f"no {lab.display} result{' in the window' if dated else ''}{note}", ()
-    _, latest = with_value[-1]
-    ev = (_obs_evidence(latest),)
-    value = latest.value
-    if value is None or test.comparator is None:
-        return Outcome.UNKNOWN, f"{lab.display}: no value or no threshold to compare", ev
-    threshold: Decimal | None  # the criterion's own value may be missing
-    if test.uln_multiple is not None:
-        if latest.reference_high is None:
-            return (
-                Outcome.UNKNOWN,
-                f"latest {lab.display} has no upper limit of normal (referenceRange.high)",
-                ev,
-            )
-        high = convert(latest.reference_high, latest.reference_high_unit or latest.unit, latest.unit, lab)
-        if high is None:
-            return Outcome.UNKNOWN, f"{lab.display}: reference range unit does not match the result unit", ev
-        threshold, shown, converted = test.uln_multiple * high, value, False
-        label = f"{test.uln_multiple} x ULN ({threshold} {latest.unit or ''})".rstrip()
-    else:
-        shown_v = convert(value, latest.unit, test.unit, lab)
-        if shown_v is None:
-            return (
-                Outcome.UNKNOWN,
-                f"{lab.display} in {latest.unit or 'no unit'} cannot be compared with {test.unit}",
-                ev,
-            )
-        threshold, shown, converted = test.value, shown_v, latest.unit != test.unit
-        label = f"{test.value} {test.unit}"
-    if threshold is None:
-        return Outcome.UNKNOWN, f"{lab.display}: the criterion has no threshold", ev
-    if latest.value_comparator:
-        return _eval_censored(test.comparator, latest.value_comparator, shown, threshold, lab, label, ev)
-    if converted and abs(shown - threshold) <= abs(threshold) * _NEAR:
-        return (
-            Outcome.UNKNOWN,
-            f"{lab.display} {shown:.4g} {test.unit} (converted) is too close to {label}",
-            ev,
-        )
-    met = test.comparator.holds(shown, threshold)
-    shown_txt = (
-        f"{shown:.4g} {test.unit} (converted from {value} {latest.unit})"
-        if converted
-        else f"{value} {latest.unit or ''}".strip()
-    )
-    return (
-        Outcome.MET if met else Outcome.NOT_MET,
-        f"latest {lab.display} {shown_txt} {'is' if met else 'is not'} {test.comparator.value} {label}",
-        ev,
-    )
-
-
-def _eval_censored(
-    cmp: Comparator,
-    obs_cmp: str,
-    value: Decimal,
-    threshold: Decimal,
-    lab: LabConcept,
-    label: str,
-    ev: tuple[Evidence, ...],
-) -> Result:
-    """A result reported as ``<v`` or ``>v``: decided only when the whole interval is on one side."""
-    below = obs_cmp in ("<", "<=")
-    wants_below = cmp in (Comparator.LT, Comparator.LE)
-    shown = f"{lab.display} reported as {obs_cmp}{value}"
-    if (below and value <= threshold) or (not below and value >= threshold):
-        met = wants_below == below
-        return (
-            Outcome.MET if met else Outcome.NOT_MET,
-            f"{shown}: {'is' if met else 'is not'} {cmp.value} {label}",
-            ev,
-        )
-    return Outcome.UNKNOWN, f"{shown}: cannot tell against {cmp.value} {label}", ev
-
-
-def _eval_qualitative(
-    test: LabTest,
-    results: list[tuple[tuple[datetime.date, datetime.date], ObservationFact]],
-    p: PatientFacts,
-    note: str,
-) -> Result:
-    lab = test.lab
-    if not results:
-        return Outcome.UNKNOWN, f"no {lab.display} result (positive/negative){note}", ()
-    (last_b, latest) = results[-1]
-    if latest.result != test.result:
-        return (
-            Outcome.NOT_MET,
-            f"latest {lab.display} is {latest.result}, not {test.result}",
-            (_obs_evidence(latest),),
-        )
-    d = test.duration
-    if d is None or d.within:
-        return Outcome.MET, f"latest {lab.display} is {test.result}", (_obs_evidence(latest),)
-    run = 0
-    for _, o in reversed(results):
-        if o.result != test.result:
-            break
-        run += 1
-    first_b, first = results[-run]
-    ev = (_obs_evidence(first),) + ((_obs_evidence(latest),) if first is not latest else ())
-    ok = _duration_ok(first_b, d, p.as_of)
-    if ok is None:
-        return (
-            Outcome.UNKNOWN,
-            f"{lab.display} {test.result} since {first.effective}: the date cannot show {d.describe()}",
-            ev,
-        )
-    if ok:
-        return (
-            Outcome.MET,
-            f"{lab.display} {test.result} from {first.effective} to {latest.effective}: {d.describe()}",
-            ev,
-        )
-    if run < len(results):
-        _, before = results[-run - 1]
-        return (
-            Outcome.NOT_MET,
-            f"{lab.display} was {before.result} on {before.effective}; {test.result} only since "
-            f"{first.effective}: not {d.describe()}",
-            (_obs_evidence(before),) + ev,
-        )
-    return (
-        Outcome.UNKNOWN,
-        f"{lab.display} {test.result} since {first.effective} only: earlier results are not "
-        f"available to show {d.describe()}",
-        ev,
-    )
 
 
 def _eval_pregnancy(test: PregnancyTest, p: PatientFacts) -> Result:
@@ -425,6 +223,10 @@ def _eval_pregnancy(test: PregnancyTest, p: PatientFacts) -> Result:
 
 
 def _eval_age(test: AgeTest, p: PatientFacts) -> Result:
+    if p.deceased:
+        when = f" on {p.deceased_date}" if p.deceased_date else ""
+        ev = (Evidence("deceased", p.reference, p.deceased_date or "true", p.deceased_date),)
+        return Outcome.UNKNOWN, f"the patient died{when}: age not evaluated", ev
     b = date_bounds(p.birth_date)
     if b is None:
         return Outcome.UNKNOWN, "no birth date", ()
@@ -502,20 +304,21 @@ def _combine(parts: list[Result], any_of: bool) -> Result:
     return other, "; ".join(r[1] for r in parts), _unique(e for r in parts for e in r[2])
 
 
-def evaluate_test(test: Test, p: PatientFacts) -> Result:
-    """``(outcome, reason, evidence)`` of one test for the patient (three-valued)."""
+def evaluate_test(test: Test, p: PatientFacts, terminology: Terminology | None = None) -> Result:
+    """``(outcome, reason, evidence)`` of one test for the patient (three-valued); condition codes
+    are matched by value set with ``terminology`` (default: the shipped table)."""
     if isinstance(test, AnyOf):
-        return _combine([evaluate_test(t, p) for t in test.tests], any_of=True)
+        return _combine([evaluate_test(t, p, terminology) for t in test.tests], any_of=True)
     if isinstance(test, AllOf):
-        return _combine([evaluate_test(t, p) for t in test.tests], any_of=False)
+        return _combine([evaluate_test(t, p, terminology) for t in test.tests], any_of=False)
     if isinstance(test, Not):
-        o, reason, ev = evaluate_test(test.test, p)
+        o, reason, ev = evaluate_test(test.test, p, terminology)
         flipped = {Outcome.MET: Outcome.NOT_MET, Outcome.NOT_MET: Outcome.MET}.get(o, o)
         return flipped, f"not: {reason}", ev
     if isinstance(test, ConditionTest):
-        return _eval_condition(test, p)
+        return _eval_condition(test, p, terminology)
     if isinstance(test, LabTest):
-        return _eval_lab(test, p)
+        return eval_lab(test, p)
     if isinstance(test, PregnancyTest):
         return _eval_pregnancy(test, p)
     if isinstance(test, AgeTest):
@@ -525,18 +328,54 @@ def evaluate_test(test: Test, p: PatientFacts) -> Result:
     return _eval_healthy(test, p)
 
 
-def _results(c: Criterion, p: PatientFacts) -> list[CriterionResult]:
+def _results(c: Criterion, p: PatientFacts, term: Terminology | None) -> list[CriterionResult]:
     if c.computable and c.test is not None:
-        outcome, reason, evidence = evaluate_test(c.test, p)
+        outcome, reason, evidence = evaluate_test(c.test, p, term)
         return [CriterionResult(c, outcome, reason, evidence)]
     if c.children and c.combine == "each":
-        return [r for child in c.children for r in _results(child, p)]
+        return [r for child in c.children for r in _results(child, p, term)]
     return [CriterionResult(c, Outcome.NOT_COMPUTABLE, c.reason)]
 
 
-def evaluate(criteria: Sequence[Criterion], patient: PatientFacts) -> Verdict:
+#: The criterion every study has without saying it: the participant is alive.
+ALIVE = Criterion(
+    "Patient is alive",
+    Kind.INCLUSION,
+    Status.COMPUTABLE,
+    "computable: Patient.deceased[x]",
+    source="vital_status",
+)
+
+
+def _alive(p: PatientFacts) -> CriterionResult:
+    when = f" on {p.deceased_date}" if p.deceased_date else ""
+    field = "deceasedDateTime" if p.deceased_date else "deceasedBoolean"
+    ev = Evidence(f"Patient.{field}", p.reference, p.deceased_date or "true", p.deceased_date)
+    return CriterionResult(ALIVE, Outcome.NOT_MET, f"the patient died{when}: not screened", (ev,))
+
+
+def _vacuous(test: Test | None) -> bool:
+    """A test that every patient meets (any sex, healthy volunteers accepted): it assesses nothing."""
+    if isinstance(test, SexTest):
+        return test.allowed >= ALL_SEXES
+    return isinstance(test, HealthyVolunteerTest) and test.accepts
+
+
+def _cannot_assess(results: Sequence[CriterionResult]) -> bool:
+    """No criterion that tells patients apart was evaluated, or the study has criteria we could not
+    read (a Group or EvidenceVariable written elsewhere)."""
+    assessed = any(r.criterion.computable and not _vacuous(r.criterion.test) for r in results)
+    unread = any(r.criterion.source in FOREIGN_SOURCES and not r.criterion.computable for r in results)
+    return unread or not assessed
+
+
+def evaluate(
+    criteria: Sequence[Criterion], patient: PatientFacts, terminology: Terminology | None = None
+) -> Verdict:
     """Evaluate every criterion for the patient and give the verdict (see the module docstring)."""
-    results = [r for c in criteria for r in _results(c, patient)]
+    results = [r for c in criteria for r in _results(c, patient, terminology)]
+    if patient.deceased:
+        results.insert(0, _alive(patient))
     failed = tuple(r for r in results if r.criterion.kind is Kind.INCLUSION and r.outcome is Outcome.NOT_MET)
     excluded = tuple(r for r in results if r.criterion.kind is Kind.EXCLUSION and r.outcome is Outcome.MET)
     unknown = tuple(r for r in results if r.outcome is Outcome.UNKNOWN)
@@ -544,6 +383,8 @@ def evaluate(criteria: Sequence[Criterion], patient: PatientFacts) -> Verdict:
     confirm = tuple(r for r in results if r.outcome is Outcome.NOT_COMPUTABLE and r.criterion.at_screening)
     if failed or excluded:
         status = VerdictStatus.NOT_ELIGIBLE
+    elif _cannot_assess(results):
+        status = VerdictStatus.CANNOT_ASSESS
     elif unknown or review:
         status = VerdictStatus.NEEDS_REVIEW
     else:
@@ -551,3 +392,4 @@ def evaluate(criteria: Sequence[Criterion], patient: PatientFacts) -> Verdict:
     return Verdict(
         status, tuple(results), failed, excluded, unknown, review, confirm, patient.as_of, patient.reference
     )
+

@@ -1,8 +1,9 @@
 """FHIR R4/R5 JSON -> :class:`~.model.PatientFacts`: what eligibility needs to know about a patient.
 
-:func:`patient_facts_from_fhir` reads Patient, Condition and Observation resources (loose, or in
-Bundles); pregnancy and breastfeeding status Observations become :class:`~.model.StatusFact`,
-qualitative results are read with ``eligibility_labs.json``.  Anything not used is reported as a
+:func:`patient_facts_from_fhir` reads Patient (with ``deceased[x]``), Condition and Observation
+resources (loose, or in Bundles; an Observation's coded ``component`` entries are read too);
+pregnancy and breastfeeding status Observations become :class:`~.model.StatusFact`, qualitative
+results are read with ``eligibility_labs.json``.  Anything not used is reported as a
 :class:`~mappings.errors.MappingIssue`, never raised.  Where R4 and R5 differ:
 ``docs/design/eligibility.md``.
 """
@@ -150,11 +151,12 @@ def _observation_fact(r: Mapping[str, Any], ref: str, issues: list[MappingIssue]
     elif isinstance(r.get("valueString"), str):
         text = r["valueString"]
         result = load_table("eligibility_labs.json")["results"]["words"].get(" ".join(text.lower().split()))
-    if result is None and value is None:
-        for interp in r.get("interpretation") or []:
+    interpretation = None
+    for interp in r.get("interpretation") or []:
+        codes = _codings(interp)
+        interpretation = interpretation or (codes[0].code if codes else None)
+        if result is None:
             result = _result_of(interp)
-            if result:
-                break
     high = high_unit = None
     ranges = r.get("referenceRange") or []
     if ranges and isinstance(ranges[0], Mapping) and isinstance(ranges[0].get("high"), Mapping):
@@ -177,7 +179,19 @@ def _observation_fact(r: Mapping[str, Any], ref: str, issues: list[MappingIssue]
         high,
         high_unit,
         r.get("status"),
+        interpretation,
+        _components(r, ref, issues),
     )
+
+
+def _components(r: Mapping[str, Any], ref: str, issues: list[MappingIssue]) -> tuple[ObservationFact, ...]:
+    """Each ``component`` with a code, read as an Observation of its own (same date and status)."""
+    out = []
+    shared = {k: v for k, v in r.items() if k.startswith("effective") or k in ("issued", "status")}
+    for n, comp in enumerate(r.get("component") or []):
+        if isinstance(comp, Mapping) and _codings(comp.get("code")):
+            out.append(_observation_fact({**shared, **comp}, f"{ref}#component[{n}]", issues))
+    return tuple(out)
 
 
 def _status_kind(codes: tuple[Coding, ...]) -> str | None:
@@ -244,6 +258,8 @@ def patient_facts_from_fhir(resources: Iterable[Mapping[str, Any]], as_of: datet
             issues.append(
                 MappingIssue(ref, f"resourceType {rt!r} is not used for eligibility", severity="information")
             )
+    deceased_date = patient.get("deceasedDateTime") if patient else None
+    deceased = bool(patient and (patient.get("deceasedBoolean") is True or isinstance(deceased_date, str)))
     birth = patient.get("birthDate") if patient else None
     sex = patient.get("gender") if patient else None
     return PatientFacts(
@@ -256,4 +272,6 @@ def patient_facts_from_fhir(resources: Iterable[Mapping[str, Any]], as_of: datet
         tuple(status["pregnancy"]),
         tuple(status["breastfeeding"]),
         tuple(issues),
+        deceased,
+        deceased_date if isinstance(deceased_date, str) else None,
     )

@@ -294,6 +294,11 @@ Test = (
 )
 
 
+#: ``Criterion.source`` of criteria read from a Group characteristic / an EvidenceVariable written
+#: elsewhere (not from criteria text): one that is not computable could not be read.
+FOREIGN_SOURCES = frozenset({"group", "evidence-variable"})
+
+
 class Status(StrEnum):
     """Whether a criterion can be evaluated from EHR data."""
 
@@ -380,6 +385,8 @@ class ObservationFact:
     reference_high: Decimal | None = None
     reference_high_unit: str | None = None
     status: str | None = None
+    interpretation: str | None = None
+    components: tuple[ObservationFact, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -394,7 +401,8 @@ class StatusFact:
 
 @dataclass(frozen=True)
 class PatientFacts:
-    """What the FHIR server knows about one patient, simplified, as of ``as_of``."""
+    """What the FHIR server knows about one patient, simplified, as of ``as_of``: ``deceased`` when
+    ``Patient.deceasedBoolean`` is true or ``deceasedDateTime`` is given (``deceased_date``)."""
 
     as_of: datetime.date
     reference: str | None = None
@@ -405,6 +413,8 @@ class PatientFacts:
     pregnancy: tuple[StatusFact, ...] = ()
     breastfeeding: tuple[StatusFact, ...] = ()
     issues: tuple[MappingIssue, ...] = field(default=(), compare=False)
+    deceased: bool = False
+    deceased_date: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -442,9 +452,13 @@ class CriterionResult:
 
 
 class VerdictStatus(StrEnum):
+    """The overall answer: ``cannot assess`` when no criterion that tells patients apart could be
+    evaluated (none computable, or criteria of a study written elsewhere that could not be read)."""
+
     LIKELY_ELIGIBLE = "likely eligible"
     NOT_ELIGIBLE = "not eligible"
     NEEDS_REVIEW = "needs review"
+    CANNOT_ASSESS = "cannot assess"
 
 
 @dataclass(frozen=True)

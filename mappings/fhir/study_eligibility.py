@@ -213,10 +213,16 @@ def age_quantity(text: str, units: Mapping[str, str]) -> JSON | None:
 
 
 def age_text(quantity: JSON) -> str | None:
-    """Inverse of :func:`age_quantity`."""
+    """Inverse of :func:`age_quantity`; a Quantity written elsewhere whose unit is not a registry
+    word but whose UCUM code is a time unit (``{"value": 18, "code": "a"}``) reads as the registry's
+    plural word (``18 Years``)."""
     if quantity.get("value") is None:
         return quantity.get("unit")
     unit = quantity.get("unit") or quantity.get("code") or ""
+    words = registry_age_units()
+    if unit.lower() not in {w.lower() for w in words} and quantity.get("system") == UCUM:
+        plural = (w for w, code in words.items() if code == quantity.get("code") and w.endswith("s"))
+        unit = next(plural, unit)
     return f"{quantity['value']} {unit}".strip()
 
 

@@ -47,8 +47,10 @@ def test_nct_numbers():
 
 
 def test_the_seed_needs_hbsag_and_pregnancy_status_observations():
+    """HBsAg's own codes, the LOINC codes of the same analyte (numeric assays), pregnancy status."""
     assert needed_observation_codes(CRITERIA) == [
-        "http://loinc.org|5195-3", "http://loinc.org|5196-1", "http://loinc.org|82810-3"]
+        "http://loinc.org|5195-3", "http://loinc.org|5196-1", "http://loinc.org|58452-4",
+        "http://loinc.org|63557-3", "http://loinc.org|82810-3"]
 
 
 def bundle(*resources: dict) -> dict:

@@ -8,16 +8,19 @@ from decimal import Decimal
 
 from mappings import units
 from mappings.eligibility import (
+    Criterion,
     Kind,
     Outcome,
     VerdictStatus,
     convert,
     evaluate,
     evaluate_test,
+    parse_criteria,
     patient_facts_from_fhir,
     recognise_all,
     recognise_text,
 )
+from mappings.eligibility.model import Status
 from mappings.eligibility.tables import tables
 from tests.mappings.eligibility_patients import (
     AS_OF,
@@ -368,3 +371,64 @@ def test_convert():
     assert convert(Decimal(1), "mg/dL", "umol/L", creat).quantize(Decimal("0.1")) == Decimal("88.4")
     assert convert(Decimal(1), "mg/dL", "umol/L", tables().labs["alt"]) is None
     assert convert(Decimal(250), "/uL", "10*9/L") == Decimal("0.25")
+
+
+# --------------------------------------------------------------------------------------------------
+# Honest verdicts (issue 12): value sets, deceased patients, cannot assess, numeric HBsAg
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_descendant_colon_cancer_code_meets_the_malignancy_exclusion():
+    for code in ("93761005", "94260004"):
+        v = verdict([*eligible_r4(), condition("colon", SCT, code, "Primary malignant neoplasm of colon")])
+        assert v.status is VerdictStatus.NOT_ELIGIBLE, code
+        r = result(v, "Hepatocellular carcinoma or other malignancies")
+        assert r.outcome is Outcome.MET and "descendant of 363346000" in r.evidence[0].description
+
+
+def test_an_unknown_code_whose_name_says_cancer_needs_review():
+    local = condition("colon", "http://example.org/codes", "C-77", "Malignant neoplasm of colon")
+    v = verdict([*eligible_r4(), local])
+    r = result(v, "Hepatocellular carcinoma or other malignancies")
+    assert r.outcome is Outcome.UNKNOWN and r.reason.startswith("needs review")
+    assert r.evidence[0].reference == "Condition/colon"
+    assert v.status is VerdictStatus.NEEDS_REVIEW
+
+
+def test_alcoholism_with_cirrhosis_does_not_pass_the_alcohol_cause_exclusion():
+    v = verdict([*eligible_r4(), condition("alc", SCT, "7200002", "Alcoholism", "1990-01-01")])
+    r = result(v, "Liver cirrhosis caused by other reasons")
+    assert r.outcome is Outcome.UNKNOWN and "7200002" in r.reason
+    assert v.status is VerdictStatus.NEEDS_REVIEW
+
+
+def test_a_deceased_patient_is_not_eligible_and_no_age_on_today_is_given():
+    for dead in ({"deceasedDateTime": "2020-03-01"}, {"deceasedBoolean": True}):
+        resources = [{**patient(), **dead}, *eligible_r4()[1:]]
+        v = verdict(resources)
+        assert v.status is VerdictStatus.NOT_ELIGIBLE
+        first = v.results[0]
+        assert first.criterion.source == "vital_status" and first.outcome is Outcome.NOT_MET
+        assert first.evidence[0].reference == "Patient/p1"
+        assert not any("years on" in r.reason for r in v.results)
+    alive = verdict([{**patient(), "deceasedBoolean": False}, *eligible_r4()[1:]])
+    assert alive.status is VerdictStatus.LIKELY_ELIGIBLE
+
+
+def test_no_computable_criteria_cannot_assess():
+    assert evaluate([], facts()).status is VerdictStatus.CANNOT_ASSESS
+    vacuous = recognise_all(CRITERIA_WITHOUT_TESTS)
+    assert evaluate(vacuous, facts()).status is VerdictStatus.CANNOT_ASSESS
+
+
+CRITERIA_WITHOUT_TESTS = parse_criteria(
+    "Inclusion Criteria:\n\n* Written consent.\n\nExclusion Criteria:\n\n* Participate in other studies;\n")
+
+
+def test_a_criterion_of_a_foreign_study_that_could_not_be_read_gives_cannot_assess():
+    unread = Criterion("ECOG 0-1", Kind.INCLUSION, Status.NOT_COMPUTABLE, "could not read", source="group")
+    v = evaluate([*CRITERIA, unread], patient_facts_from_fhir(eligible_r4(), AS_OF))
+    assert v.status is VerdictStatus.CANNOT_ASSESS
+    too_old = [patient(birth="1940-01-01"), *eligible_r4()[1:]]
+    assert evaluate([*CRITERIA, unread], patient_facts_from_fhir(too_old, AS_OF)).status is (
+        VerdictStatus.NOT_ELIGIBLE)

@@ -85,3 +85,19 @@ def test_breastfeeding_status():
 def test_odd_json_does_not_break_reading(bad):
     v = verdict([bad])
     assert v.status in (VerdictStatus.NEEDS_REVIEW, VerdictStatus.NOT_ELIGIBLE)
+
+
+def test_deceased_and_components_are_read():
+    read, day = patient_facts_from_fhir, AS_OF
+    dead = read([{"resourceType": "Patient", "id": "p", "deceasedDateTime": "2020-02-02"}], day)
+    assert dead.deceased and dead.deceased_date == "2020-02-02"
+    assert read([{"resourceType": "Patient", "id": "p", "deceasedBoolean": True}], day).deceased
+    assert not read([{"resourceType": "Patient", "id": "p", "deceasedBoolean": False}], day).deceased
+    panel = {"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": "panel"},
+             "effectiveDateTime": "2024-01-01",
+             "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "5195-3"}]},
+                            "valueString": "Positive"}, {"code": {"text": "no coding"}}]}
+    (o,) = read([panel], day).observations
+    (c,) = o.components
+    assert c.reference == "Observation/o#component[0]" and c.result == "positive"
+    assert c.effective == "2024-01-01"

@@ -7,8 +7,9 @@ from dataclasses import fields, replace
 
 import pytest
 
+from mappings.eligibility import criteria_from_fields
 from mappings.fhir import SUPPORTED_VERSIONS, r5, read_bundle, write_bundle
-from mappings.fhir.study_eligibility import _VALUE_TYPES, CHARACTERISTICS
+from mappings.fhir.study_eligibility import _VALUE_TYPES, CHARACTERISTICS, age_text
 from mappings.fhir.systems import SD
 from mappings.fhir.tables import load_table
 from mappings.model import Eligibility, Enrollment
@@ -78,3 +79,15 @@ def test_every_registry_characteristic_round_trips(version):
                     study_population="Patients of the clinic", sampling_method="NON_PROBABILITY_SAMPLE")
     p = replace(seed_protocol(), eligibility=e)
     assert read_bundle(write_bundle(p, version).bundle).protocol.eligibility == e
+
+
+def test_an_age_quantity_written_elsewhere_reads_as_registry_words():
+    """A vendor's SNOMED CT 397669002 age range in bare UCUM (``"code": "a"``, no unit word) reads as
+    ``18 Years``, which the registry-field criteria compute (it read as ``18 a``: not readable)."""
+    ucum = {"system": "http://unitsofmeasure.org", "code": "a"}
+    assert age_text({"value": 18, **ucum}) == "18 Years"
+    assert age_text({"value": 18, "unit": "years", **ucum}) == "18 years"
+    assert age_text({"value": 18, "unit": "yr"}) == "18 yr"
+    (age, *_) = criteria_from_fields(Eligibility(minimum_age=age_text({"value": 18, **ucum}),
+                                                 maximum_age=age_text({"value": 69, **ucum})))
+    assert age.computable
