@@ -13,6 +13,9 @@ What a failure means (:func:`classify`):
   each half sent again, recursively: halves that pass are marked sent, and a single record that is
   refused on its own goes to the dead letter with the server's OperationOutcome.  One bad record
   among ``n`` costs about ``2 log2 n`` extra requests; the rest of its chunk is sent.
+  First, though, :mod:`adapter.sync.heal` asks whether the refusal means the server lost records
+  sent before (a 404 on a conditional reference they write): then those are re-sent first and the
+  chunk stays pending, to be sent after them.
 * **transient** -- connection failures, timeouts, :class:`~adapter.errors.OutcomeUnknown`,
   408/409/423/425/429, 5xx (after the client's own retries), an unreadable answer, and a 4xx
   without an OperationOutcome (a proxy's answer, not the FHIR server's verdict): the records stay
@@ -47,6 +50,7 @@ from adapter import locks
 from adapter.client import FhirClient, conditional_urls
 from adapter.errors import FhirClientError, FhirHttpError, Unauthorized, refuses_content, summarize_outcome
 
+from .heal import Healer
 from .outbox import Outbox, StoredRecord
 
 __all__ = ["PushStats", "SendStopped", "classify", "push_pending"]
@@ -61,6 +65,8 @@ CONFLICT_RETRIES = 3
 CONFLICT_PAUSE = 0.5
 #: Failed attempts (passes) after which a 500 is blamed on the chunk's content (see "poison").
 POISON_ATTEMPTS = 5
+#: Below every ``seq``: records re-queued by adapter/sync/heal.py go before all others (negative seqs).
+FRONT = -(2**63)
 
 
 @dataclass
@@ -72,9 +78,11 @@ class PushStats:
     transactions: int = 0
     stopped: str | None = None
     fatal: bool = False
+    healed: int = 0  # sent records sent again: the server had lost them (adapter/sync/heal.py)
 
     def __str__(self) -> str:
         text = f"sent {self.sent}, dead {self.dead}, in {self.transactions} transaction(s)"
+        text += f", {self.healed} lost record(s) sent again" if self.healed else ""
         return text + (f"; stopped: {self.stopped}" if self.stopped else "")
 
 
@@ -112,8 +120,9 @@ def push_pending(
     refused with a conflict is tried again (True: stop instead); default ``time.sleep``.
     """
     stats = PushStats()
-    sender = _Sender(client, outbox, stats, on_sent, pause or _sleep)
-    last_seq = 0
+    healer = Healer(outbox)  # a refusal because the server lost what was sent: re-send that first
+    sender = _Sender(client, outbox, stats, on_sent, pause or _sleep, healer.heal)
+    last_seq = FRONT
     while not should_stop():
         chunk = outbox.pending(chunk_size, after_seq=last_seq)
         if not chunk:
@@ -121,6 +130,9 @@ def push_pending(
         last_seq = chunk[-1].seq
         try:
             sender.send(chunk)
+            stats.healed = healer.requeued
+            if healer.rewind():
+                last_seq = FRONT
         except SendStopped as stop:
             stats.stopped = _short(stop.error)
             stats.fatal = stop.failure == "fatal"
@@ -150,12 +162,14 @@ class _Sender:
         stats: PushStats,
         on_sent: Callable[[int], None],
         pause: Callable[[float], bool],
+        heal: Callable[[Sequence[StoredRecord], FhirClientError], bool] = lambda records, exc: False,
     ) -> None:
         self.client = client
         self.outbox = outbox
         self.stats = stats
         self.on_sent = on_sent
         self.pause = pause
+        self.heal = heal
 
     def send(self, records: Sequence[StoredRecord]) -> None:
         """Send ``records`` as one transaction; on a permanent refusal bisect (see the module docstring)."""
@@ -164,6 +178,8 @@ class _Sender:
             self.outbox.mark_sent(records)
             self.stats.sent += len(records)
             self.on_sent(len(records))
+            return
+        if self.heal(records, exc):  # what they reference was lost by the server: re-sent first
             return
         if len(records) == 1:
             record = records[0]

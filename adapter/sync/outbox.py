@@ -6,7 +6,8 @@ the transaction that carried it.  Schema (``PRAGMA user_version = 1``)::
 
     outbox(key PK, seq, kind, source, entries, hash, sent_hash, status, attempts, last_error,
            updated_at, sent_at)
-        status: pending | sent | dead.  seq: send order, renewed at each (re-)enqueue.
+        status: pending | sent | dead.  seq: send order, renewed at each (re-)enqueue; records
+        re-sent because the server lost them go before all others (:meth:`Outbox.requeue_sent`).
         hash: sha256 of the entries JSON; sent_hash: hash of the content the server last confirmed.
     dead_letter(id PK, key, hash, origin, source, reason, status, outcome, created_at, superseded_at)
         origin: server (rejected with an OperationOutcome) | source (the CSV reader refused the row).
@@ -433,6 +434,25 @@ class Outbox:
                 self._supersede(key, stamp)
             return len(keys)
 
+    def requeue_sent(self, keys: Iterable[str]) -> int:
+        """Put these ``sent`` records back to pending, ahead of every other record (their relative
+        order kept): the server lost them (see :mod:`adapter.sync.heal`); returns how many."""
+        stamp = now()
+        with self.transaction():
+            wanted = set(keys)
+            rows = [
+                r[0]
+                for r in self._db.execute("SELECT key FROM outbox WHERE status = 'sent' ORDER BY seq")
+                if r[0] in wanted
+            ]
+            first = int(self._db.execute("SELECT COALESCE(MIN(seq), 1) FROM outbox").fetchone()[0])
+            self._db.executemany(
+                "UPDATE outbox SET status = 'pending', seq = ?, attempts = 0, last_error = NULL, "
+                "updated_at = ? WHERE key = ?",
+                [(first - len(rows) + i, stamp, key) for i, key in enumerate(rows)],
+            )
+            return len(rows)
+
     # -- reading ----------------------------------------------------------------------------------
 
     def counts(self) -> Counts:
@@ -457,6 +477,36 @@ class Outbox:
             yield DeadLetter(
                 r["key"], r["origin"], r["source"], r["reason"], r["status"], outcome, r["created_at"]
             )
+
+    def records(self, status: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """(key, entries) of every record with ``status``, in send order."""
+        rows = self._db.execute("SELECT key, entries FROM outbox WHERE status = ? ORDER BY seq", (status,))
+        for key, entries in rows.fetchall():
+            yield key, fhirjson.loads(entries)
+
+    def statuses(self, keys: Iterable[str]) -> dict[str, str]:
+        """key -> status of the given keys that are in the outbox."""
+        out: dict[str, str] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(f"SELECT key, status FROM outbox WHERE key IN ({marks})", batch)
+            out.update((r[0], r[1]) for r in rows)
+        return out
+
+    def sample_sent(self, size: int) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(key, entries) of up to ``size`` sent records: the last one confirmed, the others at random."""
+        rows = self._db.execute(
+            "SELECT key, entries FROM outbox WHERE status = 'sent' ORDER BY sent_at DESC, seq DESC LIMIT 1"
+        ).fetchall()
+        if size > 1:
+            rows += self._db.execute(
+                "SELECT key, entries FROM outbox WHERE status = 'sent' AND key != ? "
+                "ORDER BY RANDOM() LIMIT ?",
+                (rows[0][0] if rows else "", size - 1),
+            ).fetchall()
+        return [(key, fhirjson.loads(entries)) for key, entries in rows]
 
     def record(self, key: str) -> dict[str, Any] | None:
         """One outbox row as a dict (entries parsed), or None."""
