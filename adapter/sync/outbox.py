@@ -329,7 +329,7 @@ class Outbox:
             "UPDATE dead_letter SET superseded_at = ? WHERE key = ? AND superseded_at IS NULL", (stamp, key)
         )
 
-    def pending(self, max_entries: int, after_seq: int = 0) -> list[StoredRecord]:
+    def pending(self, max_entries: int, after_seq: int = -(2**63)) -> list[StoredRecord]:
         """The next pending records in send order, whole records, up to ``max_entries`` entries.
 
         Always at least one record when any is pending after ``after_seq`` (a record larger than
