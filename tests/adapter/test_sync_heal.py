@@ -180,8 +180,8 @@ def test_a_404_on_a_lost_patient_resends_its_subject_first_and_nothing_goes_dead
         outbox.enqueue(lab(n, n % 3))
     with caplog.at_level(logging.INFO, logger="trialbridge.sync"):
         stats = push_pending(client, outbox, chunk_size=4)
-    assert (stats.sent, stats.dead, stats.healed) == (3 + 6, 0, 3)
     assert outbox.counts().dead == 0 and list(outbox.dead_letters()) == []
+    assert (stats.sent, stats.dead, stats.healed) == (3 + 6, 0, 3)
     # the refused chunk: 404, then the three subjects go out first, then the labs: no bisection
     assert len(fake.transactions) <= 4
     assert all(fake.stored.get(("Patient", f"{MRN}|MRN-{n}")) == 1 for n in range(3))
@@ -195,9 +195,9 @@ def test_a_patient_the_outbox_never_sent_is_still_a_dead_letter(outbox, client, 
     outbox.enqueue(lab(10, 0))  # its patient was sent, then lost: healed
     outbox.enqueue(lab(11, 7))  # patient 7 was never in the outbox: the server's refusal stands
     stats = push_pending(client, outbox, chunk_size=10)
-    assert (stats.dead, stats.healed) == (1, 1)
     assert [d.key for d in outbox.dead_letters()] == ["lab:L11"]
     assert outbox.record("lab:L10")["status"] == "sent" and outbox.record("subject:S0")["status"] == "sent"
+    assert (stats.dead, stats.healed) == (1, 1)
 
 
 def test_a_refusal_that_persists_after_the_resend_is_bisected_as_before(outbox, client, fake):
@@ -214,8 +214,8 @@ def test_a_refusal_that_persists_after_the_resend_is_bisected_as_before(outbox, 
     stats = push_pending(client, outbox, chunk_size=10)
     # the lab refused; the subject re-queued ahead of it (healed once); both refused again in one
     # chunk, which is bisected: each goes dead -- no loop
-    assert stats.healed == 1 and stats.dead == 2
-    assert len(fake.transactions) == 4
+    assert len(fake.transactions) == 4 and stats.dead == 2
+    assert stats.healed == 1
 
 
 def test_the_sample_check_requeues_every_sent_record_when_one_is_missing(outbox, client, fake):
