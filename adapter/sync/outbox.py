@@ -496,17 +496,22 @@ class Outbox:
         return out
 
     def sample_sent(self, size: int) -> list[tuple[str, list[dict[str, Any]]]]:
-        """(key, entries) of up to ``size`` sent records: the last one confirmed, the others at random."""
-        rows = self._db.execute(
-            "SELECT key, entries FROM outbox WHERE status = 'sent' ORDER BY sent_at DESC, seq DESC LIMIT 1"
-        ).fetchall()
-        if size > 1:
-            rows += self._db.execute(
-                "SELECT key, entries FROM outbox WHERE status = 'sent' AND key != ? "
-                "ORDER BY RANDOM() LIMIT ?",
-                (rows[0][0] if rows else "", size - 1),
-            ).fetchall()
-        return [(key, fhirjson.loads(entries)) for key, entries in rows]
+        """(key, entries) of up to ``size`` sent records: the last and the first one the server
+        confirmed (a restore from an older backup loses the last; a loss before an earlier heal
+        the first), the others at random."""
+        picked: dict[str, str] = {}
+        queries = [
+            ("ORDER BY sent_at DESC, seq DESC LIMIT 1", ()),
+            ("ORDER BY sent_at, seq LIMIT 1", ()),
+            ("ORDER BY RANDOM() LIMIT ?", (size,)),
+        ]
+        for order, args in queries:
+            for key, entries in self._db.execute(
+                f"SELECT key, entries FROM outbox WHERE status = 'sent' {order}", args
+            ).fetchall():
+                if len(picked) < size:
+                    picked.setdefault(key, entries)
+        return [(key, fhirjson.loads(entries)) for key, entries in picked.items()]
 
     def record(self, key: str) -> dict[str, Any] | None:
         """One outbox row as a dict (entries parsed), or None."""
