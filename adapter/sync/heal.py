@@ -158,7 +158,8 @@ def retry_dead(outbox: Outbox) -> tuple[int, int]:
 def _exists(client: FhirClient, url: UrlKey) -> bool:
     resource_type, query = url
     bundle = next(client.search_bundles(resource_type, [*query, ("_summary", "count")]))
-    return bool(bundle.get("total"))
+    total = bundle.get("total")
+    return not isinstance(total, int) or total > 0  # a server that does not count: cannot tell
 
 
 def _url_key(url: str) -> UrlKey | None:

@@ -231,11 +231,17 @@ def test_the_sample_check_requeues_every_sent_record_when_one_is_missing(outbox,
     assert (stats.sent, stats.dead) == (9, 0) and len(fake.stored) == 3 * 2 + 6
 
 
-def test_the_sample_check_skips_on_a_server_error(outbox, client, fake):
+def test_the_sample_check_skips_on_a_server_error_or_without_a_total(outbox, client, fake):
     first_sync(outbox, client, fake)
     for rtype in ("Patient", "ResearchSubject", "Observation"):
         fake.mock.remove(responses.GET, f"{BASE}/{rtype}")
         fake.mock.add(responses.GET, f"{BASE}/{rtype}", status=503)
+    assert check_sample(client, outbox) == 0 and outbox.counts().pending == 0
+    fake.wipe()
+    for rtype in ("Patient", "ResearchSubject", "Observation"):  # a server that does not count
+        fake.mock.replace(
+            responses.GET, f"{BASE}/{rtype}", json={"resourceType": "Bundle", "type": "searchset"}
+        )
     assert check_sample(client, outbox) == 0 and outbox.counts().pending == 0
 
 
