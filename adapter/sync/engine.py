@@ -130,7 +130,6 @@ def push_pending(
         last_seq = chunk[-1].seq
         try:
             sender.send(chunk)
-            stats.healed = healer.requeued
             if healer.rewind():
                 last_seq = FRONT
         except SendStopped as stop:
@@ -144,6 +143,7 @@ def push_pending(
                 "records stay pending for the next pass",
             )
             break
+    stats.healed = healer.requeued
     return stats
 
 
