@@ -15,7 +15,10 @@ Usage:
 
 Everything else (progress, errors) goes to stderr. Ports: TRIALBRIDGE_HAPI_R4_PORT and
 TRIALBRIDGE_HAPI_R5_PORT. JVM options: TRIALBRIDGE_HAPI_JAVA_OPTS (default "-Xmx3g -XX:TieredStopAtLevel=1").
-Logs and pid files live in hapi/run/. Standard library only.
+Logs and pid files live in hapi/run/, or in TRIALBRIDGE_HAPI_RUN_DIR: a private run directory lets a
+test run its own server (own port, own pid files) beside the shared ones, e.g. to stop and start it
+-- its H2 database is in memory, so a restart wipes it; a private run directory never builds, it
+runs the jar the shared `start` built. Standard library only.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import urllib.request
 from pathlib import Path
 
 HAPI_DIR = Path(__file__).resolve().parent
-RUN_DIR = HAPI_DIR / "run"
+PRIVATE_RUN_DIR = os.environ.get("TRIALBRIDGE_HAPI_RUN_DIR", "").strip()
+RUN_DIR = Path(PRIVATE_RUN_DIR).resolve() if PRIVATE_RUN_DIR else HAPI_DIR / "run"
 JAR = HAPI_DIR / "target" / "trialbridge-hapi.jar"
 JAR_MARKER = "trialbridge-hapi.jar"  # how we recognise our JVMs in /proc/<pid>/cmdline
 VERSIONS = ("R4", "R5")
@@ -164,8 +168,10 @@ def newest_source_mtime() -> float:
 
 
 def ensure_jar() -> None:
-    if JAR.exists() and JAR.stat().st_mtime >= newest_source_mtime():
+    if JAR.exists() and (PRIVATE_RUN_DIR or JAR.stat().st_mtime >= newest_source_mtime()):
         return
+    if PRIVATE_RUN_DIR:
+        raise SystemExit(f"hapi: no {JAR}: run `hapi.py start` without TRIALBRIDGE_HAPI_RUN_DIR first")
     mvn = shutil.which("mvn")
     if mvn is None:
         raise SystemExit("hapi: 'mvn' not found on PATH (Maven 3.8+ and Java 17+ are needed)")
@@ -326,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     versions = [args.only] if args.only else list(VERSIONS)
 
-    RUN_DIR.mkdir(exist_ok=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
     # One hapi.py at a time (e.g. parallel test workers all calling "start").
     with open(RUN_DIR / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

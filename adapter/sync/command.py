@@ -6,12 +6,15 @@
     trialbridge sync --config FILE [--interval SECONDS]   a pass every interval until SIGTERM/SIGINT
     trialbridge sync --report --config FILE               the dead-letter table and outbox counts
     trialbridge sync --retry-dead --config FILE           records the server refused: pending again
+                                                          (with the sent records they reference)
 
 Progress goes to standard error (a bar on a terminal, log lines otherwise); the final outbox
-counts to standard output.  Exit status: 0 when the (last) pass completed -- records refused by
-the server or the reader are in the dead letter, which ``--report`` lists, and do not fail the run;
-1 when it stopped on a failure with records still pending (they go out on the next pass), or for
-any error :mod:`adapter.cli` reports (bad configuration, server unreachable, study missing).
+counts to standard output.  Exit status (:data:`EXIT_CODES`): 0 when the (last) pass completed
+and the server refused nothing during the run (rows the CSV reader refused are in the dead letter
+but do not change the status); 3 when it completed but the server refused records, now in the
+dead letter (``--report`` lists them); 1 when it stopped on a failure with records still pending
+(they go out on the next pass), or for any error :mod:`adapter.cli` reports (bad configuration,
+server unreachable, study missing); 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -22,12 +25,22 @@ import sys
 from adapter.errors import ConfigError
 
 from .config import load_sync_config
+from .heal import retry_dead
 from .outbox import Outbox
 from .progress import configure_logging
 from .report import write_report
 from .runner import run
 
-__all__ = ["add_sync_parser", "cmd_sync"]
+__all__ = ["EXIT_CODES", "EXIT_DEAD_LETTERS", "add_sync_parser", "cmd_sync"]
+
+#: A run that completed, but the server refused records (now in the dead letter): schedulers notice.
+EXIT_DEAD_LETTERS = 3
+EXIT_CODES = {
+    0: "the run completed; the server refused nothing",
+    1: "failed: stopped with records pending, or an error (configuration, server unreachable, study missing)",
+    2: "bad input (arguments)",
+    EXIT_DEAD_LETTERS: "the run completed, but the server refused records: see --report",
+}
 
 
 def add_sync_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -36,6 +49,8 @@ def add_sync_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "sync",
         help="push a study's enrolments and lab results to a FHIR server, pull what changed (once or on an "
         "interval)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status:\n" + "\n".join(f"  {code}  {text}" for code, text in sorted(EXIT_CODES.items())),
     )
     p.add_argument("--config", required=True, metavar="FILE", help="the sync job file (TOML)")
     mode = p.add_mutually_exclusive_group()
@@ -50,7 +65,8 @@ def add_sync_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     mode.add_argument(
         "--retry-dead",
         action="store_true",
-        help="put every record the server refused back in the outbox, then exit",
+        help="put every record the server refused back in the outbox, with the sent records they "
+        "reference (a server that lost them gets them again), then exit",
     )
     p.add_argument("--passes", type=int, metavar="N", help="with --interval: stop after N passes")
     p.add_argument("--state", metavar="FILE", help="state database (overrides the config)")
@@ -75,7 +91,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
             if args.report:
                 write_report(outbox, sys.stdout, include_superseded=args.all)
             else:
-                print(f"{outbox.requeue_dead()} record(s) back in the outbox")
+                dead, deps = retry_dead(outbox)
+                print(f"{dead} record(s) back in the outbox, and {deps} sent record(s) they reference")
         return 0
     progress = configure_logging(
         args.verbose, bars=False if args.no_progress else None, log_format=args.log_format
@@ -83,4 +100,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     last = run(config, once=args.once, interval=args.interval, passes=args.passes, progress=progress)
     if last.counts is not None:
         print(f"{config.study}: {last.counts}")
-    return 0 if last.ok else 1
+    if not last.ok:
+        return 1
+    return EXIT_DEAD_LETTERS if last.dead_in_run else 0

@@ -3,8 +3,10 @@
 Every transaction goes through :func:`adapter.writes.transaction` (this host's locks, the 409 policy);
 a failure is classified (:func:`classify`) as permanent (the chunk is bisected, the refused record
 dead-lettered), transient (records stay pending, the pass stops), fatal (401/403) or, for a 500 that
-keeps coming, poison.  The failure classes: ``docs/design/conditional-writes.md``.  Log lines carry
-keys, counts and status codes only -- never an OperationOutcome's diagnostics.
+keeps coming, poison.  Before a bisection, :mod:`adapter.sync.heal` asks whether the server lost
+records sent before (``docs/design/sync-heal.md``).  The failure classes:
+``docs/design/conditional-writes.md``.  Log lines carry keys, counts and status codes only -- never
+an OperationOutcome's diagnostics.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from adapter import locks, writes
 from adapter.client import FhirClient
 from adapter.errors import FhirClientError, FhirHttpError, Unauthorized, refuses_content, summarize_outcome
 
+from .heal import Healer
 from .outbox import Outbox, StoredRecord
 
 __all__ = ["PushStats", "SendStopped", "classify", "push_pending"]
@@ -29,6 +32,8 @@ Failure = Literal["permanent", "transient", "fatal"]
 
 #: Failed attempts (passes) after which a 500 is blamed on the chunk's content (see "poison").
 POISON_ATTEMPTS = 5
+#: Below every ``seq``: records re-queued by adapter/sync/heal.py go before all others (negative seqs).
+FRONT = -(2**63)
 
 
 @dataclass
@@ -40,9 +45,11 @@ class PushStats:
     transactions: int = 0
     stopped: str | None = None
     fatal: bool = False
+    healed: int = 0  # sent records sent again: the server had lost them (adapter/sync/heal.py)
 
     def __str__(self) -> str:
         text = f"sent {self.sent}, dead {self.dead}, in {self.transactions} transaction(s)"
+        text += f", {self.healed} lost record(s) sent again" if self.healed else ""
         return text + (f"; stopped: {self.stopped}" if self.stopped else "")
 
 
@@ -80,8 +87,9 @@ def push_pending(
     refused with a conflict is tried again (True: stop instead); default ``time.sleep``.
     """
     stats = PushStats()
-    sender = _Sender(client, outbox, stats, on_sent, pause or _sleep)
-    last_seq = 0
+    healer = Healer(outbox)  # a refusal because the server lost what was sent: re-send that first
+    sender = _Sender(client, outbox, stats, on_sent, pause or _sleep, healer.heal)
+    last_seq = FRONT
     while not should_stop():
         chunk = outbox.pending(chunk_size, after_seq=last_seq)
         if not chunk:
@@ -89,6 +97,8 @@ def push_pending(
         last_seq = chunk[-1].seq
         try:
             sender.send(chunk)
+            if healer.rewind():
+                last_seq = FRONT
         except SendStopped as stop:
             stats.stopped = _short(stop.error)
             stats.fatal = stop.failure == "fatal"
@@ -100,6 +110,7 @@ def push_pending(
                 "records stay pending for the next pass",
             )
             break
+    stats.healed = healer.requeued
     return stats
 
 
@@ -118,12 +129,14 @@ class _Sender:
         stats: PushStats,
         on_sent: Callable[[int], None],
         pause: Callable[[float], bool],
+        heal: Callable[[Sequence[StoredRecord], FhirClientError], bool] = lambda records, exc: False,
     ) -> None:
         self.client = client
         self.outbox = outbox
         self.stats = stats
         self.on_sent = on_sent
         self.pause = pause
+        self.heal = heal
 
     def send(self, records: Sequence[StoredRecord]) -> None:
         """Send ``records`` as one transaction; on a permanent refusal bisect (see the module docstring)."""
@@ -132,6 +145,8 @@ class _Sender:
             self.outbox.mark_sent(records)
             self.stats.sent += len(records)
             self.on_sent(len(records))
+            return
+        if self.heal(records, exc):  # what they reference was lost by the server: re-sent first
             return
         if len(records) == 1:
             record = records[0]

@@ -4,6 +4,7 @@ Every source row becomes an ``outbox`` record (key, transaction entries, content
 committed before anything is sent and marked ``sent`` only after the server confirmed it; unchanged
 content is never sent twice.  WAL journal; one transaction per method unless grouped by
 :meth:`Outbox.transaction`; an exclusive ``flock`` keeps a second sync process off the same state.
+Records re-sent because the server lost them go before all others (:meth:`Outbox.requeue_sent`).
 The schema and the durability argument: ``docs/design/sync.md``.
 """
 
@@ -311,7 +312,7 @@ class Outbox:
             "UPDATE dead_letter SET superseded_at = ? WHERE key = ? AND superseded_at IS NULL", (stamp, key)
         )
 
-    def pending(self, max_entries: int, after_seq: int = 0) -> list[StoredRecord]:
+    def pending(self, max_entries: int, after_seq: int = -(2**63)) -> list[StoredRecord]:
         """The next pending records in send order, whole records, up to ``max_entries`` entries.
 
         Always at least one record when any is pending after ``after_seq`` (a record larger than
@@ -416,6 +417,25 @@ class Outbox:
                 self._supersede(key, stamp)
             return len(keys)
 
+    def requeue_sent(self, keys: Iterable[str]) -> int:
+        """Put these ``sent`` records back to pending, ahead of every other record (their relative
+        order kept): the server lost them (see :mod:`adapter.sync.heal`); returns how many."""
+        stamp = now()
+        with self.transaction():
+            wanted = set(keys)
+            rows = [
+                r[0]
+                for r in self._db.execute("SELECT key FROM outbox WHERE status = 'sent' ORDER BY seq")
+                if r[0] in wanted
+            ]
+            first = int(self._db.execute("SELECT COALESCE(MIN(seq), 1) FROM outbox").fetchone()[0])
+            self._db.executemany(
+                "UPDATE outbox SET status = 'pending', seq = ?, attempts = 0, last_error = NULL, "
+                "updated_at = ? WHERE key = ?",
+                [(first - len(rows) + i, stamp, key) for i, key in enumerate(rows)],
+            )
+            return len(rows)
+
     # -- reading ----------------------------------------------------------------------------------
 
     def counts(self) -> Counts:
@@ -440,6 +460,41 @@ class Outbox:
             yield DeadLetter(
                 r["key"], r["origin"], r["source"], r["reason"], r["status"], outcome, r["created_at"]
             )
+
+    def records(self, status: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """(key, entries) of every record with ``status``, in send order."""
+        rows = self._db.execute("SELECT key, entries FROM outbox WHERE status = ? ORDER BY seq", (status,))
+        for key, entries in rows.fetchall():
+            yield key, fhirjson.loads(entries)
+
+    def statuses(self, keys: Iterable[str]) -> dict[str, str]:
+        """key -> status of the given keys that are in the outbox."""
+        out: dict[str, str] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(f"SELECT key, status FROM outbox WHERE key IN ({marks})", batch)
+            out.update((r[0], r[1]) for r in rows)
+        return out
+
+    def sample_sent(self, size: int) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(key, entries) of up to ``size`` sent records: the last and the first one the server
+        confirmed (a restore from an older backup loses the last; a loss before an earlier heal
+        the first), the others at random."""
+        picked: dict[str, str] = {}
+        queries = [
+            ("ORDER BY sent_at DESC, seq DESC LIMIT 1", ()),
+            ("ORDER BY sent_at, seq LIMIT 1", ()),
+            ("ORDER BY RANDOM() LIMIT ?", (size,)),
+        ]
+        for order, args in queries:
+            for key, entries in self._db.execute(
+                f"SELECT key, entries FROM outbox WHERE status = 'sent' {order}", args
+            ).fetchall():
+                if len(picked) < size:
+                    picked.setdefault(key, entries)
+        return [(key, fhirjson.loads(entries)) for key, entries in picked.items()]
 
     def record(self, key: str) -> dict[str, Any] | None:
         """One outbox row as a dict (entries parsed), or None."""

@@ -2,9 +2,10 @@
 
 A pass checks the server (FHIR version; the study's ResearchStudy, whose arms the enrolments are
 checked against), reads every new or changed source file into the outbox (every row is committed
-there before anything is sent), sends the pending records, and finally pulls the study's changes
-since the checkpoints.  A transient failure stops the push (records stay pending); the pull still
-runs, and a failed pull moves no checkpoint.
+there before anything is sent), counts a few sent records on the server (all sent records are
+queued again when one is missing: :mod:`adapter.sync.heal`), sends the pending records, and
+finally pulls the study's changes since the checkpoints.  A transient failure stops the push
+(records stay pending); the pull still runs, and a failed pull moves no checkpoint.
 
 :func:`run` does one pass or loops every ``interval`` seconds.  SIGTERM and SIGINT set a stop flag:
 the current chunk is finished and recorded, then the job exits cleanly (a second SIGINT interrupts
@@ -31,6 +32,7 @@ from mappings.model import Protocol
 
 from .config import SyncConfig
 from .engine import PushStats, push_pending
+from .heal import check_sample
 from .outbox import Counts, Outbox
 from .progress import Progress
 from .pull import PullStats, pull_study_changes
@@ -68,6 +70,7 @@ class PassResult:
     pull: PullStats | None = None
     counts: Counts | None = None
     error: str | None = None
+    dead_in_run: int = 0  # records the server refused in every pass of the run (this one included)
 
     @property
     def ok(self) -> bool:
@@ -131,6 +134,7 @@ def run_pass(
                     ingest(outbox, kind, path, readers[kind], result.ingest, should_stop=stop, on_rows=step)
         log.info("read: %s", result.ingest)
         if not stop():
+            healed = check_sample(client, outbox)  # did the server lose what was sent? then send it again
             with progress.meter("push", total=outbox.counts().pending) as step:
                 result.push = push_pending(
                     client,
@@ -140,6 +144,7 @@ def run_pass(
                     on_sent=step,
                     pause=stop.wait,
                 )
+            result.push.healed += healed
             log.info("push: %s", result.push)
         if config.pull is not None and not stop() and not (result.push and result.push.fatal):
             try:
@@ -225,7 +230,7 @@ def run(
     stop = stop or StopFlag()
     wait = config.interval if interval is None else interval
     result = PassResult()
-    done = 0
+    done = dead = 0
     with Outbox(config.state) as outbox, handle_signals(stop):
         while True:
             try:
@@ -236,6 +241,8 @@ def run(
                 result = PassResult(error=_loggable(exc), counts=outbox.counts())
                 log.error("pass failed: %s; next pass in %gs", result.error, wait)
             done += 1
+            dead += result.push.dead if result.push else 0
+            result.dead_in_run = dead
             if once or stop() or (passes is not None and done >= passes):
                 break
             if stop.wait(wait):

@@ -291,3 +291,14 @@ def test_entries_and_lock_files_live_beside_the_state(tmp_path):
     assert (tmp_path / "deep" / "dir" / "s.sqlite.lock").exists()
     assert os.path.getsize(tmp_path / "deep" / "dir" / "s.sqlite") > 0
     assert basic_entry("a")["request"]["method"] == "PUT"
+
+
+def test_requeue_sent_puts_only_sent_records_ahead_of_everything_in_their_order(outbox):
+    for key in ("a", "b", "c", "d"):
+        outbox.enqueue(basic(key))
+    outbox.mark_sent(outbox.pending(2))  # a, b sent; c, d pending
+    outbox.enqueue(basic("e"))
+    assert outbox.requeue_sent(["b", "a", "c", "zz"]) == 2  # c is pending, zz unknown: left alone
+    assert [r.key for r in outbox.pending(10)] == ["a", "b", "c", "d", "e"]
+    assert outbox.record("a")["status"] == "pending" and outbox.record("a")["sent_hash"]
+    assert outbox.requeue_sent(["a"]) == 0
