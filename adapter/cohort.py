@@ -30,7 +30,7 @@ from .cohort_plan import Search, SearchPlan, plan_searches
 from .errors import NotFound
 from .prescreen import PrescreenResult, check_nct, prescreen, study_criteria
 
-__all__ = ["CohortResult", "Funnel", "Sink", "Step", "screen"]
+__all__ = ["CohortResult", "Funnel", "Sink", "Step", "criterion_labels", "screen"]
 
 #: Included resources per page at which a server may have cut the page's includes short (HAPI's
 #: default cap is 1000): the page's patients are then read one by one.
@@ -265,11 +265,10 @@ def _count(client: FhirClient, search: Search) -> int:
     return total if isinstance(total, int) else 0
 
 
-def _labels(
-    criteria: Sequence[Criterion], nct: str, server: str, version: str, day: datetime.date
-) -> dict[int, str]:
+def criterion_labels(criteria: Sequence[Criterion]) -> dict[int, str]:
+    """``id(criterion)`` -> its label as prescreen gives it (``age``, ``inclusion 3``, ``exclusion 2.1``)."""
     empty = Verdict(VerdictStatus.NEEDS_REVIEW, ())
-    return PrescreenResult(nct, server, version, "", day, empty, list(criteria)).labels()
+    return PrescreenResult("", "", "", "", datetime.date.min, empty, list(criteria)).labels()
 
 
 def screen(
@@ -291,7 +290,7 @@ def screen(
     chosen = list(criteria) if criteria is not None else study_criteria(client, nct)
     plan = plan_searches(chosen, day, tag)
     name, version = client.config.name, client.config.fhir_version
-    funnel = Funnel.for_criteria(chosen, plan.order, _labels(chosen, nct, name, version, day))
+    funnel = Funnel.for_criteria(chosen, plan.order, criterion_labels(chosen))
     result = CohortResult(nct, name, version, day, plan, funnel, tag=tag)
     total = _count(client, {"_tag": tag} if tag else {})
     ruled_out = sum(_count(client, s) for s in plan.excluded_searches)

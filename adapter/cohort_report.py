@@ -136,13 +136,16 @@ def _e(value: Any) -> str:
 def _chart(summary: dict[str, Any]) -> Iterator[str]:
     rows = summary["funnel"]
     total = max(1, summary["patients"])
-    height = _ROW * (len(rows) + 1) + 10
+    height = _ROW * (len(rows) + 2) + 10
     yield (
         f'<svg id="funnel-chart" role="img" width="{_LEFT + _BAR_WIDTH + 170}" height="{height}" '
         f'xmlns="http://www.w3.org/2000/svg" aria-label="funnel: patients remaining after each criterion">'
     )
     yield f"<title>Patients remaining after each criterion ({_e(total)} screened)</title>"
-    for n, row in enumerate(rows):
+    yield f'<text x="{_LEFT - 6}" y="21" text-anchor="end">all patients</text>'
+    yield f'<rect class="total" x="{_LEFT}" y="5" height="{_ROW - 6}" width="{_BAR_WIDTH}" fill="#9ab"/>'
+    yield f'<text x="{_LEFT + _BAR_WIDTH + 6}" y="21">{_e(summary["patients"])}</text>'
+    for n, row in enumerate(rows, 1):
         y = 5 + n * _ROW
         width = round(_BAR_WIDTH * row["remaining"] / total, 1)
         review = round(_BAR_WIDTH * min(row["review"], row["remaining"]) / total, 1)
