@@ -176,7 +176,8 @@ def _funnel_table(summary: dict[str, Any]) -> Iterator[str]:
         yield (
             f'<tr data-criterion="{label}"><td class="n">{n}</td><td>{label}</td>'
             f"<td>{_e(row['kind'])}</td><td>{_e(row['text'])}</td>"
-            f'<td class="n dropped">{_e(row["dropped"])}</td><td class="n remaining">{_e(row["remaining"])}</td>'
+            f'<td class="n dropped">{_e(row["dropped"])}</td>'
+            f'<td class="n remaining">{_e(row["remaining"])}</td>'
             f'<td class="n review">{_e(row["review"])}</td></tr>'
         )
     yield "</tbody></table>"

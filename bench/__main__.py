@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from . import eligibility, lab_results, mapping, service
+from . import cohort, eligibility, lab_results, mapping, service
 from .report import print_table, write_json
 
 SUITES = [
@@ -13,6 +13,7 @@ SUITES = [
     ("eligibility", eligibility.run),
     ("lab_results", lab_results.run),
     ("service", service.run),
+    ("cohort", cohort.run),
 ]
 
 

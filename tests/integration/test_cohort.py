@@ -87,7 +87,8 @@ def test_the_population_is_deterministic_and_loading_again_adds_nothing(client, 
 
 def test_the_population_has_what_the_criteria_need(client, loaded):
     def count(resource_type: str, **params: str) -> int:
-        return int(next(client.search_bundles(resource_type, {"_tag": TAG, "_summary": "count", **params}))["total"])
+        params = {"_tag": TAG, "_summary": "count", **params}
+        return int(next(client.search_bundles(resource_type, params))["total"])
 
     assert count("Patient", deceased="true") > 0
     assert count("Patient", **{"birthdate:missing": "true"}) > 0
