@@ -17,6 +17,8 @@ of patients.  Design notes: ``docs/design/cohort.md``.
 from __future__ import annotations
 
 import datetime
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -36,6 +38,8 @@ __all__ = ["CohortResult", "Funnel", "Sink", "Step", "criterion_labels", "screen
 #: default cap is 1000): the page's patients are then read one by one.
 INCLUDE_LIMIT = 1000
 Progress = Callable[[int, int], None]
+#: Threads reading candidate pages in parallel (the searches are disjoint; at most 2 pages each wait).
+WORKERS = 3
 
 
 @dataclass(frozen=True)
@@ -280,10 +284,11 @@ def screen(
     criteria: Sequence[Criterion] | None = None,
     sink: Sink | None = None,
     progress: Progress | None = None,
+    workers: int = WORKERS,
 ) -> CohortResult:
     """Screen every patient of the client's server (or those tagged ``tag``, ``system|code``) for
     study ``nct`` on ``as_of`` (default today); candidates go to ``sink``, ``progress(done, total)``
-    is called after each page."""
+    is called after each page; ``workers`` threads read pages while the rules run."""
     check_nct(nct)
     started = time.monotonic()
     day = as_of or datetime.date.today()
@@ -298,13 +303,78 @@ def screen(
     result.ruled_out_by_server = ruled_out
     if progress:
         progress(ruled_out, total)
-    for search in plan.candidate_searches:
-        for bundle in client.search_bundles("Patient", search):
-            _screen_page(client, nct, day, chosen, bundle, result, sink)
-            if progress:
-                progress(funnel.total, max(total, funnel.total))
+    for bundle in _pages(client, plan.candidate_searches, workers):
+        _screen_page(client, nct, day, chosen, bundle, result, sink)
+        if progress:
+            progress(funnel.total, max(total, funnel.total))
     result.seconds = time.monotonic() - started
     return result
+
+
+class _Reader:
+    """Reads the pages of disjoint searches in ``workers`` threads into a bounded queue (so memory
+    holds a few pages whatever the population); iterating yields them in arrival order, and re-raises
+    a reader's error.  Closing stops the readers."""
+
+    _END = object()
+
+    def __init__(self, client: FhirClient, searches: Sequence[Search], workers: int) -> None:
+        self._client = client
+        self._todo = list(searches)
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=2 * workers)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._read, daemon=True, name=f"cohort-reader-{n}")
+                         for n in range(max(1, min(workers, len(self._todo))))]
+
+    def _next(self) -> Search | None:
+        with self._lock:
+            return self._todo.pop(0) if self._todo else None
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            while (search := self._next()) is not None:
+                for bundle in self._client.search_bundles("Patient", search):
+                    if not self._put(bundle):
+                        return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+        finally:
+            self._put(self._END)
+
+    def __iter__(self) -> Iterator[Resource]:
+        for t in self._threads:
+            t.start()
+        running = len(self._threads)
+        try:
+            while running:
+                item = self._queue.get()
+                if item is self._END:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield cast(Resource, item)
+        finally:
+            self._stop.set()
+
+
+def _pages(client: FhirClient, searches: Sequence[Search], workers: int) -> Iterator[Resource]:
+    """The pages of every search (in parallel when ``workers`` > 1)."""
+    if workers <= 1:
+        for search in searches:
+            yield from client.search_bundles("Patient", search)
+        return
+    yield from _Reader(client, searches, workers)
 
 
 def _screen_page(

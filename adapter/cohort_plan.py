@@ -7,7 +7,8 @@ day or a server's date rounding never rules out a patient who is in range), and 
 recorded as deceased.  They are counted (``_summary=count``), never read.  Every other patient is
 read by one of the disjoint :attr:`SearchPlan.candidate_searches` (birth date in range; no birth
 date; deceased and out of range) with their Conditions and Observations ``_revinclude``-d page by
-page, and evaluated with prescreen's rules.
+page (the in-range search split into :data:`SLICES` birth-date slices, read in parallel), and
+evaluated with prescreen's rules.
 
 The funnel's steps are the study's top-level criteria with the server-filtered age criterion first
 (the others keep the study's order): a patient drops out at the first step whose result the verdict
@@ -32,6 +33,8 @@ __all__ = ["MARGIN_DAYS", "Search", "SearchPlan", "plan_searches"]
 
 #: Days added to each side of the birth-date range the server filters on.
 MARGIN_DAYS = 3
+#: Disjoint birth-date slices the in-range search is split into, so that pages can be read in parallel.
+SLICES = 6
 #: Patients per page of a candidate search (each with its Conditions and Observations).
 PAGE_PATIENTS = 50
 _REVINCLUDE = ("Condition:subject", "Observation:subject")
@@ -110,6 +113,16 @@ def _birth_range(
     return earliest, latest
 
 
+def _slices(earliest: datetime.date | None, latest: datetime.date | None, whole: list[str]) -> list[list[str]]:
+    """The birth-date range as :data:`SLICES` disjoint ranges (searched in parallel), or whole."""
+    if earliest is None or latest is None or (latest - earliest).days < SLICES:
+        return [whole]
+    step = (latest - earliest) / SLICES
+    cuts = [earliest + step * n for n in range(SLICES)] + [latest]
+    out = [[f"ge{cuts[n].isoformat()}", f"lt{cuts[n + 1].isoformat()}"] for n in range(SLICES - 1)]
+    return [*out, [f"ge{cuts[-2].isoformat()}", f"le{latest.isoformat()}"]]
+
+
 def _with(base: Search, **params: str) -> Search:
     return {**base, **params}
 
@@ -139,7 +152,7 @@ def plan_searches(criteria: Sequence[Criterion], as_of: datetime.date, tag: str 
     inside["birthdate"] = ranges
     excluded = tuple(_with(o, **{"deceased:not": "true"}) for o in outside)
     candidates = (
-        {**inside, **reads},
+        *({**base, "birthdate": r, **reads} for r in _slices(earliest, latest, ranges)),
         {**base, "birthdate:missing": "true", **reads},
         *({**o, "deceased": "true", **reads} for o in outside),
     )

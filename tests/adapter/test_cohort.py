@@ -9,7 +9,9 @@ import dataclasses
 import datetime
 from typing import Any
 
-from adapter.cohort import Funnel, _page, _PageClient, criterion_labels
+import pytest
+
+from adapter.cohort import Funnel, _page, _PageClient, _pages, criterion_labels
 from adapter.config import ServerConfig
 from adapter.prescreen import PrescreenResult
 from mappings.eligibility import (
@@ -157,3 +159,18 @@ def test_anything_else_goes_to_the_real_client():
     assert real.calls == [("read", "Patient"), ("search", "Condition"), ("search", "Procedure")]
     cut, real = page_client(complete=False)
     assert ids(cut.search("Condition", {"subject": "Patient/1"})) == ["from-server"]
+
+
+class Failing(Real):
+    def search_bundles(self, resource_type: str, params: Any = None):
+        if "birthdate" in params and params["birthdate"] == ["ge2000-01-01", "le2000-12-31"]:
+            raise RuntimeError("page 2 failed")
+        yield {"resourceType": "Bundle", "entry": []}
+
+
+def test_a_reader_thread_error_reaches_the_screen():
+    searches = [{"birthdate": [f"ge{y}-01-01", f"le{y}-12-31"]} for y in (1990, 2000, 2010)]
+    with pytest.raises(RuntimeError, match="page 2 failed"):
+        list(_pages(Failing(), searches, workers=3))  # type: ignore[arg-type]
+    assert len(list(_pages(Failing(), [searches[0], searches[2]], workers=3))) == 2  # type: ignore[arg-type]
+    assert len(list(_pages(Failing(), [searches[0]], workers=1))) == 1  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import datetime
 
 import pytest
 
-from adapter.cohort_plan import MARGIN_DAYS, plan_searches
+from adapter.cohort_plan import MARGIN_DAYS, SLICES, plan_searches
 from mappings.eligibility import AgeTest, Comparator, Criterion, Kind, SexTest, Status, recognise_eligibility
 from mappings.eligibility.dates import completed
 from mappings.sources import read_protocol
@@ -33,8 +33,12 @@ def test_the_seed_study_is_filtered_on_its_first_age_criterion():
         {"_tag": TAG, "birthdate": "lt1955-06-27", "deceased:not": "true"},
         {"_tag": TAG, "birthdate": "gt2007-07-03", "deceased:not": "true"},
     )
-    inside, missing, *deceased = plan.candidate_searches
-    assert inside["birthdate"] == ["ge1955-06-27", "le2007-07-03"]
+    *inside, missing, deceased_old, deceased_young = plan.candidate_searches
+    assert len(inside) == SLICES
+    bounds = [s["birthdate"] for s in inside]
+    assert bounds[0][0] == "ge1955-06-27" and bounds[-1][1] == "le2007-07-03"
+    assert all(a[1] == "lt" + b[0][2:] for a, b in zip(bounds, bounds[1:], strict=False))  # disjoint, no gap
+    deceased = [deceased_old, deceased_young]
     assert missing["birthdate:missing"] == "true"
     assert [d["deceased"] for d in deceased] == ["true", "true"]
     assert all(s["_tag"] == TAG and s["_revinclude"] == ["Condition:subject", "Observation:subject"]
