@@ -218,9 +218,7 @@ def render_html(summary: dict[str, Any], candidates: Iterator[dict[str, Any]]) -
         ("ruled out by the server's search", "ruled-out", summary["ruledOutByServer"]),
         ("evaluated one by one", "evaluated", summary["evaluated"]),
         ("candidates", "candidates", summary["candidates"]),
-        ("likely eligible", "likely-eligible", verdicts.get("likely eligible", 0)),
-        ("need review", "needs-review", verdicts.get("needs review", 0)),
-        ("not eligible", "not-eligible", verdicts.get("not eligible", 0)),
+        *((f"verdict: {v}", v.replace(" ", "-"), n) for v, n in verdicts.items()),
     ]
     yield (
         '<dl id="summary">'
