@@ -113,7 +113,9 @@ def _birth_range(
     return earliest, latest
 
 
-def _slices(earliest: datetime.date | None, latest: datetime.date | None, whole: list[str]) -> list[list[str]]:
+def _slices(
+    earliest: datetime.date | None, latest: datetime.date | None, whole: list[str]
+) -> list[list[str]]:
     """The birth-date range as :data:`SLICES` disjoint ranges (searched in parallel), or whole."""
     if earliest is None or latest is None or (latest - earliest).days < SLICES:
         return [whole]
