@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench soak hapi hapi-stop clean
+.PHONY: install system-packages test lint demo bench soak hapi hapi-stop clean
 
 install: $(STAMP)
 
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Debian packages some tests need (chromium, PostgreSQL server binaries); root installs what is missing.
+system-packages:
+	bash scripts/system-packages.sh
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from adapter import enrolments, lab_results, observations
 from adapter.client import VERSION_PREFIXES, FhirClient
+from adapter.cohort_command import add_cohort_arguments, run_cohort
 from adapter.config import FhirVersion, ServerConfig, load_config
 from adapter.errors import ConfigError
 from adapter.prescreen import check_nct, format_table, parse_patient, prescreen
@@ -185,6 +186,11 @@ def cmd_prescreen(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_table(result))
     return 0
+
+
+def cmd_cohort(args: argparse.Namespace) -> int:
+    """``trialbridge cohort --study NCT --server S``: screen every patient (adapter/cohort_command.py)."""
+    return run_cohort(args, _server(args))
 
 
 def _csv_lines(source: str) -> Iterator[str]:
@@ -381,6 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", metavar="YYYY-MM-DD", help="evaluation date (default: today)")
     p.add_argument("--json", action="store_true", help="answer JSON instead of the table")
     p.set_defaults(func=cmd_prescreen)
+
+    p = sub.add_parser("cohort", parents=[study, server],
+                       help="screen every patient of a FHIR server for a study: funnel, candidates, report")
+    add_cohort_arguments(p)
+    p.set_defaults(func=cmd_cohort)
 
     p = sub.add_parser("serve", parents=[_parent(_config_option)], help="run the web service under gunicorn")
     p.add_argument("--bind", default="127.0.0.1:8000", help="address:port (default 127.0.0.1:8000)")

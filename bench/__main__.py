@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from . import eligibility, lab_results, mapping, service
+from . import cohort, eligibility, lab_results, mapping, service
 from .report import print_table, write_json
 
 SUITES = [
@@ -17,6 +17,7 @@ SUITES = [
     ("eligibility", eligibility.run),
     ("lab_results", lab_results.run),
     ("service", service.run),
+    ("cohort", cohort.run),
 ]
 
 

@@ -16,7 +16,7 @@ from flask import Flask
 from adapter.client import FhirClient
 from adapter.config import load_config
 
-from . import access, errors, health, observations, openapi, prescreen, requestlog, studies, subjects
+from . import access, cohort, errors, health, observations, openapi, prescreen, requestlog, studies, subjects
 from .state import ServiceState
 
 
@@ -36,6 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(prescreen.bp)
+    app.register_blueprint(cohort.bp)
     app.register_blueprint(subjects.bp)
     app.register_blueprint(observations.bp)
     gc.freeze()  # the imported model graph is permanent: keep it out of every cyclic collection

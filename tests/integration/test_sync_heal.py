@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mappings.fhir.common import conditional_url
-from mappings.fhir.trial_common import LAB_RESULT_SYSTEM, SUBJECT_SYSTEM
 
 from adapter.client import FhirClient
 from adapter.config import ServerConfig
@@ -32,6 +30,9 @@ from adapter.sync import runner
 from adapter.sync.command import EXIT_DEAD_LETTERS
 from adapter.sync.config import load_sync_config
 from adapter.sync.outbox import Outbox
+from mappings.fhir.identity import conditional_url
+from mappings.fhir.observations import LAB_RESULT_SYSTEM
+from mappings.fhir.subjects import SUBJECT_SYSTEM
 from mappings.sources import read_protocol
 from tests.conftest import ROOT, SEED
 

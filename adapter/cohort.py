@@ -1,0 +1,401 @@
+"""Screen every patient of a FHIR server for a study: the funnel and the candidates.
+
+``screen(client, nct)`` reads the study's criteria once (:func:`adapter.prescreen.study_criteria`),
+plans the searches (:mod:`adapter.cohort_plan`: the server rules out, by count, the patients outside
+the age range), then reads the other patients a page at a time with their Conditions and
+Observations (``_revinclude``) and gives each the verdict :func:`adapter.prescreen.prescreen` gives:
+prescreen itself runs on every patient, against a :class:`_PageClient` that answers its reads and
+searches from the page already fetched (and passes anything else to the real client), so the rules,
+the facts and the evidence are prescreen's, whatever they become.
+
+Each verdict goes to the :class:`Funnel` (patients remaining after each criterion, and how many of
+those need review at it) and, for a patient who is not ruled out, to the ``sink`` (the candidate
+list: :mod:`adapter.cohort_report`).  Memory holds one page and the counters, whatever the number
+of patients.  Design notes: ``docs/design/cohort.md``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from mappings.eligibility import Criterion, CriterionResult, Verdict, VerdictStatus
+
+from .client import FhirClient, Params, Resource
+from .cohort_plan import Search, SearchPlan, plan_searches
+from .errors import NotFound
+from .prescreen import PrescreenResult, check_nct, prescreen, study_criteria
+
+__all__ = ["CohortResult", "Funnel", "Sink", "Step", "criterion_labels", "screen"]
+
+#: Included resources per page at which a server may have cut the page's includes short (HAPI's
+#: default cap is 1000): the page's patients are then read one by one.
+INCLUDE_LIMIT = 1000
+Progress = Callable[[int, int], None]
+#: Threads reading candidate pages in parallel (the searches are disjoint; at most 2 pages each wait).
+WORKERS = 3
+
+
+@dataclass(frozen=True)
+class Step:
+    """One funnel step: a top-level criterion (``label`` as prescreen labels it), or ``other`` for
+    a verdict of not eligible that no criterion explains."""
+
+    label: str
+    kind: str
+    text: str
+
+
+@dataclass
+class Funnel:
+    """Counts of the funnel: who drops out at which step, who needs review at which step."""
+
+    steps: list[Step]
+    criteria: Sequence[Criterion] = ()
+    order: Sequence[int] = ()
+    total: int = 0
+    dropped: list[int] = field(default_factory=list)
+    review: list[int] = field(default_factory=list)
+    verdicts: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def for_criteria(
+        cls, criteria: Sequence[Criterion], order: Sequence[int], labels: Mapping[int, str]
+    ) -> Funnel:
+        """The funnel of ``criteria`` in ``order`` (``labels``: ``id(criterion)`` -> label)."""
+        steps = [
+            Step(labels.get(id(criteria[n]), criteria[n].source), criteria[n].kind.value, criteria[n].text)
+            for n in order
+        ]
+        steps.append(Step("other", "", "not eligible for a reason no criterion gives"))
+        return cls(steps, criteria, order, 0, [0] * len(steps), [0] * len(steps))
+
+    def _tops(self) -> dict[int, int]:
+        """``id`` of every criterion and sub-criterion -> its funnel step."""
+        out: dict[int, int] = {}
+
+        def walk(c: Criterion, step: int) -> None:
+            out[id(c)] = step
+            for child in c.children:
+                walk(child, step)
+
+        for step, n in enumerate(self.order):
+            walk(self.criteria[n], step)
+        return out
+
+    def add_ruled_out(self, count: int) -> None:
+        """``count`` patients ruled out by the server at the first step."""
+        self.total += count
+        self.dropped[0] += count
+        self.verdicts["not eligible"] += count
+
+    def add(self, result: PrescreenResult) -> int | None:
+        """Count one patient's verdict; the step it drops out at, or None (a candidate)."""
+        tops = self._tops()
+        v = result.verdict
+        self.total += 1
+        self.verdicts[v.status.value] += 1
+        against = [
+            tops[id(r.criterion)] for r in (*v.failed_inclusion, *v.met_exclusion) if id(r.criterion) in tops
+        ]
+        drop = min(against) if against else None
+        if drop is None and v.status.value == "not eligible":
+            drop = len(self.steps) - 1
+        doubtful = {tops[id(r.criterion)] for r in _doubtful(v) if id(r.criterion) in tops}
+        for step in doubtful:
+            if drop is None or step < drop:
+                self.review[step] += 1
+        if drop is not None:
+            self.dropped[drop] += 1
+        return drop
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per step: label, kind, text, dropped, remaining (after it), review."""
+        remaining = self.total
+        out = []
+        for step, dropped, review in zip(self.steps, self.dropped, self.review, strict=True):
+            remaining -= dropped
+            out.append(
+                {
+                    "criterion": step.label,
+                    "kind": step.kind,
+                    "text": step.text,
+                    "dropped": dropped,
+                    "remaining": remaining,
+                    "review": review,
+                }
+            )
+        if out and out[-1]["dropped"] == 0 and out[-1]["criterion"] == "other":
+            out.pop()
+        return out
+
+
+def _doubtful(verdict: Any) -> Iterable[CriterionResult]:
+    """The results the verdict lists as needing review (unknown, not computable)."""
+    return (*verdict.unknown, *verdict.review)
+
+
+class Sink(Protocol):
+    """Where candidates go (:class:`adapter.cohort_report.CohortWriter`)."""
+
+    def candidate(self, result: PrescreenResult) -> None: ...
+
+
+@dataclass
+class CohortResult:
+    """One screen: the study, the server, the date, the plan, the funnel, the timing."""
+
+    nct_id: str
+    server: str
+    fhir_version: str
+    as_of: datetime.date
+    plan: SearchPlan
+    funnel: Funnel
+    candidates: int = 0
+    ruled_out_by_server: int = 0
+    evaluated: int = 0
+    seconds: float = 0.0
+    tag: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary (funnel, counts, plan) as JSON data."""
+        return {
+            "study": self.nct_id,
+            "server": self.server,
+            "fhirVersion": self.fhir_version,
+            "asOf": self.as_of.isoformat(),
+            "tag": self.tag,
+            "patients": self.funnel.total,
+            "ruledOutByServer": self.ruled_out_by_server,
+            "evaluated": self.evaluated,
+            "candidates": self.candidates,
+            "verdicts": dict(sorted(self.funnel.verdicts.items())),
+            "funnel": self.funnel.rows(),
+            "searches": self.plan.describe(),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# --- the page client ------------------------------------------------------------------------------
+
+
+def _subject(resource: Resource) -> str | None:
+    ref = (resource.get("subject") or {}).get("reference")
+    return ref if isinstance(ref, str) else None
+
+
+def _has_code(resource: Resource, tokens: set[str]) -> bool:
+    codings = (resource.get("code") or {}).get("coding") or []
+    return any(isinstance(c, dict) and f"{c.get('system')}|{c.get('code')}" in tokens for c in codings)
+
+
+class _PageClient:
+    """The parts of a FhirClient prescreen uses, answered from one fetched page: ``read`` of its
+    Patients, ``search`` of Conditions/Observations by ``subject`` (and ``code``); anything else --
+    another resource type or parameter, or a page whose includes may be cut short -- goes to the
+    real client."""
+
+    _SEARCHED = {"Condition": {"subject", "_count"}, "Observation": {"subject", "code", "_count"}}
+
+    def __init__(
+        self,
+        real: FhirClient,
+        patients: dict[str, Resource],
+        related: dict[str, list[Resource]],
+        complete: bool,
+    ) -> None:
+        self._real, self._patients, self._related, self._complete = real, patients, related, complete
+        self.config = real.config
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def read(self, resource_type: str, resource_id: str) -> Resource:
+        if resource_type == "Patient" and resource_id in self._patients:
+            return self._patients[resource_id]
+        return self._real.read(resource_type, resource_id)
+
+    def search(self, resource_type: str, params: Params = None) -> Iterator[Resource]:
+        given = dict(params) if isinstance(params, Mapping) else None
+        if (
+            not self._complete
+            or given is None
+            or resource_type not in self._SEARCHED
+            or not set(given) <= self._SEARCHED[resource_type]
+            or not isinstance(given.get("subject"), str)
+        ):
+            yield from self._real.search(resource_type, params)
+            return
+        code = given.get("code")
+        tokens = set(code.split(",")) if isinstance(code, str) else None
+        for r in self._related.get(str(given["subject"]), []):
+            if r.get("resourceType") == resource_type and (tokens is None or _has_code(r, tokens)):
+                yield r
+
+
+def _page(bundle: Resource) -> tuple[list[Resource], dict[str, list[Resource]], int]:
+    """A searchset page: its Patients, the included resources by subject, how many were included."""
+    patients: list[Resource] = []
+    related: dict[str, list[Resource]] = {}
+    included = 0
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        mode = (entry.get("search") or {}).get("mode")
+        if mode == "match" and resource.get("resourceType") == "Patient":
+            patients.append(resource)
+        elif mode == "include":
+            included += 1
+            subject = _subject(resource)
+            if subject:
+                related.setdefault(subject, []).append(resource)
+    return patients, related, included
+
+
+# --- the screen -----------------------------------------------------------------------------------
+
+
+def _count(client: FhirClient, search: Search) -> int:
+    params = {k: v for k, v in search.items() if k not in ("_revinclude", "_count")}
+    bundle = next(client.search_bundles("Patient", {**params, "_summary": "count"}))
+    total = bundle.get("total")
+    return total if isinstance(total, int) else 0
+
+
+def criterion_labels(criteria: Sequence[Criterion]) -> dict[int, str]:
+    """``id(criterion)`` -> its label as prescreen gives it (``age``, ``inclusion 3``, ``exclusion 2.1``)."""
+    empty = Verdict(VerdictStatus.NEEDS_REVIEW, ())
+    return PrescreenResult("", "", "", "", datetime.date.min, empty, list(criteria)).labels()
+
+
+def screen(
+    client: FhirClient,
+    nct: str,
+    *,
+    as_of: datetime.date | None = None,
+    tag: str | None = None,
+    criteria: Sequence[Criterion] | None = None,
+    sink: Sink | None = None,
+    progress: Progress | None = None,
+    workers: int = WORKERS,
+) -> CohortResult:
+    """Screen every patient of the client's server (or those tagged ``tag``, ``system|code``) for
+    study ``nct`` on ``as_of`` (default today); candidates go to ``sink``, ``progress(done, total)``
+    is called after each page; ``workers`` threads read pages while the rules run."""
+    check_nct(nct)
+    started = time.monotonic()
+    day = as_of or datetime.date.today()
+    chosen = list(criteria) if criteria is not None else study_criteria(client, nct)
+    plan = plan_searches(chosen, day, tag)
+    name, version = client.config.name, client.config.fhir_version
+    funnel = Funnel.for_criteria(chosen, plan.order, criterion_labels(chosen))
+    result = CohortResult(nct, name, version, day, plan, funnel, tag=tag)
+    total = _count(client, {"_tag": tag} if tag else {})
+    ruled_out = sum(_count(client, s) for s in plan.excluded_searches)
+    funnel.add_ruled_out(ruled_out)
+    result.ruled_out_by_server = ruled_out
+    if progress:
+        progress(ruled_out, total)
+    for bundle in _pages(client, plan.candidate_searches, workers):
+        _screen_page(client, nct, day, chosen, bundle, result, sink)
+        if progress:
+            progress(funnel.total, max(total, funnel.total))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+class _Reader:
+    """Reads the pages of disjoint searches in ``workers`` threads into a bounded queue (so memory
+    holds a few pages whatever the population); iterating yields them in arrival order, and re-raises
+    a reader's error.  Closing stops the readers."""
+
+    _END = object()
+
+    def __init__(self, client: FhirClient, searches: Sequence[Search], workers: int) -> None:
+        self._client = client
+        self._todo = list(searches)
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=2 * workers)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._read, daemon=True, name=f"cohort-reader-{n}")
+                         for n in range(max(1, min(workers, len(self._todo))))]
+
+    def _next(self) -> Search | None:
+        with self._lock:
+            return self._todo.pop(0) if self._todo else None
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            while (search := self._next()) is not None:
+                for bundle in self._client.search_bundles("Patient", search):
+                    if not self._put(bundle):
+                        return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+        finally:
+            self._put(self._END)
+
+    def __iter__(self) -> Iterator[Resource]:
+        for t in self._threads:
+            t.start()
+        running = len(self._threads)
+        try:
+            while running:
+                item = self._queue.get()
+                if item is self._END:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield cast(Resource, item)
+        finally:
+            self._stop.set()
+
+
+def _pages(client: FhirClient, searches: Sequence[Search], workers: int) -> Iterator[Resource]:
+    """The pages of every search (in parallel when ``workers`` > 1)."""
+    if workers <= 1:
+        for search in searches:
+            yield from client.search_bundles("Patient", search)
+        return
+    yield from _Reader(client, searches, workers)
+
+
+def _screen_page(
+    client: FhirClient,
+    nct: str,
+    day: datetime.date,
+    criteria: list[Criterion],
+    bundle: Resource,
+    result: CohortResult,
+    sink: Sink | None,
+) -> None:
+    patients, related, included = _page(bundle)
+    by_id = {p["id"]: p for p in patients if isinstance(p.get("id"), str)}
+    local = cast(FhirClient, _PageClient(client, by_id, related, included < INCLUDE_LIMIT))
+    for pid in by_id:
+        try:
+            one = prescreen(local, nct, pid, as_of=day, criteria=criteria)
+        except NotFound:  # deleted between the search and the read
+            continue
+        result.evaluated += 1
+        if result.funnel.add(one) is None:
+            result.candidates += 1
+            if sink is not None:
+                sink.candidate(one)

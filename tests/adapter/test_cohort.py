@@ -1,0 +1,176 @@
+"""The cohort funnel and the page client, without a server: where a patient drops out, who needs
+review at which step, the server's rule-outs, sub-criteria counted at their item, and prescreen's
+reads answered from the fetched page (anything else goes to the real client).  The real screen
+runs against HAPI in tests/integration/test_cohort.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+import pytest
+
+from adapter.cohort import Funnel, _page, _PageClient, _pages, criterion_labels
+from adapter.config import ServerConfig
+from adapter.prescreen import PrescreenResult
+from mappings.eligibility import (
+    Criterion,
+    CriterionResult,
+    Kind,
+    Outcome,
+    Status,
+    Verdict,
+    VerdictStatus,
+    recognise_eligibility,
+)
+from mappings.sources import read_protocol
+from tests.conftest import SEED
+
+CRITERIA = recognise_eligibility(read_protocol(SEED.read_bytes()).protocol.eligibility)
+LABELS = criterion_labels(CRITERIA)
+DAY = datetime.date(2025, 6, 30)
+
+
+def by_label(label: str) -> Criterion:
+    return next(c for c in CRITERIA if LABELS[id(c)] == label)
+
+
+def verdict(status: str, outcomes: dict[str, Outcome]) -> PrescreenResult:
+    results = [CriterionResult(c, outcomes.get(LABELS[id(c)], Outcome.MET if c.kind is Kind.INCLUSION
+                                               else Outcome.NOT_MET), "") for c in CRITERIA]
+    failed = tuple(r for r in results if r.criterion.kind is Kind.INCLUSION and r.outcome is Outcome.NOT_MET)
+    met = tuple(r for r in results if r.criterion.kind is Kind.EXCLUSION and r.outcome is Outcome.MET)
+    unknown = tuple(r for r in results if r.outcome is Outcome.UNKNOWN)
+    v = Verdict(VerdictStatus(status), tuple(results), failed, met, unknown)
+    return PrescreenResult("NCT03945487", "s", "R4", "Patient/1", DAY, v, CRITERIA)
+
+
+def funnel() -> Funnel:
+    return Funnel.for_criteria(CRITERIA, range(len(CRITERIA)), LABELS)
+
+
+def rows(f: Funnel) -> dict[str, dict[str, Any]]:
+    return {r["criterion"]: r for r in f.rows()}
+
+
+def test_a_patient_drops_out_at_the_first_failing_step_and_review_counts_before_it():
+    f = funnel()
+    drop = f.add(verdict("not eligible", {"inclusion 3": Outcome.UNKNOWN, "inclusion 2": Outcome.NOT_MET,
+                                          "exclusion 1": Outcome.MET, "healthy_volunteers": Outcome.UNKNOWN}))
+    assert f.steps[drop].label == "inclusion 2"
+    r = rows(f)
+    assert (r["inclusion 2"]["dropped"], r["inclusion 2"]["remaining"]) == (1, 0)
+    assert r["healthy_volunteers"]["review"] == 1 and r["inclusion 3"]["review"] == 0
+    assert r["exclusion 1"]["dropped"] == 0
+    assert f.verdicts == {"not eligible": 1}
+
+
+def test_candidates_remain_to_the_end_with_their_review_steps():
+    f = funnel()
+    assert f.add(verdict("likely eligible", {})) is None
+    assert f.add(verdict("needs review", {"exclusion 3": Outcome.UNKNOWN})) is None
+    f.add_ruled_out(5)
+    r = f.rows()
+    assert r[0]["dropped"] == 5 and r[0]["remaining"] == 2
+    assert r[-1]["remaining"] == 2 and "other" not in rows(f)
+    assert rows(f)["exclusion 3"]["review"] == 1
+    assert f.total == 7 and f.verdicts == {"not eligible": 5, "likely eligible": 1, "needs review": 1}
+
+
+def test_not_eligible_for_no_listed_criterion_is_counted_as_other():
+    f = funnel()
+    assert f.steps[f.add(verdict("not eligible", {}))].label == "other"
+    assert f.rows()[-1] == {"criterion": "other", "kind": "", "text": f.steps[-1].text, "dropped": 1,
+                            "remaining": 0, "review": 0}
+
+
+def test_a_sub_criterion_counts_at_its_item():
+    child = Criterion("child", Kind.EXCLUSION, Status.COMPUTABLE, "")
+    parent = dataclasses.replace(by_label("exclusion 1"), children=(child,))
+    criteria = [parent]
+    f = Funnel.for_criteria(criteria, [0], criterion_labels(criteria))
+    result = CriterionResult(child, Outcome.MET, "")
+    v = Verdict(VerdictStatus.NOT_ELIGIBLE, (result,), met_exclusion=(result,))
+    assert f.add(PrescreenResult("NCT03945487", "s", "R4", "Patient/1", DAY, v, criteria)) == 0
+
+
+class Real:
+    config = ServerConfig(name="real", base_url="http://fhir.test/fhir")
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def read(self, resource_type: str, resource_id: str) -> dict:
+        self.calls.append(("read", resource_type))
+        return {"resourceType": resource_type, "id": resource_id}
+
+    def search(self, resource_type: str, params: Any = None):
+        self.calls.append(("search", resource_type))
+        yield {"resourceType": resource_type, "id": "from-server"}
+
+    def capabilities(self) -> dict:
+        return {"resourceType": "CapabilityStatement"}
+
+
+PAGE = {"resourceType": "Bundle", "entry": [
+    {"resource": {"resourceType": "Patient", "id": "1"}, "search": {"mode": "match"}},
+    {"resource": {"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/1"}},
+     "search": {"mode": "include"}},
+    {"resource": {"resourceType": "Observation", "id": "hbsag", "subject": {"reference": "Patient/1"},
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "5196-1"}]}},
+     "search": {"mode": "include"}},
+    {"resource": {"resourceType": "Observation", "id": "glucose", "subject": {"reference": "Patient/1"},
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}},
+     "search": {"mode": "include"}},
+    {"resource": {"resourceType": "OperationOutcome"}, "search": {"mode": "outcome"}},
+]}
+
+
+def page_client(complete: bool = True) -> tuple[_PageClient, Real]:
+    patients, related, included = _page(PAGE)
+    assert [p["id"] for p in patients] == ["1"] and included == 3
+    real = Real()
+    return _PageClient(real, {"1": patients[0]}, related, complete), real  # type: ignore[arg-type]
+
+
+def ids(found) -> list[str]:
+    return [r["id"] for r in found]
+
+
+def test_the_page_answers_prescreens_reads_and_searches():
+    client, real = page_client()
+    assert client.read("Patient", "1") == {"resourceType": "Patient", "id": "1"}
+    assert ids(client.search("Condition", {"subject": "Patient/1", "_count": "100"})) == ["c"]
+    codes = "http://loinc.org|5196-1,http://loinc.org|82810-3"
+    found = client.search("Observation", {"subject": "Patient/1", "code": codes, "_count": "100"})
+    assert ids(found) == ["hbsag"]
+    assert ids(client.search("Condition", {"subject": "Patient/2"})) == []
+    assert real.calls == [] and client.config.name == "real"
+
+
+def test_anything_else_goes_to_the_real_client():
+    client, real = page_client()
+    client.read("Patient", "2")
+    active = {"subject": "Patient/1", "clinical-status": "active"}
+    assert ids(client.search("Condition", active)) == ["from-server"]
+    assert ids(client.search("Procedure", {"subject": "Patient/1"})) == ["from-server"]
+    assert client.capabilities() == {"resourceType": "CapabilityStatement"}
+    assert real.calls == [("read", "Patient"), ("search", "Condition"), ("search", "Procedure")]
+    cut, real = page_client(complete=False)
+    assert ids(cut.search("Condition", {"subject": "Patient/1"})) == ["from-server"]
+
+
+class Failing(Real):
+    def search_bundles(self, resource_type: str, params: Any = None):
+        if "birthdate" in params and params["birthdate"] == ["ge2000-01-01", "le2000-12-31"]:
+            raise RuntimeError("page 2 failed")
+        yield {"resourceType": "Bundle", "entry": []}
+
+
+def test_a_reader_thread_error_reaches_the_screen():
+    searches = [{"birthdate": [f"ge{y}-01-01", f"le{y}-12-31"]} for y in (1990, 2000, 2010)]
+    with pytest.raises(RuntimeError, match="page 2 failed"):
+        list(_pages(Failing(), searches, workers=3))  # type: ignore[arg-type]
+    assert len(list(_pages(Failing(), [searches[0], searches[2]], workers=3))) == 2  # type: ignore[arg-type]
+    assert len(list(_pages(Failing(), [searches[0]], workers=1))) == 1  # type: ignore[arg-type]
