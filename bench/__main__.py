@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 import sys
 
-from . import eligibility, lab_results, mapping, service
+from . import criteria, eligibility, lab_results, mapping, service
 from .report import print_table, write_json
 
 SUITES = [
     ("mapping", mapping.run),
     ("eligibility", eligibility.run),
+    ("criteria", criteria.run),
     ("lab_results", lab_results.run),
     ("service", service.run),
 ]
