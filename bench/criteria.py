@@ -36,6 +36,7 @@ from mappings.eligibility import (
     parse_criteria,
     recognise_all,
 )
+from mappings.eligibility.icd10cm import names as icd10cm_names
 from mappings.eligibility.tables import tables
 
 from .report import Row
@@ -258,9 +259,13 @@ def _synonyms(leaf: ConditionTest | LabTest) -> tuple[str, ...]:
 
 @cache
 def _synonym_index() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(kind, concept id) -> the words the recogniser reads as it: the condition and lab tables'
+    synonyms, and the ICD-10-CM names (concept id ``icd10cm:<codes>``)."""
     out: dict[tuple[str, str], list[str]] = defaultdict(list)
     for words, key in tables().mention_index.items():
         out[key].append(words)
+    for name, codes in icd10cm_names().items():
+        out[("condition", "icd10cm:" + "+".join(codes))].append(name)
     return {k: tuple(v) for k, v in out.items()}
 
 

@@ -55,6 +55,7 @@ from .rules import (
     shown_by_lab_rule,
 )
 from .tables import ALL_SEXES, load_table, tables
+from .within import facts_within
 
 __all__ = [
     "criteria_from_fields",
@@ -219,7 +220,10 @@ def recognise(item: CriterionItem) -> Criterion:
     if item.children:
         return _parent(item)
     status, reason, test, notes, screening = _judge(item.text)
-    return Criterion(item.text, item.kind, status, reason, test, notes, screening, "criteria", item.position)
+    parts = () if status is Status.COMPUTABLE else facts_within(item.text)
+    return Criterion(
+        item.text, item.kind, status, reason, test, notes, screening, "criteria", item.position, parts=parts
+    )
 
 
 def recognise_text(text: str, kind: Kind = Kind.INCLUSION) -> Criterion:

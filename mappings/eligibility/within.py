@@ -1,0 +1,118 @@
+"""The facts named within one criterion item, read one by one.
+
+An item that no rule reads completely (:mod:`.recognise`) still names facts: ``No systemic
+diseases or pregnancy`` names pregnancy; ``HIV positive at screening`` names an HIV result.
+:func:`facts_within` reads them -- ages, sex, pregnancy and breastfeeding, lab thresholds and
+results, conditions of the condition table or named by ICD-10-CM (:mod:`.icd10cm`) -- each
+with its ConText (:mod:`.context`): a negated fact is written ``Not(...)``, a hypothetical or
+a family member's one is not written, a historical condition is ``any time``.  How the facts
+combine with the words not read is not known: they are the item's ``parts``, not its test.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .context import Context, context
+from .icd10cm import concept, find_names
+from .model import AgeTest, ConditionTest, Not, PregnancyTest, SexTest, Test
+from .rules import AGE_CTX, DIGIT, NEG, POS, Review, Text, lab_test, norm, read_age, read_mentions, read_sex
+from .tables import load_table, tables
+
+_SKIP = {"hypothetical", "family"}
+
+
+def _not_sex() -> re.Pattern[str]:
+    return re.compile(load_table("eligibility_patterns.json")["sex_not_restriction"])
+
+
+def _wrap(test: Test, categories: frozenset[str]) -> Test:
+    return Not(test) if "negated" in categories else test
+
+
+def _pregnancy(tx: Text, ctx: Context) -> list[Test]:
+    words = load_table("eligibility_patterns.json")["pregnancy_words"]
+    out: list[Test] = []
+    for m in tx.finditer(tables().compiled["pregnancy"]):
+        tx.take(m.start(), m.end())
+        if re.match(r"\s*(?:tests?|status|screen)", tx.t[m.end() :]):
+            continue  # a pregnancy test is a procedure, not a state
+        cats = ctx.of(m.start(), m.end())
+        state = words.get(" ".join(m.group(0).split()))
+        if state and not cats & _SKIP:
+            out.append(_wrap(PregnancyTest(state), cats))
+    return out
+
+
+def _sex(tx: Text) -> list[Test]:
+    if _not_sex().search(tx.t):
+        return []
+    sex = read_sex(tx)
+    return [SexTest(sex)] if sex else []
+
+
+def _polarity(tx: Text, start: int, end: int) -> str | None:
+    """A result word right after a qualitative lab (``HIV positive``) or right before it
+    (``positive for HIV``, ``seropositive HIV``)."""
+    after = re.match(r"\s*(?:antibod(?:y|ies)\s+|test\s+|serology\s+|status\s+)?(?:is\s+|was\s+)?", tx.t[end:])
+    at = end + (after.end() if after else 0)
+    for rx, value in ((NEG, "negative"), (POS, "positive")):
+        m = rx.rx.match(tx.t, at) if hasattr(rx, "rx") else rx.match(tx.t, at)
+        if m:
+            tx.take(m.start(), m.end())
+            return value
+    before = re.search(r"(negative|positive|seropositive|seronegative)\s+(?:for\s+)?$", tx.t[:start])
+    if before:
+        tx.take(before.start(1), before.end(1))
+        return "negative" if "neg" in before[1] else "positive"
+    return None
+
+
+def _labs_and_conditions(tx: Text, ctx: Context) -> list[Test]:
+    T = tables()
+    out: list[Test] = []
+    for m in read_mentions(tx):
+        cats = ctx.of(m.start, m.end)
+        if m.type == "condition":
+            if not cats & _SKIP:
+                out.append(_wrap(ConditionTest(T.concepts[m.id], ever="historical" in cats), cats))
+            continue
+        lab = T.labs[m.id]
+        polarity = _polarity(tx, m.start, m.end) if lab.qualitative else None
+        if lab.qualitative and polarity is None:
+            continue
+        try:
+            out.append(lab_test(tx, m.id, [m], polarity))
+        except Review:
+            continue
+    free = [b == 0 for b in tx.mask]
+    for start, end, name in find_names(tx.t, free):
+        cats = ctx.of(start, end)
+        tx.take(start, end)
+        if not cats & _SKIP:
+            out.append(_wrap(ConditionTest(concept(name), ever="historical" in cats), cats))
+    return out
+
+
+def facts_within(text: str) -> tuple[Test, ...]:
+    """The facts an item's text names (see the module docstring); ``()`` when none."""
+    t = norm(text)
+    if not t:
+        return ()
+    tx, ctx = Text(t), context(t)
+    out: list[Test] = []
+    if DIGIT.search(t) and AGE_CTX.search(t):
+        try:
+            bounds = read_age(tx)
+        except Review:
+            bounds = ()
+        if bounds:
+            out.append(AgeTest(bounds))
+    out += _pregnancy(tx, ctx)
+    out += _sex(tx)
+    out += _labs_and_conditions(tx, ctx)
+    unique: list[Test] = []
+    for test in out:
+        if test not in unique:
+            unique.append(test)
+    return tuple(unique)
