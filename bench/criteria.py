@@ -208,12 +208,9 @@ def _leaves(test: Test) -> Iterator[Test]:
 
 def _item_tests(criterion: Criterion) -> tuple[Test, ...]:
     """The tests recognised in one item's own text (not its sub-items'): its test when computable,
-    else the facts recognised within it (``Criterion.parts``, when the model has them)."""
-    if criterion.children:
-        return tuple(getattr(criterion, "parts", ()))
-    if criterion.test is not None:
-        return (criterion.test,)
-    return tuple(getattr(criterion, "parts", ()))
+    and the facts its test does not carry (``Criterion.parts``: all of them when not computable)."""
+    own = () if criterion.children or criterion.test is None else (criterion.test,)
+    return own + criterion.parts
 
 
 def _walk(

@@ -220,7 +220,10 @@ def recognise(item: CriterionItem) -> Criterion:
     if item.children:
         return _parent(item)
     status, reason, test, notes, screening = _judge(item.text)
-    parts = () if status is Status.COMPUTABLE else facts_within(item.text)
+    if status is Status.COMPUTABLE:  # the facts its test does not carry: 'men and women' (always met)
+        parts: tuple[Test, ...] = (SexTest(ALL_SEXES),) if "any sex" in notes else ()
+    else:
+        parts = facts_within(item.text)
     return Criterion(
         item.text, item.kind, status, reason, test, notes, screening, "criteria", item.position, parts=parts
     )

@@ -30,13 +30,44 @@ def _wrap(test: Test, categories: frozenset[str]) -> Test:
     return Not(test) if "negated" in categories else test
 
 
+_CLAUSE = re.compile(r"[;()\[\]]|\.\s|,\s")
+#: An age that is not the participant's: of a pregnancy, at birth, in a score.
+_NOT_OWN_AGE = re.compile(r"gestation|birth|charlson|bone age|menarche|onset|diagnos|weeks? of")
+
+
+def _ages(tx: Text) -> list[Test]:
+    """Age bounds read near each age word, in its clause (the participant's age only)."""
+    bounds: list[tuple] = []
+    t = tx.t
+    for m in AGE_CTX.rx.finditer(t) if hasattr(AGE_CTX, "rx") else AGE_CTX.finditer(t):
+        starts = [c.end() for c in _CLAUSE.finditer(t, 0, m.start())]
+        start = max([m.start() - 30, 0, *starts])
+        end_m = _CLAUSE.search(t, m.end())
+        end = min(m.end() + 40, end_m.start() if end_m else len(t))
+        window = t[start:end]
+        if _NOT_OWN_AGE.search(window) or not DIGIT.search(window):
+            continue
+        sub = Text(window)
+        try:
+            found = read_age(sub)
+        except Review:
+            continue
+        bounds += [b for b in found if b not in bounds]
+        for i, used in enumerate(sub.mask):
+            if used:
+                tx.take(start + i, start + i + 1)
+    return [AgeTest(tuple(bounds))] if bounds else []
+
+
 def _pregnancy(tx: Text, ctx: Context) -> list[Test]:
     words = load_table("eligibility_patterns.json")["pregnancy_words"]
     out: list[Test] = []
     for m in tx.finditer(tables().compiled["pregnancy"]):
         tx.take(m.start(), m.end())
-        if re.match(r"\s*(?:tests?|status|screen)", tx.t[m.end() :]):
-            continue  # a pregnancy test is a procedure, not a state
+        if re.match(r"\s*(?:tests?|status|screen|homes?|care|facilit|staff|students?|age)", tx.t[m.end() :]):
+            continue  # a pregnancy test is a procedure, a nursing home a place, not a state
+        if m.group(0).startswith("gestation"):
+            continue  # gestation: of the newborn in most criteria (weeks of gestation)
         cats = ctx.of(m.start(), m.end())
         state = words.get(" ".join(m.group(0).split()))
         if state and not cats & _SKIP:
@@ -44,8 +75,21 @@ def _pregnancy(tx: Text, ctx: Context) -> list[Test]:
     return out
 
 
-def _sex(tx: Text) -> list[Test]:
+#: A man or woman named as the participant: a noun, or ``male``/``female`` before a person word or
+#: at the end of a phrase -- not ``male infertility``, ``sex with men``, ``female relative``.
+_PERSON_SEX = re.compile(
+    r"(?<!\bwith )(?<!\bof )\b(?:men|women|man|woman|males|females|boys|girls|boy|girl)\b(?!'s| relatives?)"
+    r"|\b(?:male|female)\b(?=\s*(?:$|[,;:()/]|\d|(?:and|or|&|patients?|subjects?|participants?|volunteers?|"
+    r"individuals?|adults?|children|adolescents?|infants?|persons?|aged?|sex|gender|with|at|who|over|under|"
+    r"older|younger|between|from)\b))"
+)
+
+
+def _sex(tx: Text, ctx: Context) -> list[Test]:
     if _not_sex().search(tx.t):
+        return []
+    people = [m for m in _PERSON_SEX.finditer(tx.t) if not ctx.of(m.start(), m.end()) & _SKIP]
+    if not people:
         return []
     sex = read_sex(tx)
     return [SexTest(sex)] if sex else []
@@ -102,14 +146,9 @@ def facts_within(text: str) -> tuple[Test, ...]:
     tx, ctx = Text(t), context(t)
     out: list[Test] = []
     if DIGIT.search(t) and AGE_CTX.search(t):
-        try:
-            bounds = read_age(tx)
-        except Review:
-            bounds = ()
-        if bounds:
-            out.append(AgeTest(bounds))
+        out += _ages(tx)
     out += _pregnancy(tx, ctx)
-    out += _sex(tx)
+    out += _sex(tx, ctx)
     out += _labs_and_conditions(tx, ctx)
     unique: list[Test] = []
     for test in out:
