@@ -182,12 +182,15 @@ def gold_facts(text: str, ann: str) -> list[Fact]:
             else:
                 facts.append(Fact("condition", line, name))
     lines = text.splitlines()
-    for tid, (typ, start, _, _) in b.entities.items():
+    for tid, (typ, start, _, words) in b.entities.items():
         sex = b.attributes.get(tid, {}).get("Life-Stage-And-Gender-Type")
         line = _line_of(text, start)
-        about_sex = typ == "Life-Stage-And-Gender" and sex in ("male", "female")
-        if about_sex and not _NOT_SEX.search(lines[line - 1].lower()):
+        if typ != "Life-Stage-And-Gender" or _NOT_SEX.search(lines[line - 1].lower()):
+            continue
+        if sex in ("male", "female"):
             facts.append(Fact("sex", line, str(sex)))
+        elif re.search(r"\b(?:sex|sexes|gender|genders)\b", words.lower()):
+            facts.append(Fact("sex", line, "any"))  # either sex, all genders
     return facts
 
 
@@ -310,7 +313,10 @@ def guesses(parsed: CriteriaList, criteria: list[Criterion]) -> list[Guess]:
         if isinstance(leaf, AgeTest):
             out.append(Guess("age", line, leaf))
         elif isinstance(leaf, SexTest):
-            out += [Guess("sex", line, leaf, s) for s in sorted(leaf.allowed & {"male", "female"})]
+            if leaf.allowed >= {"male", "female"}:
+                out.append(Guess("sex", line, leaf, "any"))
+            else:
+                out += [Guess("sex", line, leaf, s) for s in sorted(leaf.allowed & {"male", "female"})]
         elif isinstance(leaf, PregnancyTest):
             out.append(Guess("pregnancy", line, leaf, leaf.state))
         elif isinstance(leaf, LabTest) and leaf.comparator is not None:
@@ -324,6 +330,8 @@ def _right(g: Guess, f: Fact) -> bool:
     """Whether a recognised fact says what an annotated fact on its item says."""
     if g.kind == "age":
         return f.kind == "age"
+    if g.kind == "sex" and g.value == "any":  # any sex: says what 'men and women' or 'either sex' say
+        return f.kind == "sex"
     if g.kind in ("sex", "pregnancy"):
         return f.kind == g.kind and f.value == g.value
     assert isinstance(g.leaf, LabTest | ConditionTest)

@@ -15,7 +15,7 @@ from functools import cache
 from .model import Concept
 from .tables import load_table
 
-_TOKEN = re.compile(r"[a-z0-9](?:[a-z0-9'-]*[a-z0-9])?")
+_TOKEN = re.compile(r"[a-z0-9](?:[a-z0-9']*[a-z0-9])?")  # a hyphen separates words: 'post-stroke'
 MAX_WORDS = 5
 
 
@@ -23,8 +23,8 @@ MAX_WORDS = 5
 def names() -> dict[str, tuple[str, ...]]:
     """Every name of the table -> its ICD-10-CM codes."""
     table = load_table("eligibility_icd10cm.json")
-    out = {name: (code,) for name, code in table["names"].items()}
-    out.update({name: tuple(codes) for name, codes in table["curated"].items()})
+    out = {name.replace("-", " "): (code,) for name, code in table["names"].items()}
+    out.update({name.replace("-", " "): tuple(codes) for name, codes in table["curated"].items()})
     return out
 
 

@@ -26,6 +26,18 @@ def _not_sex() -> re.Pattern[str]:
     return re.compile(load_table("eligibility_patterns.json")["sex_not_restriction"])
 
 
+def _name_of() -> re.Pattern[str]:
+    words = load_table("eligibility_context.json")["name_of"]
+    alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"[\s'-]*(?:[\w'-]+\s+){{0,2}}?(?:{alternation})\b")
+
+
+def _named_as_fact(t: str, end: int) -> bool:
+    """Whether a condition name ending at ``end`` is not part of the name of a scale, a clinic, a
+    treatment... (``Hamilton Depression Rating Scale``, ``osteoporosis treatment``)."""
+    return _name_of().match(t, end) is None
+
+
 def _wrap(test: Test, categories: frozenset[str]) -> Test:
     return Not(test) if "negated" in categories else test
 
@@ -118,7 +130,7 @@ def _labs_and_conditions(tx: Text, ctx: Context) -> list[Test]:
     for m in read_mentions(tx):
         cats = ctx.of(m.start, m.end)
         if m.type == "condition":
-            if not cats & _SKIP:
+            if not cats & _SKIP and _named_as_fact(tx.t, m.end):
                 out.append(_wrap(ConditionTest(T.concepts[m.id], ever="historical" in cats), cats))
             continue
         lab = T.labs[m.id]
@@ -133,7 +145,7 @@ def _labs_and_conditions(tx: Text, ctx: Context) -> list[Test]:
     for start, end, name in find_names(tx.t, free):
         cats = ctx.of(start, end)
         tx.take(start, end)
-        if not cats & _SKIP:
+        if not cats & _SKIP and _named_as_fact(tx.t, end):
             out.append(_wrap(ConditionTest(concept(name), ever="historical" in cats), cats))
     return out
 
