@@ -269,8 +269,16 @@ def _synonym_index() -> dict[tuple[str, str], tuple[str, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
+def _singular(word: str) -> str:
+    if len(word) > 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-3] + "y" if word.endswith("ies") else word[:-1]
+    return word
+
+
 def _clean(words: str) -> str:
-    return " ".join(re.sub(r"[^\w%+/-]+", " ", words.lower()).split())
+    """Lower case, punctuation as spaces, possessives and plurals as the singular."""
+    text = re.sub(r"'s\b", "", words.lower().replace("’", "'"))
+    return " ".join(_singular(w) for w in re.sub(r"[^\w%+/]+", " ", text).split())
 
 
 def names(words: str, synonyms: tuple[str, ...]) -> bool:

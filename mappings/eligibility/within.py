@@ -124,13 +124,13 @@ def _polarity(tx: Text, start: int, end: int) -> str | None:
     return None
 
 
-def _labs_and_conditions(tx: Text, ctx: Context) -> list[Test]:
+def _labs_and_conditions(tx: Text, ctx: Context, cased: str | None) -> list[Test]:
     T = tables()
     out: list[Test] = []
     for m in read_mentions(tx):
         cats = ctx.of(m.start, m.end)
         if m.type == "condition":
-            if not cats & _SKIP and _named_as_fact(tx.t, m.end):
+            if not cats & _SKIP and _named_as_fact(tx.t, m.end) and _acronym_ok(cased, m.start, m.end):
                 out.append(_wrap(ConditionTest(T.concepts[m.id], ever="historical" in cats), cats))
             continue
         lab = T.labs[m.id]
@@ -145,9 +145,25 @@ def _labs_and_conditions(tx: Text, ctx: Context) -> list[Test]:
     for start, end, name in find_names(tx.t, free):
         cats = ctx.of(start, end)
         tx.take(start, end)
-        if not cats & _SKIP and _named_as_fact(tx.t, end):
+        if not cats & _SKIP and _named_as_fact(tx.t, end) and _acronym_ok(cased, start, end):
             out.append(_wrap(ConditionTest(concept(name), ever="historical" in cats), cats))
     return out
+
+
+def _cased(text: str, t: str) -> str | None:
+    """``text`` normalized like :func:`~.rules.norm` but keeping its case (``None`` when the two
+    differ in length: a character whose lower case is longer)."""
+    cased = " ".join(text.replace("’", "'").replace("‘", "'").replace("–", "-").replace("—", "-").split())
+    cased = cased.rstrip(" ;.,:")
+    return cased if len(cased) == len(t) else None
+
+
+def _acronym_ok(cased: str | None, start: int, end: int) -> bool:
+    """A short all-letter name (``AIDS``, ``MI``, ``CAD``) counts only when written in capitals:
+    ``walking aids`` is not a disease."""
+    if cased is None or end - start > 4 or not cased[start:end].isalpha():
+        return True
+    return cased[start:end].isupper()
 
 
 def facts_within(text: str) -> tuple[Test, ...]:
@@ -156,12 +172,13 @@ def facts_within(text: str) -> tuple[Test, ...]:
     if not t:
         return ()
     tx, ctx = Text(t), context(t)
+    cased = _cased(text.strip(), t)
     out: list[Test] = []
     if DIGIT.search(t) and AGE_CTX.search(t):
         out += _ages(tx)
     out += _pregnancy(tx, ctx)
     out += _sex(tx, ctx)
-    out += _labs_and_conditions(tx, ctx)
+    out += _labs_and_conditions(tx, ctx, cased)
     unique: list[Test] = []
     for test in out:
         if test not in unique:
