@@ -78,7 +78,8 @@ _MARKER = re.compile(
 _LEAD_DECOR = re.compile(r"^[\s#*_>]+")
 _TRAIL_DECOR = re.compile(r"[\s*_]+$")
 _QUALIFIERS = (
-    r"(?:key|main|major|principal|general|specific|additional|other|primary|secondary|study|basic|essential)"
+    r"(?:key|main|major|principal|general|specific|additional|other|primary|secondary|study|basic|essential"
+    r"|subjects?|patients?|participants?|volunteers?|[a-z]+-related|sub-?study)"
 )
 _H_STRICT = re.compile(
     rf"(?:{_QUALIFIERS}\s+)*(?P<kind>inclusion|exclusion|inclusionary|exclusionary)"
@@ -86,10 +87,12 @@ _H_STRICT = re.compile(
     r"(?P<tail>[^:]{0,60}?)\s*(?::(?P<rest>.*))?",
     re.I | re.S,
 )
-_TAIL_OK = re.compile(r"(?:\(.*\)|(?:for|in|of|at)\s.*|[-–—/].*)", re.S)
+_TAIL_OK = re.compile(r"(?:\(.*\)|(?:for|in|of|at)\s.*|[-–—/].*)", re.S | re.I)
 _H_NEUTRAL = re.compile(
-    r"(?:(?:inclusion\s*(?:/|and/or|and|&|or|-)\s*exclusion|exclusion\s*(?:/|and|&|-)\s*inclusion|eligibility"
-    r"|selection|enrol+ment)\s+(?:criteria|criterion|requirements)|criteria|eligibility)"
+    rf"(?:{_QUALIFIERS}\s+)*"
+    r"(?:(?:inclusion\s*(?:/|and/or|and|&|or|-)\s*exclusion|exclusion\s*(?:/|and|&|-)\s*inclusion)"
+    r"(?:\s+(?:criteria|criterion|requirements))?"
+    r"|(?:eligibility|selection|enrol+ment)\s+(?:criteria|criterion|requirements)|criteria|eligibility)"
     r"(?P<tail>[^:]{0,40}?)\s*(?::(?P<rest>.*))?",
     re.I | re.S,
 )
@@ -107,11 +110,16 @@ _INCL_CUE = prefiltered(
     re.I,
 )
 _INLINE_HEADING = prefiltered(
-    r"(?<=\S)\s+(?=(?i:(?:key\s+)?(?:inclusion|exclusion)\s+criteria\s*:)|(?:INCLUSION|EXCLUSION)\s*:)"
+    r"(?<=\S)(?<!(?i:related))(?<!(?i:subject))(?<!(?i:patient))(?<!(?i:participant))(?<!(?i:study))"
+    r"\s+(?=(?i:(?:key\s+)?(?:inclusion|exclusion)\s+criteria\s*:)|(?:INCLUSION|EXCLUSION)\s*:)"
 )
 _INLINE_NUM = prefiltered(r"(?<!\S)(?:\((?P<p>\d{1,2})\)|(?P<n>\d{1,2})(?P<s>[.)]))(?=\s)")
 _INLINE_ALPHA = re.compile(r"(?<!\S)(?:\((?P<p>[a-z])\)|(?P<n>[a-z])\))(?=\s)")
 _INLINE_BULLET = re.compile(r"\s+[•▪●]\s+")
+_ROMANS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
+_INLINE_ROMAN = re.compile(
+    r"(?<!\S)(?:\((?P<p>x|ix|iv|v?i{1,3}|v)\)|(?P<n>x|ix|iv|v?i{1,3}|v)\))(?=\s)", re.I
+)
 #: What a strict or neutral heading needs (``inclusion``, ``criteria``...): one check per line.
 _HEADING_WORDS = any_possible((prefiltered(_H_STRICT), prefiltered(_H_NEUTRAL)))
 _DIGIT = re.compile(r"\d")
@@ -472,6 +480,8 @@ def _heading(content: str, marked: bool) -> tuple[Kind | None, str] | None:
     lead = _LEAD_DECOR.match(content)
     offset = lead.end() if lead else 0
     core = _strip_trailing_decor(content[offset:])
+    if core.endswith(".") and not core.endswith("..") and len(core) < 60:
+        core = core[:-1]  # 'Exclusion Criteria.'
     if not core or len(core) > 250:
         return None
     words = _HEADING_WORDS.holds(core)
@@ -546,6 +556,22 @@ def _split_at(
     return pieces
 
 
+def _split_roman(pieces: list[tuple[str | None, str]]) -> list[tuple[str | None, str]]:
+    """Split pieces at an inline roman list ``(i) ... (ii) ...`` or ``i) ... ii) ...``."""
+    out: list[tuple[str | None, str]] = []
+    for mk, text in pieces:
+        found = [
+            (m.start(), m.end(), _ROMANS.index((m["p"] or m["n"]).lower()) + 1, "()" if m["p"] else ")")
+            for m in _INLINE_ROMAN.finditer(text)
+        ]
+        chain = _chain(found, 1, None) if found else []
+        if len(chain) >= 2:
+            out.extend(_split_at(text, mk, chain))
+        else:
+            out.append((mk, text))
+    return out
+
+
 def _runon(marker: str, family: str, style: str, value: object, content: str) -> list[tuple[str | None, str]]:
     """Split a run-on line into ``(marker, text)`` pieces (marker ``None`` for unmarked text)."""
     first: str | None = marker or None
@@ -565,6 +591,8 @@ def _runon(marker: str, family: str, style: str, value: object, content: str) ->
                     and (style in (")", "()") or content[: chain[0][0]].rstrip()[-1:] in (";", ".", ",", ":"))
                 )
             else:
+                chain, ok = [], False
+            if not ok:  # a list of its own inside the item: 'Patients with: 1) ...; 2) ...'
                 chain = _chain(found, 1, None)
                 ok = len(chain) >= 2
             if ok:
@@ -582,6 +610,8 @@ def _runon(marker: str, family: str, style: str, value: object, content: str) ->
             else:
                 out.append((mk, text))
         pieces = out
+    if "i)" in content.lower():
+        pieces = _split_roman(pieces)
     if "•" in content or "▪" in content or "●" in content:
         out = []
         for mk, text in pieces:

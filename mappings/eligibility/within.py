@@ -29,13 +29,37 @@ def _not_sex() -> re.Pattern[str]:
 def _name_of() -> re.Pattern[str]:
     words = load_table("eligibility_context.json")["name_of"]
     alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"[\s'-]*(?:[\w'-]+\s+){{0,2}}?(?:{alternation})\b")
+    return re.compile(rf"[\s'-]*(?:[\w'-]+\s+){{0,1}}?(?:{alternation})\b")
 
 
 def _named_as_fact(t: str, end: int) -> bool:
     """Whether a condition name ending at ``end`` is not part of the name of a scale, a clinic, a
     treatment... (``Hamilton Depression Rating Scale``, ``osteoporosis treatment``)."""
     return _name_of().match(t, end) is None
+
+
+#: A result after a condition's name: ``HIV screening positive``, ``hepatitis C antibody negative``.
+_RESULT_AFTER = re.compile(
+    r"(?:[\s-]+(?:screening|screen|test|testing|serology|antibod(?:y|ies)|ab|status|infection))*"
+    r"[\s:]+(?:(?P<pos>positive|seropositive|reactive|detected)|(?P<neg>negative|seronegative|non-?reactive|"
+    r"not\s+detected|undetectable))\b"
+)
+
+
+def _condition_context(tx: Text, ctx: Context, start: int, end: int) -> frozenset[str] | None:
+    """The ConText of a condition named at ``[start, end)``, or ``None`` when it is not a fact of
+    the patient: hypothetical, a family member's, part of the name of a scale or a treatment.  A
+    result written after it (``HIV screening positive``) makes it a fact: positive as it is,
+    negative as negated."""
+    cats = ctx.of(start, end)
+    result = _RESULT_AFTER.match(tx.t, end)
+    if result:
+        tx.take(end, result.end())
+        cats = cats - {"hypothetical"}
+        return cats | {"negated"} if result["neg"] else cats
+    if cats & _SKIP or not _named_as_fact(tx.t, end):
+        return None
+    return cats
 
 
 def _wrap(test: Test, categories: frozenset[str]) -> Test:
@@ -128,10 +152,10 @@ def _labs_and_conditions(tx: Text, ctx: Context, cased: str | None) -> list[Test
     T = tables()
     out: list[Test] = []
     for m in read_mentions(tx):
-        cats = ctx.of(m.start, m.end)
         if m.type == "condition":
-            if not cats & _SKIP and _named_as_fact(tx.t, m.end) and _acronym_ok(cased, m.start, m.end):
-                out.append(_wrap(ConditionTest(T.concepts[m.id], ever="historical" in cats), cats))
+            found = _condition_context(tx, ctx, m.start, m.end)
+            if found is not None and _acronym_ok(cased, m.start, m.end):
+                out.append(_wrap(ConditionTest(T.concepts[m.id], ever="historical" in found), found))
             continue
         lab = T.labs[m.id]
         polarity = _polarity(tx, m.start, m.end) if lab.qualitative else None
@@ -143,10 +167,10 @@ def _labs_and_conditions(tx: Text, ctx: Context, cased: str | None) -> list[Test
             continue
     free = [b == 0 for b in tx.mask]
     for start, end, name in find_names(tx.t, free):
-        cats = ctx.of(start, end)
         tx.take(start, end)
-        if not cats & _SKIP and _named_as_fact(tx.t, end) and _acronym_ok(cased, start, end):
-            out.append(_wrap(ConditionTest(concept(name), ever="historical" in cats), cats))
+        found = _condition_context(tx, ctx, start, end)
+        if found is not None and _acronym_ok(cased, start, end):
+            out.append(_wrap(ConditionTest(concept(name), ever="historical" in found), found))
     return out
 
 
