@@ -28,14 +28,53 @@ SKIP_WORDS = re.compile(
     r"subsequent|type\s+[a-z]\b|part|region|in|by|from|for|at|on|to|use|exposure|contact)\b"
 )
 #: Single words too common in criteria text to be read as a condition.
-COMMON = {"pain", "infection", "disease", "disorder", "injury", "shock", "fall", "abuse", "dependence",
-          "complication", "syndrome", "failure", "obstruction", "deformity", "anomaly", "lesion", "mass",
-          "abnormal", "abnormality", "cancer", "tumor", "tumour", "neoplasm", "carcinoma", "hemorrhage",
-          "bleeding", "insufficiency", "effusion", "fever", "immunodeficiency", "dementia", "delirium",
-          "psychosis", "depression", "anxiety", "malaise", "fatigue", "weakness", "headache", "edema"}
+COMMON = {
+    "pain",
+    "infection",
+    "disease",
+    "disorder",
+    "injury",
+    "shock",
+    "fall",
+    "abuse",
+    "dependence",
+    "complication",
+    "syndrome",
+    "failure",
+    "obstruction",
+    "deformity",
+    "anomaly",
+    "lesion",
+    "mass",
+    "abnormal",
+    "abnormality",
+    "cancer",
+    "tumor",
+    "tumour",
+    "neoplasm",
+    "carcinoma",
+    "hemorrhage",
+    "bleeding",
+    "insufficiency",
+    "effusion",
+    "fever",
+    "immunodeficiency",
+    "dementia",
+    "delirium",
+    "psychosis",
+    "depression",
+    "anxiety",
+    "malaise",
+    "fatigue",
+    "weakness",
+    "headache",
+    "edema",
+}
 MAX_WORDS = 5
 #: A residual category's title: a name that lands there is wider than the code.
-RESIDUAL = re.compile(r"^(?:other|illness)\b|not elsewhere classified|classified elsewhere|unknown cause", re.I)
+RESIDUAL = re.compile(
+    r"^(?:other|illness)\b|not elsewhere classified|classified elsewhere|unknown cause", re.I
+)
 
 
 def _expand(code: str, display: dict[str, str]) -> list[str]:
@@ -44,65 +83,187 @@ def _expand(code: str, display: dict[str, str]) -> list[str]:
         return [code]
     lo, hi = code.split("-")
     return sorted(c for c in display if len(c) == 3 and c[0] == lo[0] and lo <= c <= hi)
+
+
 #: Common names criteria use that the tabular list does not title as such (or titles as a residual
 #: category), with the ICD-10-CM categories they cover: each code must exist in the tabular list,
 #: whose title is written beside it in the table.
 CURATED = {
-    "hypertension": ["I10"], "high blood pressure": ["I10"], "htn": ["I10"],
-    "arterial hypertension": ["I10"], "essential hypertension": ["I10"],
-    "hiv": ["B20"], "hiv infection": ["B20"], "hiv disease": ["B20"],
-    "human immunodeficiency virus": ["B20"], "human immunodeficiency virus infection": ["B20"],
-    "tuberculosis": ["A15", "A17", "A18", "A19"], "active tuberculosis": ["A15", "A17", "A18", "A19"],
-    "breast cancer": ["C50"], "prostate cancer": ["C61"], "colon cancer": ["C18"],
-    "colorectal cancer": ["C18", "C19", "C20"], "rectal cancer": ["C20"], "lung cancer": ["C34"],
-    "pancreatic cancer": ["C25"], "gastric cancer": ["C16"], "stomach cancer": ["C16"],
-    "ovarian cancer": ["C56"], "cervical cancer": ["C53"], "bladder cancer": ["C67"],
-    "kidney cancer": ["C64"], "renal cell carcinoma": ["C64"], "melanoma": ["C43"],
-    "liver cancer": ["C22"], "thyroid cancer": ["C73"], "esophageal cancer": ["C15"],
-    "head and neck cancer": ["C76.0"], "leukemia": ["C91", "C92", "C93", "C94", "C95"],
-    "lymphoma": ["C81", "C82", "C83", "C84", "C85", "C86"], "hodgkin lymphoma": ["C81"],
-    "non-hodgkin lymphoma": ["C82", "C83", "C84", "C85"], "sepsis": ["A41"], "septic shock": ["R65.21"],
+    "hypertension": ["I10"],
+    "high blood pressure": ["I10"],
+    "htn": ["I10"],
+    "arterial hypertension": ["I10"],
+    "essential hypertension": ["I10"],
+    "hiv": ["B20"],
+    "hiv infection": ["B20"],
+    "hiv disease": ["B20"],
+    "human immunodeficiency virus": ["B20"],
+    "human immunodeficiency virus infection": ["B20"],
+    "tuberculosis": ["A15", "A17", "A18", "A19"],
+    "active tuberculosis": ["A15", "A17", "A18", "A19"],
+    "breast cancer": ["C50"],
+    "prostate cancer": ["C61"],
+    "colon cancer": ["C18"],
+    "colorectal cancer": ["C18", "C19", "C20"],
+    "rectal cancer": ["C20"],
+    "lung cancer": ["C34"],
+    "pancreatic cancer": ["C25"],
+    "gastric cancer": ["C16"],
+    "stomach cancer": ["C16"],
+    "ovarian cancer": ["C56"],
+    "cervical cancer": ["C53"],
+    "bladder cancer": ["C67"],
+    "kidney cancer": ["C64"],
+    "renal cell carcinoma": ["C64"],
+    "melanoma": ["C43"],
+    "liver cancer": ["C22"],
+    "thyroid cancer": ["C73"],
+    "esophageal cancer": ["C15"],
+    "head and neck cancer": ["C76.0"],
+    "leukemia": ["C91", "C92", "C93", "C94", "C95"],
+    "lymphoma": ["C81", "C82", "C83", "C84", "C85", "C86"],
+    "hodgkin lymphoma": ["C81"],
+    "non-hodgkin lymphoma": ["C82", "C83", "C84", "C85"],
+    "sepsis": ["A41"],
+    "septic shock": ["R65.21"],
     "pneumonia": ["J12", "J13", "J14", "J15", "J16", "J17", "J18"],
-    "coronary artery disease": ["I25.1"], "coronary heart disease": ["I25"], "cad": ["I25.1"],
+    "coronary artery disease": ["I25.1"],
+    "coronary heart disease": ["I25"],
+    "cad": ["I25.1"],
     "ischemic heart disease": ["I20", "I21", "I22", "I23", "I24", "I25"],
-    "copd": ["J44"], "chronic obstructive pulmonary disease": ["J44"],
-    "liver failure": ["K72"], "hepatic failure": ["K72"], "renal failure": ["N17", "N18", "N19"],
-    "kidney failure": ["N17", "N18", "N19"], "acute kidney injury": ["N17"], "aki": ["N17"],
-    "chronic kidney disease": ["N18"], "ckd": ["N18"], "end stage renal disease": ["N18.6"],
-    "end-stage renal disease": ["N18.6"], "esrd": ["N18.6"],
-    "dyslipidemia": ["E78"], "hypercholesterolemia": ["E78.0"], "major depressive disorder": ["F32", "F33"],
-    "major depression": ["F32", "F33"], "cerebral hemorrhage": ["I61"], "intracerebral hemorrhage": ["I61"],
-    "subarachnoid hemorrhage": ["I60"], "ischemic stroke": ["I63"], "transient ischemic attack": ["G45"],
-    "tia": ["G45"], "chf": ["I50"], "congestive heart failure": ["I50"], "mi": ["I21"],
-    "dementia": ["F01", "F02", "F03"], "adhd": ["F90"], "covid-19": ["U07.1"], "covid": ["U07.1"],
-    "sars-cov-2 infection": ["U07.1"], "influenza": ["J09", "J10", "J11"],
-    "osteoarthritis": ["M15", "M16", "M17", "M18", "M19"], "rheumatoid arthritis": ["M05", "M06"],
-    "lupus": ["M32"], "systemic lupus erythematosus": ["M32"], "sle": ["M32"],
-    "inflammatory bowel disease": ["K50", "K51"], "ibd": ["K50", "K51"], "gerd": ["K21"],
-    "anemia": ["D50", "D51", "D52", "D53", "D55", "D56", "D57", "D58", "D59", "D60", "D61", "D62", "D63", "D64"],
-    "anaemia": ["D50", "D51", "D52", "D53", "D55", "D56", "D57", "D58", "D59", "D60", "D61", "D62", "D63", "D64"],
-    "osteoporosis": ["M80", "M81"], "seizure disorder": ["G40"],
-    "seizure": ["G40", "R56"], "seizures": ["G40", "R56"], "stroke": ["I60", "I61", "I63"],
-    "liver disease": ["K70-K77"], "chronic liver disease": ["K70-K77"], "hepatic disease": ["K70-K77"],
-    "kidney disease": ["N00-N29"], "renal disease": ["N00-N29"], "renal insufficiency": ["N17-N19"],
-    "renal impairment": ["N17-N19"], "cardiovascular disease": ["I00-I99"], "cardiovascular diseases": ["I00-I99"],
-    "heart disease": ["I05-I09", "I11", "I20-I52"], "cardiac disease": ["I05-I09", "I11", "I20-I52"],
-    "structural heart disease": ["I05-I09", "I20-I52", "Q20-Q24"], "congenital heart disease": ["Q20-Q24"],
-    "peripheral vascular disease": ["I73"], "peripheral arterial disease": ["I73", "I70.2"],
-    "peripheral artery disease": ["I73", "I70.2"], "thyroid disease": ["E00-E07"],
-    "substance abuse": ["F10-F19"], "substance use disorder": ["F10-F19"], "drug abuse": ["F11-F19"],
-    "alcohol abuse": ["F10"], "alcohol use disorder": ["F10"], "alcoholism": ["F10"],
-    "diarrhea": ["R19.7", "K59.1", "A09"], "neuropathy": ["G60-G64"], "peripheral neuropathy": ["G60-G64"],
-    "depression": ["F32", "F33"], "psychosis": ["F20-F29"], "psychotic disorder": ["F20-F29"],
-    "delirium": ["F05"], "anxiety disorder": ["F41"], "preeclampsia": ["O14"], "pre-eclampsia": ["O14"],
-    "eclampsia": ["O15"], "obese": ["E66"], "cognitive impairment": ["G31.84", "F06.7"],
-    "mild cognitive impairment": ["G31.84", "F06.7"], "immunodeficiency": ["D80-D84"],
-    "hepatitis b": ["B16", "B18.0", "B18.1", "B19.1"], "hepatitis c": ["B17.1", "B18.2", "B19.2"],
-    "viral hepatitis": ["B15-B19"], "sexually transmitted disease": ["A50-A64"],
-    "sexually transmitted infection": ["A50-A64"], "mental illness": ["F01-F99"],
-    "mental disorder": ["F01-F99"], "psychiatric disorder": ["F01-F99"], "psychiatric illness": ["F01-F99"],
-    "psychiatric disease": ["F01-F99"], "autoimmune disease": ["M30-M36"], "connective tissue disease": ["M30-M36"], "chronic renal failure": ["N18"], "chronic renal insufficiency": ["N18"],
-    "t2dm": ["E11"], "t1dm": ["E10"], "diabetes mellitus type 2": ["E11"], "diabetes mellitus type 1": ["E10"],
+    "copd": ["J44"],
+    "chronic obstructive pulmonary disease": ["J44"],
+    "liver failure": ["K72"],
+    "hepatic failure": ["K72"],
+    "renal failure": ["N17", "N18", "N19"],
+    "kidney failure": ["N17", "N18", "N19"],
+    "acute kidney injury": ["N17"],
+    "aki": ["N17"],
+    "chronic kidney disease": ["N18"],
+    "ckd": ["N18"],
+    "end stage renal disease": ["N18.6"],
+    "end-stage renal disease": ["N18.6"],
+    "esrd": ["N18.6"],
+    "dyslipidemia": ["E78"],
+    "hypercholesterolemia": ["E78.0"],
+    "major depressive disorder": ["F32", "F33"],
+    "major depression": ["F32", "F33"],
+    "cerebral hemorrhage": ["I61"],
+    "intracerebral hemorrhage": ["I61"],
+    "subarachnoid hemorrhage": ["I60"],
+    "ischemic stroke": ["I63"],
+    "transient ischemic attack": ["G45"],
+    "tia": ["G45"],
+    "chf": ["I50"],
+    "congestive heart failure": ["I50"],
+    "mi": ["I21"],
+    "dementia": ["F01", "F02", "F03"],
+    "adhd": ["F90"],
+    "covid-19": ["U07.1"],
+    "covid": ["U07.1"],
+    "sars-cov-2 infection": ["U07.1"],
+    "influenza": ["J09", "J10", "J11"],
+    "osteoarthritis": ["M15", "M16", "M17", "M18", "M19"],
+    "rheumatoid arthritis": ["M05", "M06"],
+    "lupus": ["M32"],
+    "systemic lupus erythematosus": ["M32"],
+    "sle": ["M32"],
+    "inflammatory bowel disease": ["K50", "K51"],
+    "ibd": ["K50", "K51"],
+    "gerd": ["K21"],
+    "anemia": [
+        "D50",
+        "D51",
+        "D52",
+        "D53",
+        "D55",
+        "D56",
+        "D57",
+        "D58",
+        "D59",
+        "D60",
+        "D61",
+        "D62",
+        "D63",
+        "D64",
+    ],
+    "anaemia": [
+        "D50",
+        "D51",
+        "D52",
+        "D53",
+        "D55",
+        "D56",
+        "D57",
+        "D58",
+        "D59",
+        "D60",
+        "D61",
+        "D62",
+        "D63",
+        "D64",
+    ],
+    "osteoporosis": ["M80", "M81"],
+    "seizure disorder": ["G40"],
+    "seizure": ["G40", "R56"],
+    "seizures": ["G40", "R56"],
+    "stroke": ["I60", "I61", "I63"],
+    "liver disease": ["K70-K77"],
+    "chronic liver disease": ["K70-K77"],
+    "hepatic disease": ["K70-K77"],
+    "kidney disease": ["N00-N29"],
+    "renal disease": ["N00-N29"],
+    "renal insufficiency": ["N17-N19"],
+    "renal impairment": ["N17-N19"],
+    "cardiovascular disease": ["I00-I99"],
+    "cardiovascular diseases": ["I00-I99"],
+    "heart disease": ["I05-I09", "I11", "I20-I52"],
+    "cardiac disease": ["I05-I09", "I11", "I20-I52"],
+    "structural heart disease": ["I05-I09", "I20-I52", "Q20-Q24"],
+    "congenital heart disease": ["Q20-Q24"],
+    "peripheral vascular disease": ["I73"],
+    "peripheral arterial disease": ["I73", "I70.2"],
+    "peripheral artery disease": ["I73", "I70.2"],
+    "thyroid disease": ["E00-E07"],
+    "substance abuse": ["F10-F19"],
+    "substance use disorder": ["F10-F19"],
+    "drug abuse": ["F11-F19"],
+    "alcohol abuse": ["F10"],
+    "alcohol use disorder": ["F10"],
+    "alcoholism": ["F10"],
+    "diarrhea": ["R19.7", "K59.1", "A09"],
+    "neuropathy": ["G60-G64"],
+    "peripheral neuropathy": ["G60-G64"],
+    "depression": ["F32", "F33"],
+    "psychosis": ["F20-F29"],
+    "psychotic disorder": ["F20-F29"],
+    "delirium": ["F05"],
+    "anxiety disorder": ["F41"],
+    "preeclampsia": ["O14"],
+    "pre-eclampsia": ["O14"],
+    "eclampsia": ["O15"],
+    "obese": ["E66"],
+    "cognitive impairment": ["G31.84", "F06.7"],
+    "mild cognitive impairment": ["G31.84", "F06.7"],
+    "immunodeficiency": ["D80-D84"],
+    "hepatitis b": ["B16", "B18.0", "B18.1", "B19.1"],
+    "hepatitis c": ["B17.1", "B18.2", "B19.2"],
+    "viral hepatitis": ["B15-B19"],
+    "sexually transmitted disease": ["A50-A64"],
+    "sexually transmitted infection": ["A50-A64"],
+    "mental illness": ["F01-F99"],
+    "mental disorder": ["F01-F99"],
+    "psychiatric disorder": ["F01-F99"],
+    "psychiatric illness": ["F01-F99"],
+    "psychiatric disease": ["F01-F99"],
+    "autoimmune disease": ["M30-M36"],
+    "connective tissue disease": ["M30-M36"],
+    "chronic renal failure": ["N18"],
+    "chronic renal insufficiency": ["N18"],
+    "t2dm": ["E11"],
+    "t1dm": ["E10"],
+    "diabetes mellitus type 2": ["E11"],
+    "diabetes mellitus type 1": ["E10"],
 }
 
 
@@ -122,19 +283,20 @@ def _variants(desc: str) -> set[str]:
     return {d}
 
 
-def build(xml: bytes) -> dict:
+def _read(xml: bytes) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """Names (titles first, then inclusion terms) -> codes, and every code's title."""
     root = ET.fromstring(xml)  # noqa: S314
     names: dict[str, set[str]] = defaultdict(set)  # from the codes' own titles
     included: dict[str, set[str]] = defaultdict(set)  # from their inclusion terms
     display: dict[str, str] = {}
     for diag in root.iter("diag"):
         code = diag.findtext("name") or ""
-        desc = diag.findtext("desc") or ""
-        if code and len(code.replace(".", "")) <= 5:
-            display[code] = desc  # every code may be curated
-        if not code or code.startswith(SKIP_CHAPTERS) or len(code.replace(".", "")) > 5:
+        if not code or len(code.replace(".", "")) > 5:
             continue
-        for v in _variants(desc):
+        display[code] = diag.findtext("desc") or ""  # every code may be curated
+        if code.startswith(SKIP_CHAPTERS):
+            continue
+        for v in _variants(display[code]):
             names[v].add(code)
         for term in diag.findall("inclusionTerm/note"):
             for v in _variants(term.text or ""):
@@ -142,31 +304,45 @@ def build(xml: bytes) -> dict:
     for phrase, codes in included.items():
         if phrase not in names:  # a title wins over an inclusion term
             names[phrase] = codes
-    phrases: dict[str, str] = {}
-    for phrase, codes in sorted(names.items()):
-        stems = [c.replace(".", "") for c in codes]
-        prefix = stems[0]
-        for s in stems[1:]:
-            while not s.startswith(prefix):
-                prefix = prefix[:-1]
-        if len(prefix) < 3:
-            continue  # names codes of different categories: ambiguous
-        code = prefix if len(prefix) == 3 else prefix[:3] + "." + prefix[3:]
-        if "unspecified" in display.get(code, "").lower():
-            code = code[:3]  # 'Epilepsy, unspecified' names epilepsy: its category (G40), not G40.9
-        if RESIDUAL.search(display.get(code, "")):
-            continue  # 'liver disease NOS' under 'Other diseases of liver': the name is wider than the code
-        if code in display:
-            phrases[phrase] = code
+    return names, display
+
+
+def _code(codes: set[str], display: dict[str, str]) -> str | None:
+    """The one code a name stands for: the common category of its codes, or ``None``."""
+    stems = [c.replace(".", "") for c in codes]
+    prefix = stems[0]
+    for s in stems[1:]:
+        while not s.startswith(prefix):
+            prefix = prefix[:-1]
+    if len(prefix) < 3:
+        return None  # names codes of different categories: ambiguous
+    code = prefix if len(prefix) == 3 else prefix[:3] + "." + prefix[3:]
+    if "unspecified" in display.get(code, "").lower():
+        code = code[:3]  # 'Epilepsy, unspecified' names epilepsy: its category (G40), not G40.9
+    if RESIDUAL.search(display.get(code, "")):
+        return None  # 'liver disease NOS' under 'Other diseases of liver': the name is wider than the code
+    return code if code in display else None
+
+
+def _curated(display: dict[str, str]) -> dict[str, list[str]]:
     curated: dict[str, list[str]] = {}
     for phrase, written in CURATED.items():
         codes = [c for w in written for c in _expand(w, display)]
         missing = [c for c in codes if c not in display]
-        if missing:
-            raise SystemExit(f"curated name {phrase!r}: {missing} not in the tabular list")
-        phrases.pop(phrase, None)
-        if codes:
-            curated[phrase] = codes
+        if missing or not codes:
+            raise SystemExit(f"curated name {phrase!r}: {missing or written} not in the tabular list")
+        curated[phrase] = codes
+    return curated
+
+
+def build(xml: bytes) -> dict:
+    names, display = _read(xml)
+    curated = _curated(display)
+    phrases = {
+        phrase: code
+        for phrase, codes in sorted(names.items())
+        if phrase not in curated and (code := _code(codes, display)) is not None
+    }
     used = set(phrases.values()) | {c for codes in curated.values() for c in codes}
     return {
         "_about": {
@@ -176,7 +352,7 @@ def build(xml: bytes) -> dict:
             "code is an 'unspecified' one names the whole category: epilepsy -> G40, not G40.9).",
             "source": "CMS/NCHS ICD-10-CM tabular list April 1, 2026 (public domain), as shipped by "
             "the simple-icd-10-cm package 1.5.0 (MIT); built by scripts/build_icd10cm.py.",
-            "left_out": "chapters O, U, V-Z; names with residual or combining words (other, "
+            "left_out": "chapters O, S, T, U, V-Z; names with residual or combining words (other, "
             "unspecified, with, without, due to, and, or...); names of more than "
             f"{MAX_WORDS} words; one-word names that are too common in criteria text.",
             "curated": "common names criteria use that no ICD-10-CM title states (hypertension, "

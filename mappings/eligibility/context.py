@@ -54,15 +54,19 @@ class Context:
         """The categories that hold for the span ``[start, end)``."""
         found = set()
         for direction, category, ts, te in self.triggers:
-            if direction == "forward" and te <= start and start < _scope_end(self.text, category, te):
-                found.add(category)
-            elif direction == "backward" and ts >= end and end > _scope_start(self.text, category, ts):
+            ahead = direction == "forward" and te <= start < _scope_end(self.text, category, te)
+            behind = direction == "backward" and end <= ts and end > _scope_start(self.text, category, ts)
+            if ahead or behind:
                 found.add(category)
         return frozenset(found)
 
 
 def _scope_end(text: str, category: str, pos: int) -> int:
-    stops = [m.start() for m in (_CLAUSE_END.search(text, pos), _rules().termination[category].search(text, pos)) if m]
+    stops = [
+        m.start()
+        for m in (_CLAUSE_END.search(text, pos), _rules().termination[category].search(text, pos))
+        if m
+    ]
     return min(stops, default=len(text))
 
 

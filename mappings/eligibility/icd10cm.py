@@ -23,7 +23,9 @@ MAX_WORDS = 5
 def names() -> dict[str, tuple[str, ...]]:
     """Every name of the table -> its ICD-10-CM codes."""
     table = load_table("eligibility_icd10cm.json")
-    out = {name.replace("-", " "): (code,) for name, code in table["names"].items()}
+    out: dict[str, tuple[str, ...]] = {
+        name.replace("-", " "): (code,) for name, code in table["names"].items()
+    }
     out.update({name.replace("-", " "): tuple(codes) for name, codes in table["curated"].items()})
     return out
 

@@ -15,7 +15,7 @@ import re
 
 from .context import Context, context
 from .icd10cm import concept, find_names
-from .model import AgeTest, ConditionTest, Not, PregnancyTest, SexTest, Test
+from .model import AgeTest, Comparator, ConditionTest, Not, PregnancyTest, SexTest, Test
 from .rules import AGE_CTX, DIGIT, NEG, POS, Review, Text, lab_test, norm, read_age, read_mentions, read_sex
 from .tables import load_table, tables
 
@@ -68,19 +68,23 @@ def _wrap(test: Test, categories: frozenset[str]) -> Test:
 
 _CLAUSE = re.compile(r"[;()\[\]]|\.\s|,\s")
 #: An age that is not the participant's: of a pregnancy, at birth, in a score.
+#: A number that is not an age: a decimal, or one with a unit other than time (``7.5%``, ``30 kg``).
+_NOT_AGE_NUMBER = re.compile(
+    r"\d+[.,]\d+|\d+\s*(?:%|mg|g/|g\b|kg|cm|mm|ml|u/l|iu|mmol|µmol|umol|x\b|times|fold|points?|score)"
+)
 _NOT_OWN_AGE = re.compile(r"gestation|birth|charlson|bone age|menarche|onset|diagnos|weeks? of")
 
 
 def _ages(tx: Text) -> list[Test]:
     """Age bounds read near each age word, in its clause (the participant's age only)."""
-    bounds: list[tuple] = []
+    bounds: list[tuple[Comparator, int, str]] = []
     t = tx.t
-    for m in AGE_CTX.rx.finditer(t) if hasattr(AGE_CTX, "rx") else AGE_CTX.finditer(t):
+    for m in AGE_CTX.rx.finditer(t):
         starts = [c.end() for c in _CLAUSE.finditer(t, 0, m.start())]
         start = max([m.start() - 30, 0, *starts])
         end_m = _CLAUSE.search(t, m.end())
         end = min(m.end() + 40, end_m.start() if end_m else len(t))
-        window = t[start:end]
+        window = _NOT_AGE_NUMBER.sub(lambda n: " " * len(n.group()), t[start:end])
         if _NOT_OWN_AGE.search(window) or not DIGIT.search(window):
             continue
         sub = Text(window)
@@ -134,10 +138,12 @@ def _sex(tx: Text, ctx: Context) -> list[Test]:
 def _polarity(tx: Text, start: int, end: int) -> str | None:
     """A result word right after a qualitative lab (``HIV positive``) or right before it
     (``positive for HIV``, ``seropositive HIV``)."""
-    after = re.match(r"\s*(?:antibod(?:y|ies)\s+|test\s+|serology\s+|status\s+)?(?:is\s+|was\s+)?", tx.t[end:])
+    after = re.match(
+        r"\s*(?:antibod(?:y|ies)\s+|test\s+|serology\s+|status\s+)?(?:is\s+|was\s+)?", tx.t[end:]
+    )
     at = end + (after.end() if after else 0)
     for rx, value in ((NEG, "negative"), (POS, "positive")):
-        m = rx.rx.match(tx.t, at) if hasattr(rx, "rx") else rx.match(tx.t, at)
+        m = rx.rx.match(tx.t, at)
         if m:
             tx.take(m.start(), m.end())
             return value

@@ -1,0 +1,34 @@
+"""ICD-10-CM names found in criteria text (``icd10cm.py`` and ``tables/eligibility_icd10cm.json``)."""
+
+from __future__ import annotations
+
+from mappings.eligibility.icd10cm import concept, find_names, names
+
+
+def test_longest_name_wins_and_plurals_are_read() -> None:
+    found = [n for _, _, n in find_names("history of type 2 diabetes mellitus and migraines")]
+    assert found == ["type 2 diabetes mellitus", "migraine"]
+
+
+def test_unspecified_codes_name_their_category() -> None:
+    assert names()["epilepsy"] == ("G40",)  # 'Epilepsy, unspecified' is G40.9: the name means all of G40
+    assert concept("epilepsy").icd10 == ("G40",)
+
+
+def test_curated_common_names_cover_ranges() -> None:
+    assert concept("hypertension").icd10 == ("I10",)
+    assert concept("liver disease").icd10 == ("K70", "K71", "K72", "K73", "K74", "K75", "K76", "K77")
+
+
+def test_residual_and_skipped_chapters_are_not_names() -> None:
+    table = names()
+    assert "allergy" not in table  # chapter T
+    assert "illness" not in table  # a residual category
+    assert not any(codes[0].startswith(("V", "W", "X", "Y", "Z")) for codes in table.values())
+
+
+def test_used_characters_are_skipped() -> None:
+    text = "asthma or psoriasis"
+    free = [True] * len(text)
+    free[0:6] = [False] * 6
+    assert [n for _, _, n in find_names(text, free)] == ["psoriasis"]
