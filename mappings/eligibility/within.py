@@ -12,11 +12,27 @@ combine with the words not read is not known: they are the item's ``parts``, not
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
 
+from .. import units
 from .context import Context, context
 from .icd10cm import concept, find_names
-from .model import AgeTest, Comparator, ConditionTest, Not, PregnancyTest, SexTest, Test
-from .rules import AGE_CTX, DIGIT, NEG, POS, Review, Text, lab_test, norm, read_age, read_mentions, read_sex
+from .model import AgeTest, Comparator, ConditionTest, LabTest, Not, PregnancyTest, SexTest, Test
+from .rules import (
+    AGE_CTX,
+    DIGIT,
+    NEG,
+    POS,
+    Mention,
+    Review,
+    Text,
+    lab_test,
+    norm,
+    read_age,
+    read_mentions,
+    read_sex,
+)
 from .tables import load_table, tables
 
 _SKIP = {"hypothetical", "family"}
@@ -154,23 +170,100 @@ def _polarity(tx: Text, start: int, end: int) -> str | None:
     return None
 
 
+_LAB_GLUE = re.compile(r"\s*(?:\([^()]{1,20}\))?\s*(?:,|/|and|or|and/or|&)\s*(?:\([^()]{1,20}\))?\s*")
+_NUM = r"\d+(?:[.,]\d+)?"
+#: A range after a lab's name: ``glucose 100-126 mg/dl``, ``HbA1c between 7% and 11%``.
+_LAB_RANGE = re.compile(
+    r"\s*(?:\([^()]{1,20}\)\s*)?(?:(?:level|levels|count|value|concentration)\s*)?(?:(?:of|is|:|,|=)\s*)?"
+    rf"(?:between\s+|from\s+)?(?P<a>{_NUM})\s*(?P<ua>%)?\s*(?:-|–|to|and)\s*(?P<b>{_NUM})"
+)
+
+
+def _number(text: str) -> Decimal | None:
+    try:
+        return Decimal(text.replace(",", "."))
+    except InvalidOperation:
+        return None
+
+
+def _unit_after(
+    tx: Text, lab_id: str, end: int, value: Decimal, written: str | None
+) -> tuple[str, int] | None:
+    """The unit after a threshold (UCUM, end), or the lab's usual unit for a bare number below its
+    ``bare_below`` (an eGFR of 30); ``None`` when neither."""
+    T = tables()
+    m = T.unit.match(tx.t, end)
+    unit = units.normalize_unit(m["u"]) if m else units.normalize_unit(written) if written else None
+    if unit is not None:
+        return unit, m.end() if m else end
+    bare = load_table("eligibility_labs.json")["labs"][lab_id].get("bare_below")
+    if bare is not None and value < bare and T.lab_units.get(lab_id):
+        return str(T.lab_units[lab_id]), end
+    return None
+
+
+def _lab_range_or_bare(tx: Text, lab_id: str, end: int) -> list[Test]:
+    """A numeric lab the threshold rule could not read: a range (two bounds), or a threshold
+    without its unit for a lab whose bare numbers are unambiguous."""
+    T = tables()
+    lab = T.labs[lab_id]
+    if lab.qualitative:
+        return []
+    r = _LAB_RANGE.match(tx.t, end)
+    if r and tx.free(r.start("a"), r.end()):
+        lo, hi = _number(r["a"]), _number(r["b"])
+        found = _unit_after(tx, lab_id, r.end(), hi, r["ua"]) if lo is not None and hi is not None else None
+        if found and lo is not None and hi is not None and lo < hi:
+            tx.take(r.start("a"), found[1])
+            return [
+                LabTest(lab, comparator=Comparator.GE, value=lo, unit=found[0]),
+                LabTest(lab, comparator=Comparator.LE, value=hi, unit=found[0]),
+            ]
+    thr = T.threshold.match(tx.t, end)
+    if thr is None or thr["uln"] or not tx.free(thr.start("cmp"), thr.end()):
+        return []
+    value = _number(thr["val"])
+    found = _unit_after(tx, lab_id, thr.end(), value, None) if value is not None else None
+    if found is None or value is None:
+        return []
+    tx.take(thr.start("cmp"), found[1])
+    cmp = T.comparator_index[" ".join(thr["cmp"].split())]
+    return [LabTest(lab, comparator=cmp, value=value, unit=found[0])]
+
+
+def _labs(tx: Text, labs: list[Mention]) -> list[Test]:
+    """The lab facts of an item: a result or threshold after each lab; a lab listed before another
+    (``AST and ALT <= 3 x ULN``, ``ALT, AST``) shares the threshold of the list's last lab."""
+    T = tables()
+    read: list[list[Test]] = []
+    for m in labs:
+        lab = T.labs[m.id]
+        polarity = _polarity(tx, m.start, m.end) if lab.qualitative else None
+        if lab.qualitative and polarity is None:
+            read.append([])
+            continue
+        try:
+            read.append([lab_test(tx, m.id, [m], polarity)])
+        except Review:
+            read.append(_lab_range_or_bare(tx, m.id, m.end))
+    for i in range(len(labs) - 2, -1, -1):  # right to left: a list shares its last threshold
+        glue = tx.t[labs[i].end : labs[i + 1].start]
+        later = [t for t in read[i + 1] if isinstance(t, LabTest) and t.comparator is not None]
+        if not read[i] and later and _LAB_GLUE.fullmatch(glue) and not T.labs[labs[i].id].qualitative:
+            read[i] = [replace(t, lab=T.labs[labs[i].id]) for t in later]
+    return [t for tests in read for t in tests]
+
+
 def _labs_and_conditions(tx: Text, ctx: Context, cased: str | None) -> list[Test]:
     T = tables()
     out: list[Test] = []
-    for m in read_mentions(tx):
+    mentions = read_mentions(tx)
+    for m in mentions:
         if m.type == "condition":
             found = _condition_context(tx, ctx, m.start, m.end)
             if found is not None and _acronym_ok(cased, m.start, m.end):
                 out.append(_wrap(ConditionTest(T.concepts[m.id], ever="historical" in found), found))
-            continue
-        lab = T.labs[m.id]
-        polarity = _polarity(tx, m.start, m.end) if lab.qualitative else None
-        if lab.qualitative and polarity is None:
-            continue
-        try:
-            out.append(lab_test(tx, m.id, [m], polarity))
-        except Review:
-            continue
+    out += _labs(tx, [m for m in mentions if m.type == "lab"])
     free = [b == 0 for b in tx.mask]
     for start, end, name in find_names(tx.t, free):
         tx.take(start, end)
