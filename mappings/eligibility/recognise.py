@@ -41,6 +41,7 @@ from .rules import (
     Mention,
     Review,
     Text,
+    age_test,
     attach_qualifiers,
     cause_rule,
     check_residual,
@@ -170,7 +171,7 @@ def _age_sex_test(t: str, r: _Reading, notes: list[str]) -> Test:
     elif r.sex == ALL_SEXES:
         notes.append("any sex")
     if r.age:
-        parts.append(AgeTest(r.age))
+        parts.append(age_test(r.age))
         if any(c is Comparator.GT and u == "a" for c, _, u in r.age) and _OVER.search(t):
             notes.append("'over/above N' read literally as > N")
     if not parts:
@@ -279,6 +280,7 @@ def _parent(item: CriterionItem) -> Criterion:
         position=item.position,
         children=kids,
         combine=combine,
+        parts=facts_within(item.text),  # the lead-in's own words ('Men and women aged 20 to 80:')
     )
 
 

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from .. import units
 from .context import Context, context
 from .icd10cm import concept, find_names
-from .model import AgeTest, Comparator, ConditionTest, LabTest, Not, PregnancyTest, SexTest, Test
+from .model import Comparator, ConditionTest, LabTest, Not, PregnancyTest, SexTest, Test
 from .rules import (
     AGE_CTX,
     DIGIT,
@@ -27,6 +27,7 @@ from .rules import (
     Mention,
     Review,
     Text,
+    age_test,
     lab_test,
     norm,
     read_age,
@@ -112,7 +113,7 @@ def _ages(tx: Text) -> list[Test]:
         for i, used in enumerate(sub.mask):
             if used:
                 tx.take(start + i, start + i + 1)
-    return [AgeTest(tuple(bounds))] if bounds else []
+    return [age_test(tuple(bounds))] if bounds else []
 
 
 def _pregnancy(tx: Text, ctx: Context) -> list[Test]:
