@@ -256,7 +256,29 @@ CURATED = {
     "psychiatric disorder": ["F01-F99"],
     "psychiatric illness": ["F01-F99"],
     "psychiatric disease": ["F01-F99"],
-    "autoimmune disease": ["M30-M36"],
+    "autoimmune disease": ["M30-M36"], "amd": ["H35.3"], "age-related macular degeneration": ["H35.3"],
+    "aml": ["C92.0"], "acute myeloid leukemia": ["C92.0"], "afl": ["I48"], "atrial flutter": ["I48"],
+    "af": ["I48"], "osa": ["G47.33"], "obstructive sleep apnea": ["G47.33"], "t2d": ["E11"], "t1d": ["E10"],
+    "mci": ["G31.84", "F06.7"], "dvt": ["I82.4", "I82.5"], "deep vein thrombosis": ["I82.4", "I82.5"],
+    "nsclc": ["C34"], "non-small cell lung cancer": ["C34"], "hcc": ["C22.0"], "crc": ["C18", "C19", "C20"],
+    "rcc": ["C64"], "ibs": ["K58"], "irritable bowel syndrome": ["K58"], "uti": ["N39.0"],
+    "urinary tract infection": ["N39.0"], "chd": ["I25"], "hf": ["I50"], "ptsd": ["F43.1"], "ocd": ["F42"],
+    "hcv": ["B17.1", "B18.2", "B19.2"], "hbv": ["B16", "B18.0", "B18.1", "B19.1"],
+    "hepatitis b virus infection": ["B16", "B18.0", "B18.1", "B19.1"],
+    "hepatitis c virus infection": ["B17.1", "B18.2", "B19.2"], "hernia": ["K40-K46"], "gout": ["M10", "M1A"],
+    "cataract": ["H25", "H26", "H28"], "anxiety": ["F41"], "metastasis": ["C77-C79"], "metastases": ["C77-C79"],
+    "metastatic disease": ["C77-C79"], "cerebrovascular disease": ["I60-I69"],
+    "lung disease": ["J40-J99"], "pulmonary disease": ["J40-J99"], "chronic lung disease": ["J40-J99"],
+    "respiratory disease": ["J00-J99"], "neurological disease": ["G00-G99"], "neurological disorder": ["G00-G99"],
+    "neurologic disease": ["G00-G99"], "neurologic disorder": ["G00-G99"], "gastrointestinal disease": ["K20-K95"],
+    "gastrointestinal disorder": ["K20-K95"], "endocrine disease": ["E00-E89"], "endocrine disorder": ["E00-E89"],
+    "eye disease": ["H00-H59"], "skin disease": ["L00-L99"], "infectious disease": ["A00-B99"],
+    "heart attack": ["I21"], "intellectual disability": ["F70-F79"], "bleeding disorder": ["D65-D69"],
+    "coagulopathy": ["D65-D69"], "hyponatremia": ["E87.1"], "hypokalemia": ["E87.6"], "hyperkalemia": ["E87.5"],
+    "carotid stenosis": ["I65.2"], "carotid artery stenosis": ["I65.2"], "interstitial lung disease": ["J84"],
+    "glioblastoma": ["C71"], "brain tumor": ["C71", "D33", "D43"], "thromboembolic disease": ["I26", "I74", "I82"],
+    "venous thromboembolism": ["I26", "I82"], "vte": ["I26", "I82"], "pulmonary embolism": ["I26"],
+    "heart valve disease": ["I05-I09", "I34-I39"], "valvular heart disease": ["I05-I09", "I34-I39"],
     "connective tissue disease": ["M30-M36"],
     "chronic renal failure": ["N18"],
     "chronic renal insufficiency": ["N18"],
@@ -267,20 +289,34 @@ CURATED = {
 }
 
 
-def _variants(desc: str) -> set[str]:
-    d = desc.lower().replace("’", "'")
-    d = re.sub(r"\s*\[[^\]]*\]|\s*\([^)]*\)", "", d)  # parenthetical and bracketed parts
+#: Leading words a criterion often leaves out: 'nonrheumatic aortic stenosis' is named 'aortic stenosis'.
+QUALIFIERS = re.compile(r"^(?:nonrheumatic|non-rheumatic|acquired|idiopathic|primary|essential|benign)\s+")
+
+
+def _clean(d: str) -> str | None:
     d = re.sub(r",?\s*\bunspecified\b|\bnos\b", "", d)
     d = re.sub(r"[^a-z0-9' -]+", " ", d)
     d = " ".join(d.replace("'s", "").split())
     if not d or SKIP_WORDS.search(d):
-        return set()
+        return None
     words = d.split()
     if len(words) > MAX_WORDS or len(d) < 4:
-        return set()
+        return None
     if len(words) == 1 and (d in COMMON or len(d) < 5):
-        return set()
-    return {d}
+        return None
+    return d
+
+
+def _variants(desc: str) -> set[str]:
+    """A title's names: without its parenthetical parts, with their words kept ('aortic (valve)
+    stenosis' -> 'aortic stenosis', 'aortic valve stenosis'), without a leading qualifier."""
+    d = desc.lower().replace("’", "'")
+    forms = {
+        re.sub(r"\s*\[[^\]]*\]|\s*\([^)]*\)", "", d),
+        re.sub(r"\s*\[[^\]]*\]", "", d).replace("(", " ").replace(")", " "),
+    }
+    forms |= {QUALIFIERS.sub("", f) for f in forms}
+    return {c for f in forms if (c := _clean(f)) is not None}
 
 
 def _read(xml: bytes) -> tuple[dict[str, set[str]], dict[str, str]]:
