@@ -68,6 +68,8 @@ def _condition_context(tx: Text, ctx: Context, start: int, end: int) -> frozense
     the patient: hypothetical, a family member's, part of the name of a scale or a treatment.  A
     result written after it (``HIV screening positive``) makes it a fact: positive as it is,
     negative as negated."""
+    if re.search(r"\bnon[-\s]?$", tx.t[max(0, start - 4) : start]):
+        return None  # 'non-melanoma skin cancer' is not melanoma
     cats = ctx.of(start, end)
     result = _RESULT_AFTER.match(tx.t, end)
     if result:
