@@ -71,6 +71,8 @@ COMMON = {
     "edema",
 }
 MAX_WORDS = 5
+#: Codes of up to six characters (F40.240 Claustrophobia); longer ones add laterality or encounter.
+MAX_CODE = 6
 #: A residual category's title: a name that lands there is wider than the code.
 RESIDUAL = re.compile(
     r"^(?:other|illness)\b|not elsewhere classified|classified elsewhere|unknown cause", re.I
@@ -278,7 +280,9 @@ CURATED = {
     "carotid stenosis": ["I65.2"], "carotid artery stenosis": ["I65.2"], "interstitial lung disease": ["J84"],
     "glioblastoma": ["C71"], "brain tumor": ["C71", "D33", "D43"], "thromboembolic disease": ["I26", "I74", "I82"],
     "venous thromboembolism": ["I26", "I82"], "vte": ["I26", "I82"], "pulmonary embolism": ["I26"],
-    "heart valve disease": ["I05-I09", "I34-I39"], "valvular heart disease": ["I05-I09", "I34-I39"],
+    "heart valve disease": ["I05-I09", "I34-I39"], "mdd": ["F32", "F33"], "uc": ["K51"], "caries": ["K02"],
+    "deafness": ["H90", "H91"], "hearing loss": ["H90", "H91"],
+    "fracture": ["S02", "S12", "S22", "S32", "S42", "S52", "S62", "S72", "S82", "S92", "M80", "M84.3", "M84.4"], "valvular heart disease": ["I05-I09", "I34-I39"],
     "connective tissue disease": ["M30-M36"],
     "chronic renal failure": ["N18"],
     "chronic renal insufficiency": ["N18"],
@@ -327,7 +331,7 @@ def _read(xml: bytes) -> tuple[dict[str, set[str]], dict[str, str]]:
     display: dict[str, str] = {}
     for diag in root.iter("diag"):
         code = diag.findtext("name") or ""
-        if not code or len(code.replace(".", "")) > 5:
+        if not code or len(code.replace(".", "")) > MAX_CODE:
             continue
         display[code] = diag.findtext("desc") or ""  # every code may be curated
         if code.startswith(SKIP_CHAPTERS):
