@@ -44,16 +44,24 @@ NEG = prefiltered(
 )
 POS = prefiltered(r"\b(?:sero)?positiv(?:e|ity)\b|\breactive\b|\bdetect(?:ed|able)\b|\((?:\+|pos)\)|\+ve\b")
 AGE_CTX = prefiltered(
-    r"\bage[ds]?\b|\byears?\s+(?:old|of\s+age)\b|\byrs?\s+old\b|\bolder\b|\byounger\b|\by/?o\b"
+    r"\bage[ds]?\b|\byears?[\s-]+(?:old|of\s+age)\b|\byrs?[\s-]+old\b|\bolder\b|\byounger\b|\by/?o\b"
+    # a person then a bound in years: 'Adult patients over 18 years', 'men and women > 50 years'
+    r"|\b(?:patients?|subjects?|participants?|adults?|men|women|children|males?|females?|individuals?"
+    r"|volunteers?|people|persons?)\s+(?:over|above|under|below|<=?|>=?|≤|≥)\s*\d{1,3}\s*(?:years?|yrs?)\b"
     # an item that is only a bound in years: 'Over 18 years', '< 60 years', 'From 18 to 25 years'
     r"|^(?:(?:patients?|subjects?|participants?|adults?|men|women|males?|females?)\s+)?"
     r"(?:over|above|under|below|from|between|<=?|>=?|≤|≥)?\s*\d{1,3}\s*(?:(?:-|to|and)\s*\d{1,3}\s*)?"
     r"(?:years?|yrs?)$"
 )
 _AGE_RANGE = re.compile(
-    r"(?:\bbetween\s+)?(?P<a>\d{1,3})\s*(?:years?|yrs?)?\s*(?:-|–|—|~|to|and)\s*(?P<b>\d{1,3})\s*"
+    r"(?:\bbetween\s+)?(?P<a>\d{1,3})\s*(?:years?|yrs?)?\s*(?:-|–|—|~|to|and)\s*(?P<b>\d{1,3})[\s-]*"
     + AGE_UNIT_RE
-    + r"?\b(?:\s*(?:old|of\s+age))?"
+    + r"?\b(?:[\s-]*(?:old|of\s+age))?"
+)
+#: ``over the age of 18``, ``under age 50``: the comparator before the word age.
+_AGE_CMP_WORD = prefiltered(
+    r"\b(?P<cmp>over|above|under|below|older\s+than|younger\s+than)\s+(?:the\s+)?age\s+(?:of\s+)?(?P<n>\d{1,3})"
+    r"(?:\s*(?P<unit>years?|yrs?|months?))?\b(?:\s*old)?"
 )
 _AGE_POST = prefiltered(
     r"(?P<n>\d{1,3})\s*" + AGE_UNIT_RE + r"?\s*(?:old\s+|of\s+age\s+)?(?:or|and)\s+"
@@ -210,6 +218,10 @@ def read_age(tx: Text) -> tuple[tuple[Comparator, int, str], ...]:
         tx.take(m.start(), m.end())
     for m in tx.finditer(T.age_comparator):
         cmp = T.comparator_index[" ".join(m["cmp"].split())]
+        bounds.append((cmp, int(m["n"]), _age_unit(m["unit"])))
+        tx.take(m.start(), m.end())
+    for m in tx.finditer(_AGE_CMP_WORD):
+        cmp = Comparator.GT if m["cmp"].split()[0] in ("over", "above", "older") else Comparator.LT
         bounds.append((cmp, int(m["n"]), _age_unit(m["unit"])))
         tx.take(m.start(), m.end())
     for m in tx.finditer(_AGE_PLUS):

@@ -119,7 +119,7 @@ def tables() -> Tables:
     )
     unit = re.compile(rf"\s*(?P<u>{_alternation(units.unit_spellings())})(?![a-z0-9])")
     age_comparator = re.compile(
-        rf"(?P<cmp>{comparator})\s*(?P<n>\d{{1,3}})\s*{AGE_UNIT_RE}?\b(?:\s*(?:old|of\s+age))?"
+        rf"(?P<cmp>{comparator})\s*(?P<n>\d{{1,3}})\s*{AGE_UNIT_RE}?\b(?:[\s-]*(?:old|of\s+age))?"
     )
     screening = tuple((prefiltered(r["pattern"]), r["reason"]) for r in pat["screening"])
     vague = tuple((prefiltered(r["pattern"]), r["reason"]) for r in pat["vague"])
