@@ -178,13 +178,15 @@ _NUM = r"\d+(?:[.,]\d+)?"
 #: A range after a lab's name: ``glucose 100-126 mg/dl``, ``HbA1c between 7% and 11%``.
 _LAB_RANGE = re.compile(
     r"\s*(?:\([^()]{1,20}\)\s*)?(?:(?:level|levels|count|value|concentration)\s*)?(?:(?:of|is|:|,|=)\s*)?"
-    rf"(?:between\s+|from\s+)?(?P<a>{_NUM})\s*(?P<ua>%)?\s*(?:-|–|to|and)\s*(?P<b>{_NUM})"
+    rf"(?:between\s+|from\s+)?(?P<a>{_NUM})\s*(?P<ua>%)?\s*(?:-|–|~|to|and)\s*(?P<b>{_NUM})"
 )
 
 
 def _number(text: str) -> Decimal | None:
+    """A written number: ``50,000`` is fifty thousand, ``1,5`` one and a half."""
+    text = text.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+", text) else text.replace(",", ".")
     try:
-        return Decimal(text.replace(",", "."))
+        return Decimal(text)
     except InvalidOperation:
         return None
 
@@ -193,14 +195,14 @@ def _unit_after(
     tx: Text, lab_id: str, end: int, value: Decimal, written: str | None
 ) -> tuple[str, int] | None:
     """The unit after a threshold (UCUM, end), or the lab's usual unit for a bare number below its
-    ``bare_below`` (an eGFR of 30); ``None`` when neither."""
+    ``bare_range`` (an eGFR of 30); ``None`` when neither."""
     T = tables()
     m = T.unit.match(tx.t, end)
     unit = units.normalize_unit(m["u"]) if m else units.normalize_unit(written) if written else None
     if unit is not None:
         return unit, m.end() if m else end
-    bare = load_table("eligibility_labs.json")["labs"][lab_id].get("bare_below")
-    if bare is not None and value < bare and T.lab_units.get(lab_id):
+    bare = load_table("eligibility_labs.json")["labs"][lab_id].get("bare_range")
+    if bare is not None and Decimal(str(bare[0])) <= value <= Decimal(str(bare[1])) and T.lab_units.get(lab_id):
         return str(T.lab_units[lab_id]), end
     return None
 
