@@ -202,7 +202,11 @@ def _unit_after(
     if unit is not None:
         return unit, m.end() if m else end
     bare = load_table("eligibility_labs.json")["labs"][lab_id].get("bare_range")
-    if bare is not None and Decimal(str(bare[0])) <= value <= Decimal(str(bare[1])) and T.lab_units.get(lab_id):
+    if (
+        bare is not None
+        and Decimal(str(bare[0])) <= value <= Decimal(str(bare[1]))
+        and T.lab_units.get(lab_id)
+    ):
         return str(T.lab_units[lab_id]), end
     return None
 
