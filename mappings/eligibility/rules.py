@@ -47,7 +47,9 @@ AGE_CTX = prefiltered(
     r"\bage[ds]?\b|\byears?[\s-]+(?:old|of\s+age)\b|\byrs?[\s-]+old\b|\bolder\b|\byounger\b|\by/?o\b"
     # a person then a bound in years: 'Adult patients over 18 years', 'men and women > 50 years'
     r"|\b(?:patients?|subjects?|participants?|adults?|men|women|children|males?|females?|individuals?"
-    r"|volunteers?|people|persons?)\s+(?:over|above|under|below|<=?|>=?|≤|≥)\s*\d{1,3}\s*(?:years?|yrs?)\b"
+    r"|volunteers?|people|persons?)[\s,]+(?:(?:over|above|under|below|<=?|>=?|≤|≥)\s*\d{1,3}"
+    r"|(?:between|from)\s+\d{1,3}\s*(?:-|to|and)\s*\d{1,3})\s*(?:years?|yrs?)\b|\by\.o\b"
+    r"|^(?:patients?|subjects?|participants?)\s*(?:<=?|>=?|≤|≥)\s*\d{1,3}$"
     # an item that is only a bound in years: 'Over 18 years', '< 60 years', 'From 18 to 25 years'
     r"|^(?:(?:patients?|subjects?|participants?|adults?|men|women|males?|females?)\s+)?"
     r"(?:over|above|under|below|from|between|<=?|>=?|≤|≥)?\s*\d{1,3}\s*(?:(?:-|to|and)\s*\d{1,3}\s*)?"
@@ -65,7 +67,7 @@ _AGE_CMP_WORD = prefiltered(
 )
 _AGE_POST = prefiltered(
     r"(?P<n>\d{1,3})\s*" + AGE_UNIT_RE + r"?\s*(?:old\s+|of\s+age\s+)?(?:or|and)\s+"
-    r"(?P<post>older|above|over|more|greater|elder|younger|below|under|less)\b(?!\s+than\b)"
+    r"(?P<post>older|above|over|more|greater|elder|younger|below|under|less)\b(?!\s+than\b)(?!\s*\d)"
 )
 _AGE_PLUS = prefiltered(r"(?P<n>\d{1,3})\s*\+\s*" + AGE_UNIT_RE + r"?")
 _AGE_WORDS = prefiltered(r"\b(?:age[ds]?|years?|yrs?|old|of\s+age|is|at\s+the\s+time\s+of\s+\w+)\b")

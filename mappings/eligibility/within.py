@@ -85,11 +85,11 @@ def _wrap(test: Test, categories: frozenset[str]) -> Test:
     return Not(test) if "negated" in categories else test
 
 
-_CLAUSE = re.compile(r"[;()\[\]]|\.\s|,\s")
+_CLAUSE = re.compile(r"[;\[\]]|\.\s|,\s")
 #: An age that is not the participant's: of a pregnancy, at birth, in a score.
 #: A number that is not an age: a decimal, or one with a unit other than time (``7.5%``, ``30 kg``).
 _NOT_AGE_NUMBER = re.compile(
-    r"\d+[.,]\d+|\d+\s*(?:%|mg|g/|g\b|kg|cm|mm|ml|u/l|iu|mmol|µmol|umol|x\b|times|fold|points?|score)"
+    r"\d+[.,]\d+|\d+\s*(?:%|mg|g/|g\b|kg|cm|mm|ml|u/l|iu|mmol|µmol|umol|kpa|bpm|x\b|times|fold|points?|score)"
 )
 _NOT_OWN_AGE = re.compile(r"gestation|birth|charlson|bone age|menarche|onset|diagnos|weeks? of")
 
@@ -103,6 +103,8 @@ def _ages(tx: Text) -> list[Test]:
         start = max([m.start() - 30, 0, *starts])
         end_m = _CLAUSE.search(t, m.end())
         end = min(m.end() + 40, end_m.start() if end_m else len(t))
+        while end < len(t) and (t[end].isdigit() or (t[end] in ".," and t[end + 1 : end + 2].isdigit())):
+            end += 1  # never cut a number in two: '29.9' is not '29'
         window = _NOT_AGE_NUMBER.sub(lambda n: " " * len(n.group()), t[start:end])
         if _NOT_OWN_AGE.search(window) or not DIGIT.search(window):
             continue

@@ -13,7 +13,7 @@ from bench import criteria as corpus
 
 #: Measured on the even documents when the floor was set, rounded down (recall, precision).
 FLOORS = {
-    "age": (0.94, 0.98),
+    "age": (0.95, 0.97),
     "sex": (0.96, 0.92),
     "pregnancy": (0.94, 0.98),
     "lab": (0.59, 0.99),

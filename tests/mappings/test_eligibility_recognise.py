@@ -277,3 +277,11 @@ def test_an_item_that_is_only_a_bound_in_years_is_an_age() -> None:
     assert recognise_text("Over 18 years").test == AgeTest(((Comparator.GT, 18, "a"),))
     assert recognise_text("< 60 years").test == AgeTest(((Comparator.LT, 60, "a"),))
     assert not recognise_text("10 years of experience as a nurse").computable
+
+
+def test_n_or_over_m_is_not_n_or_over() -> None:
+    """'under 40 or over 60' was read as 'age >= 40' (the '40 or over' form)."""
+    from mappings.eligibility import AgeTest, AnyOf, Comparator
+
+    c = recognise_text("Patients under 40 or over 60 years of age", Kind.EXCLUSION)
+    assert c.test == AnyOf((AgeTest(((Comparator.LT, 40, "a"),)), AgeTest(((Comparator.GT, 60, "a"),))))
