@@ -207,9 +207,9 @@ def _unit_after(
     if (
         bare is not None
         and Decimal(str(bare[0])) <= value <= Decimal(str(bare[1]))
-        and T.lab_units.get(lab_id)
+        and (len(bare) > 2 or T.lab_units.get(lab_id))
     ):
-        return str(T.lab_units[lab_id]), end
+        return str(bare[2] if len(bare) > 2 else T.lab_units[lab_id]), end
     return None
 
 
