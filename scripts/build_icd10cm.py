@@ -84,7 +84,7 @@ def _expand(code: str, display: dict[str, str]) -> list[str]:
     if "-" not in code:
         return [code]
     lo, hi = code.split("-")
-    return sorted(c for c in display if len(c) == 3 and c[0] == lo[0] and lo <= c <= hi)
+    return sorted(c for c in display if len(c) == 3 and lo <= c <= hi)
 
 
 #: Common names criteria use that the tabular list does not title as such (or titles as a residual
@@ -334,6 +334,37 @@ CURATED = {
     "uc": ["K51"],
     "caries": ["K02"],
     "deafness": ["H90", "H91"],
+    "tumor": ["C00-D49"],
+    "tumour": ["C00-D49"],
+    "neoplasm": ["C00-D49"],
+    "infection": ["A00-B99", "J00-J22", "L00-L08", "N39.0"],
+    "diabetic": ["E08-E13"],
+    "hypertensive": ["I10-I16"],
+    "arthritis": ["M00-M19"],
+    "immunocompromised": ["D80-D84"],
+    "immunosuppressed": ["D80-D84"],
+    "immunosuppression": ["D80-D84"],
+    "renal dysfunction": ["N17-N19"],
+    "kidney dysfunction": ["N17-N19"],
+    "liver dysfunction": ["K70-K77"],
+    "hepatic dysfunction": ["K70-K77"],
+    "liver insufficiency": ["K72"],
+    "hepatic insufficiency": ["K72"],
+    "psychological disorder": ["F01-F99"],
+    "psychiatric condition": ["F01-F99"],
+    "mental condition": ["F01-F99"],
+    "developmental disability": ["F80-F89"],
+    "developmental delay": ["F80-F89"],
+    "hearing impairment": ["H90", "H91"],
+    "metabolic disease": ["E70-E88"],
+    "metabolic disorder": ["E70-E88"],
+    "congenital malformation": ["Q00-Q99"],
+    "congenital anomaly": ["Q00-Q99"],
+    "congenital anomalies": ["Q00-Q99"],
+    "drug addiction": ["F11-F19"],
+    "drug dependence": ["F11-F19"],
+    "active infection": ["A00-B99", "J00-J22", "L00-L08", "N39.0"],
+    "systemic infection": ["A00-B99", "J00-J22", "L00-L08", "N39.0"],
     "kawasaki disease": ["M30.3"],
     "insomnia": ["G47.0", "F51.0"],
     "diverticulitis": ["K57"],
