@@ -79,14 +79,6 @@ RESIDUAL = re.compile(
 )
 
 
-def _expand(code: str, display: dict[str, str]) -> list[str]:
-    """``K70-K77`` -> the three-character categories of the range that exist; a code -> itself."""
-    if "-" not in code:
-        return [code]
-    lo, hi = code.split("-")
-    return sorted(c for c in display if len(c) == 3 and lo <= c <= hi)
-
-
 #: Common names criteria use that the tabular list does not title as such (or titles as a residual
 #: category), with the ICD-10-CM categories they cover: each code must exist in the tabular list,
 #: whose title is written beside it in the table.
@@ -500,13 +492,15 @@ def _code(codes: set[str], display: dict[str, str]) -> str | None:
 
 
 def _curated(display: dict[str, str]) -> dict[str, list[str]]:
+    """The curated names with their codes and ranges as written (``K70-K77``: a range of
+    three-character categories, matched as such), each end of each range checked to exist."""
     curated: dict[str, list[str]] = {}
     for phrase, written in CURATED.items():
-        codes = [c for w in written for c in _expand(w, display)]
-        missing = [c for c in codes if c not in display]
-        if missing or not codes:
+        ends = [end for w in written for end in w.split("-")]
+        missing = [c for c in ends if c not in display]
+        if missing or not written:
             raise SystemExit(f"curated name {phrase!r}: {missing or written} not in the tabular list")
-        curated[phrase] = codes
+        curated[phrase] = list(written)
     return curated
 
 
@@ -518,7 +512,7 @@ def build(xml: bytes) -> dict:
         for phrase, codes in sorted(names.items())
         if phrase not in curated and (code := _code(codes, display)) is not None
     }
-    used = set(phrases.values()) | {c for codes in curated.values() for c in codes}
+    used = set(phrases.values()) | {end for codes in curated.values() for c in codes for end in c.split("-")}
     return {
         "_about": {
             "what": "Condition names of ICD-10-CM (lower case, without parenthetical parts and "
@@ -532,7 +526,9 @@ def build(xml: bytes) -> dict:
             f"{MAX_WORDS} words; one-word names that are too common in criteria text.",
             "curated": "common names criteria use that no ICD-10-CM title states (hypertension, "
             "breast cancer, COPD...), with the categories they cover: chosen by hand in "
-            "scripts/build_icd10cm.py, each code checked to exist in the tabular list (its CMS "
+            "scripts/build_icd10cm.py, each code -- each end of a range such as K70-K77, which "
+            "stands for the three-character categories between them -- checked to exist in the "
+            "tabular list (its CMS "
             "title is in 'display').",
         },
         "names": phrases,

@@ -72,8 +72,10 @@ def find_names(text: str, free: list[bool] | None = None) -> list[tuple[int, int
 
 
 def concept(name: str) -> Concept:
-    """The concept a found name stands for: its ICD-10-CM codes, displayed with the CMS title."""
+    """The concept a found name stands for: its ICD-10-CM codes and ranges of categories
+    (``K70-K77``, matched as ranges), displayed with the CMS title of a single code."""
     codes = names()[name]
     titles = load_table("eligibility_icd10cm.json")["display"]
-    display = titles[codes[0]] if len(codes) == 1 else f"{name} ({', '.join(codes)})"
+    single = len(codes) == 1 and "-" not in codes[0]
+    display = titles[codes[0]] if single else f"{name} ({', '.join(codes)})"
     return Concept(f"icd10cm:{'+'.join(codes)}", display, (), codes)

@@ -17,7 +17,8 @@ def test_unspecified_codes_name_their_category() -> None:
 
 def test_curated_common_names_cover_ranges() -> None:
     assert concept("hypertension").icd10 == ("I10",)
-    assert concept("liver disease").icd10 == ("K70", "K71", "K72", "K73", "K74", "K75", "K76", "K77")
+    assert concept("liver disease").icd10 == ("K70-K77",)  # a range of categories, matched as such
+    assert concept("liver disease").display == "liver disease (K70-K77)"
 
 
 def test_residual_and_skipped_chapters_are_not_names() -> None:
@@ -32,3 +33,17 @@ def test_used_characters_are_skipped() -> None:
     free = [True] * len(text)
     free[0:6] = [False] * 6
     assert [n for _, _, n in find_names(text, free)] == ["psoriasis"]
+
+
+def test_a_range_concept_matches_a_patient_code_in_the_range() -> None:
+    import datetime
+
+    from mappings.eligibility import Coding, ConditionFact, ConditionTest, Outcome, PatientFacts, evaluate_test
+
+    cm = "http://hl7.org/fhir/sid/icd-10-cm"
+    patient = PatientFacts(
+        datetime.date(2025, 1, 1),
+        conditions=(ConditionFact("Condition/1", (Coding(cm, "K74.60"),), "active"),),
+    )
+    assert evaluate_test(ConditionTest(concept("liver disease")), patient)[0] is Outcome.MET
+    assert evaluate_test(ConditionTest(concept("infection")), patient)[0] is Outcome.NOT_MET
