@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+
+from mappings.eligibility import Coding, ConditionFact, ConditionTest, Outcome, PatientFacts, evaluate_test
 from mappings.eligibility.icd10cm import concept, find_names, names
 
 
@@ -36,10 +39,6 @@ def test_used_characters_are_skipped() -> None:
 
 
 def test_a_range_concept_matches_a_patient_code_in_the_range() -> None:
-    import datetime
-
-    from mappings.eligibility import Coding, ConditionFact, ConditionTest, Outcome, PatientFacts, evaluate_test
-
     cm = "http://hl7.org/fhir/sid/icd-10-cm"
     patient = PatientFacts(
         datetime.date(2025, 1, 1),
