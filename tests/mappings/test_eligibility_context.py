@@ -22,7 +22,7 @@ def _of(text: str, target: str, last: bool = True) -> set[str]:
         ("first degree relative with schizophrenia", "schizophrenia", {"family"}),
         ("including but not limited to asthma", "asthma", set()),
         ("suspected pulmonary embolism", "pulmonary embolism", {"hypothetical"}),
-        ("influenza vaccination", "influenza", {"hypothetical"}),
+        ("asthma is suspected", "asthma", {"hypothetical"}),
         ("asthma is ruled out", "asthma", {"negated"}),
         ("no diabetes; hypertension", "hypertension", set()),
     ],
