@@ -109,7 +109,24 @@ class Fact:
     numbers: frozenset[Decimal] = frozenset()
 
 
+_NUMBER_WORDS = {
+    "one": 1,
+    "once": 1,
+    "two": 2,
+    "twice": 2,
+    "three": 3,
+    "thrice": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+}
+
+
 def _number(text: str) -> Decimal | None:
+    """An annotated value: digits, or a number word (``twice`` the upper limit of normal)."""
+    words = text.lower().split()
+    if words and words[0] in _NUMBER_WORDS:
+        return Decimal(_NUMBER_WORDS[words[0]])
     try:
         return Decimal(text.replace(",", "").strip())
     except InvalidOperation:

@@ -177,6 +177,16 @@ def _polarity(tx: Text, start: int, end: int) -> str | None:
 
 _LAB_GLUE = re.compile(r"\s*(?:\([^()]{1,20}\))?\s*(?:,|/|and|or|and/or|&)\s*(?:\([^()]{1,20}\))?\s*")
 _NUM = r"\d+(?:[.,]\d+)?"
+_TIMES = {"twice": 2, "two": 2, "three": 3, "four": 4, "five": 5}
+#: A multiple of the upper limit of normal in words: ``more than twice the ULN``, ``three times the
+#: upper limit of normal``, ``twice higher than normal`` (no comparator: at least).
+_WORD_ULN = re.compile(
+    r"\s*(?:\([^()]{1,20}\)\s*)?(?:(?:level|levels)\s*)?(?:(?:of|is|:)\s*)?"
+    r"(?:(?P<cmp>>=?|≥|more\s+than|greater\s+than|higher\s+than|above|at\s+least)\s*)?"
+    r"(?P<n>twice|two|three|four|five)\s+(?:times\s+)?(?:higher\s+than\s+)?(?:the\s+)?"
+    r"(?:uln|upper\s+limits?\s+of\s+(?:the\s+)?normal(?:\s+range)?|normal\s+upper\s+limits?"
+    r"|highest\s+reference\s+value|normal)\b"
+)
 #: A range after a lab's name: ``glucose 100-126 mg/dl``, ``HbA1c between 7% and 11%``.
 _LAB_RANGE = re.compile(
     r"\s*(?:\([^()]{1,20}\)\s*)?(?:(?:level|levels|count|value|concentration)\s*)?(?:(?:of|is|:|,|=)\s*)?"
@@ -230,6 +240,14 @@ def _lab_range_or_bare(tx: Text, lab_id: str, end: int) -> list[Test]:
                 LabTest(lab, comparator=Comparator.GE, value=lo, unit=found[0]),
                 LabTest(lab, comparator=Comparator.LE, value=hi, unit=found[0]),
             ]
+    words = _WORD_ULN.match(tx.t, end)
+    if words and tx.free(words.start("n"), words.end()):
+        tx.take(words.start("n"), words.end())
+        if words["cmp"]:
+            cmp = T.comparator_index[" ".join(words["cmp"].split())]
+        else:
+            cmp = Comparator.GT if "higher than" in words.group() else Comparator.GE
+        return [LabTest(lab, comparator=cmp, uln_multiple=Decimal(_TIMES[words["n"]]))]
     thr = T.threshold.match(tx.t, end)
     if thr is None or thr["uln"] or not tx.free(thr.start("cmp"), thr.end()):
         return []
@@ -246,6 +264,7 @@ def _labs(tx: Text, labs: list[Mention]) -> list[Test]:
     """The lab facts of an item: a result or threshold after each lab; a lab listed before another
     (``AST and ALT <= 3 x ULN``, ``ALT, AST``) shares the threshold of the list's last lab."""
     T = tables()
+    labs = [m for i, m in enumerate(labs) if not (i and m.paren and m.id == labs[i - 1].id)]  # 'AST (AST)'
     read: list[list[Test]] = []
     for m in labs:
         lab = T.labs[m.id]
