@@ -362,6 +362,8 @@ CURATED = {
     "hnscc": ["C00-C14", "C30-C32"],
     "head and neck squamous cell carcinoma": ["C00-C14", "C30-C32"],
     "postmenopausal": ["N95.1", "Z78.0"],
+    "hypersensitivity": ["Z88", "T78.4", "T88.7"],
+    "malformation": ["Q00-Q99"],
     "herpes": ["B00"],
     "herpes infection": ["B00"],
     "herpes simplex": ["B00"],
