@@ -43,6 +43,7 @@ import re
 from ..errors import MappingIssue
 from .model import CriteriaList, CriterionItem, Kind, Note
 from .prefilter import any_possible, prefiltered
+from .runon import runon as _runon
 
 #: Deepest nesting kept; deeper items become siblings at this depth.
 MAX_DEPTH = 12
@@ -112,13 +113,6 @@ _INCL_CUE = prefiltered(
 _INLINE_HEADING = prefiltered(
     r"(?<=\S)(?<!(?i:related))(?<!(?i:subject))(?<!(?i:patient))(?<!(?i:participant))(?<!(?i:study))"
     r"\s+(?=(?i:(?:key\s+)?(?:inclusion|exclusion)\s+criteria\s*:)|(?:INCLUSION|EXCLUSION)\s*:)"
-)
-_INLINE_NUM = prefiltered(r"(?<!\S)(?:\((?P<p>\d{1,2})\)|(?P<n>\d{1,2})(?P<s>[.)]))(?=\s)")
-_INLINE_ALPHA = re.compile(r"(?<!\S)(?:\((?P<p>[a-z])\)|(?P<n>[a-z])\))(?=\s)")
-_INLINE_BULLET = re.compile(r"\s+[•▪●]\s+")
-_ROMANS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
-_INLINE_ROMAN = re.compile(
-    r"(?<!\S)(?:\((?P<p>x|ix|iv|v?i{1,3}|v)\)|(?P<n>x|ix|iv|v?i{1,3}|v)\))(?=\s)", re.I
 )
 #: What a strict or neutral heading needs (``inclusion``, ``criteria``...): one check per line.
 _HEADING_WORDS = any_possible((prefiltered(_H_STRICT), prefiltered(_H_NEUTRAL)))
@@ -528,101 +522,6 @@ def _rest(content: str, offset: int, m: re.Match[str]) -> str:
         return ""
     rest = content[offset + m.start("rest") :].lstrip("*_ \t")
     return rest if rest.strip() else ""
-
-
-def _chain(
-    matches: list[tuple[int, int, int, str]], start: int, style: str | None
-) -> list[tuple[int, int, int, str]]:
-    out = []
-    expected = start
-    for m in matches:
-        if m[2] == expected and (style is None or m[3] == style):
-            out.append(m)
-            expected += 1
-            style = m[3]
-    return out
-
-
-def _split_at(
-    content: str, first: str | None, chain: list[tuple[int, int, int, str]]
-) -> list[tuple[str | None, str]]:
-    pieces: list[tuple[str | None, str]] = []
-    head = content[: chain[0][0]].strip()
-    if head or first:
-        pieces.append((first, head))
-    for i, (s, e, _, _) in enumerate(chain):
-        end = chain[i + 1][0] if i + 1 < len(chain) else len(content)
-        pieces.append((content[s:e], content[e:end].strip()))
-    return pieces
-
-
-def _split_roman(pieces: list[tuple[str | None, str]]) -> list[tuple[str | None, str]]:
-    """Split pieces at an inline roman list ``(i) ... (ii) ...`` or ``i) ... ii) ...``."""
-    out: list[tuple[str | None, str]] = []
-    for mk, text in pieces:
-        found = [
-            (m.start(), m.end(), _ROMANS.index((m["p"] or m["n"]).lower()) + 1, "()" if m["p"] else ")")
-            for m in _INLINE_ROMAN.finditer(text)
-        ]
-        chain = _chain(found, 1, None) if found else []
-        if len(chain) >= 2:
-            out.extend(_split_at(text, mk, chain))
-        else:
-            out.append((mk, text))
-    return out
-
-
-def _runon(marker: str, family: str, style: str, value: object, content: str) -> list[tuple[str | None, str]]:
-    """Split a run-on line into ``(marker, text)`` pieces (marker ``None`` for unmarked text)."""
-    first: str | None = marker or None
-    pieces: list[tuple[str | None, str]] = [(first, content)]
-    if not content:
-        return pieces
-    if _DIGIT.search(content):  # the inline numbers are \d
-        found = [
-            (m.start(), m.end(), int(m["p"] or m["n"]), "()" if m["p"] else m["s"])
-            for m in _INLINE_NUM.finditer(content)
-        ]
-        if found:
-            if family == "num" and isinstance(value, int):
-                chain = _chain(found, value + 1, style)
-                ok = len(chain) >= 2 or (
-                    len(chain) == 1
-                    and (style in (")", "()") or content[: chain[0][0]].rstrip()[-1:] in (";", ".", ",", ":"))
-                )
-            else:
-                chain, ok = [], False
-            if not ok:  # a list of its own inside the item: 'Patients with: 1) ...; 2) ...'
-                chain = _chain(found, 1, None)
-                ok = len(chain) >= 2
-            if ok:
-                pieces = _split_at(content, first, chain)
-    if ")" in content:
-        out: list[tuple[str | None, str]] = []
-        for mk, text in pieces:
-            found = [
-                (m.start(), m.end(), ord(m["p"] or m["n"]) - 96, "()" if m["p"] else ")")
-                for m in _INLINE_ALPHA.finditer(text)
-            ]
-            chain = _chain(found, 1, None) if found else []
-            if len(chain) >= 2:
-                out.extend(_split_at(text, mk, chain))
-            else:
-                out.append((mk, text))
-        pieces = out
-    if "i)" in content.lower():
-        pieces = _split_roman(pieces)
-    if "•" in content or "▪" in content or "●" in content:
-        out = []
-        for mk, text in pieces:
-            parts = _INLINE_BULLET.split(text)
-            if len(parts) > 1:
-                out.append((mk, parts[0].strip()))
-                out.extend(("•", p.strip()) for p in parts[1:])
-            else:
-                out.append((mk, text))
-        pieces = out
-    return pieces
 
 
 def parse_criteria(text: str | None, *, markdown: bool = True) -> CriteriaList:
