@@ -9,12 +9,13 @@ from __future__ import annotations
 import gc
 import sys
 
-from . import cohort, eligibility, lab_results, mapping, service
+from . import cohort, criteria, eligibility, lab_results, mapping, service
 from .report import print_table, write_json
 
 SUITES = [
     ("mapping", mapping.run),
     ("eligibility", eligibility.run),
+    ("criteria", criteria.run),
     ("lab_results", lab_results.run),
     ("service", service.run),
     ("cohort", cohort.run),

@@ -13,6 +13,10 @@ The pure half of the "Eligibility criteria" issue (no I/O, no FHIR output, no se
 * :mod:`.tables` (the compiled tables), :mod:`.rules` (the text rules) and :mod:`.recognise`
   (:func:`recognise`: one item -> :class:`Criterion`, computable with a test or not, with the
   reason; :func:`criteria_table` for the README).
+* :mod:`.within` -- the facts named within an item that is not computable as a whole
+  (``Criterion.parts``), with :mod:`.context` (ConText: negated, hypothetical, historical,
+  family) and :mod:`.icd10cm` (condition names coded with ICD-10-CM); :mod:`.runon` splits
+  inline lists for the parser.
 * :mod:`.facts` -- :func:`patient_facts_from_fhir` (R4/R5 Patient, Condition, Observation);
   :mod:`.evaluate` -- :func:`evaluate` -> :class:`Verdict` with evidence (dates: :mod:`.dates`).
 

@@ -320,7 +320,12 @@ class Criterion:
     An item with sub-items has them as ``children``; ``combine`` says how: ``each`` -- every
     sub-item is a criterion of its own (the default: all sub-items of an inclusion must hold, any
     sub-item of an exclusion excludes), ``any``/``all`` -- the item is met when any/all of them
-    are (written so, e.g. ``any one of the following:`` under an inclusion heading)."""
+    are (written so, e.g. ``any one of the following:`` under an inclusion heading).
+
+    ``parts`` are the facts named within an item that is not computable as a whole
+    (:mod:`.within`: ``No systemic diseases or pregnancy`` names pregnancy): each is read on its
+    own, with its ConText (negated: ``Not``); how they combine with the words not read is not
+    known, so they are evidence and search hints, never the criterion's test."""
 
     text: str
     kind: Kind
@@ -333,6 +338,7 @@ class Criterion:
     position: int | None = None
     children: tuple[Criterion, ...] = ()
     combine: str | None = None
+    parts: tuple[Test, ...] = ()
 
     @property
     def computable(self) -> bool:

@@ -43,6 +43,7 @@ import re
 from ..errors import MappingIssue
 from .model import CriteriaList, CriterionItem, Kind, Note
 from .prefilter import any_possible, prefiltered
+from .runon import runon as _runon
 
 #: Deepest nesting kept; deeper items become siblings at this depth.
 MAX_DEPTH = 12
@@ -78,7 +79,8 @@ _MARKER = re.compile(
 _LEAD_DECOR = re.compile(r"^[\s#*_>]+")
 _TRAIL_DECOR = re.compile(r"[\s*_]+$")
 _QUALIFIERS = (
-    r"(?:key|main|major|principal|general|specific|additional|other|primary|secondary|study|basic|essential)"
+    r"(?:key|main|major|principal|general|specific|additional|other|primary|secondary|study|basic|essential"
+    r"|subjects?|patients?|participants?|volunteers?|[a-z]+-related|sub-?study)"
 )
 _H_STRICT = re.compile(
     rf"(?:{_QUALIFIERS}\s+)*(?P<kind>inclusion|exclusion|inclusionary|exclusionary)"
@@ -86,10 +88,12 @@ _H_STRICT = re.compile(
     r"(?P<tail>[^:]{0,60}?)\s*(?::(?P<rest>.*))?",
     re.I | re.S,
 )
-_TAIL_OK = re.compile(r"(?:\(.*\)|(?:for|in|of|at)\s.*|[-–—/].*)", re.S)
+_TAIL_OK = re.compile(r"(?:\(.*\)|(?:for|in|of|at)\s.*|[-–—/].*)", re.S | re.I)
 _H_NEUTRAL = re.compile(
-    r"(?:(?:inclusion\s*(?:/|and/or|and|&|or|-)\s*exclusion|exclusion\s*(?:/|and|&|-)\s*inclusion|eligibility"
-    r"|selection|enrol+ment)\s+(?:criteria|criterion|requirements)|criteria|eligibility)"
+    rf"(?:{_QUALIFIERS}\s+)*"
+    r"(?:(?:inclusion\s*(?:/|and/or|and|&|or|-)\s*exclusion|exclusion\s*(?:/|and|&|-)\s*inclusion)"
+    r"(?:\s+(?:criteria|criterion|requirements))?"
+    r"|(?:eligibility|selection|enrol+ment)\s+(?:criteria|criterion|requirements)|criteria|eligibility)"
     r"(?P<tail>[^:]{0,40}?)\s*(?::(?P<rest>.*))?",
     re.I | re.S,
 )
@@ -107,11 +111,9 @@ _INCL_CUE = prefiltered(
     re.I,
 )
 _INLINE_HEADING = prefiltered(
-    r"(?<=\S)\s+(?=(?i:(?:key\s+)?(?:inclusion|exclusion)\s+criteria\s*:)|(?:INCLUSION|EXCLUSION)\s*:)"
+    r"(?<=\S)(?<!(?i:related))(?<!(?i:subject))(?<!(?i:patient))(?<!(?i:participant))(?<!(?i:study))"
+    r"\s+(?=(?i:(?:key\s+)?(?:inclusion|exclusion)\s+criteria\s*:)|(?:INCLUSION|EXCLUSION)\s*:)"
 )
-_INLINE_NUM = prefiltered(r"(?<!\S)(?:\((?P<p>\d{1,2})\)|(?P<n>\d{1,2})(?P<s>[.)]))(?=\s)")
-_INLINE_ALPHA = re.compile(r"(?<!\S)(?:\((?P<p>[a-z])\)|(?P<n>[a-z])\))(?=\s)")
-_INLINE_BULLET = re.compile(r"\s+[•▪●]\s+")
 #: What a strict or neutral heading needs (``inclusion``, ``criteria``...): one check per line.
 _HEADING_WORDS = any_possible((prefiltered(_H_STRICT), prefiltered(_H_NEUTRAL)))
 _DIGIT = re.compile(r"\d")
@@ -472,6 +474,8 @@ def _heading(content: str, marked: bool) -> tuple[Kind | None, str] | None:
     lead = _LEAD_DECOR.match(content)
     offset = lead.end() if lead else 0
     core = _strip_trailing_decor(content[offset:])
+    if core.endswith(".") and not core.endswith("..") and len(core) < 60:
+        core = core[:-1]  # 'Exclusion Criteria.'
     if not core or len(core) > 250:
         return None
     words = _HEADING_WORDS.holds(core)
@@ -518,81 +522,6 @@ def _rest(content: str, offset: int, m: re.Match[str]) -> str:
         return ""
     rest = content[offset + m.start("rest") :].lstrip("*_ \t")
     return rest if rest.strip() else ""
-
-
-def _chain(
-    matches: list[tuple[int, int, int, str]], start: int, style: str | None
-) -> list[tuple[int, int, int, str]]:
-    out = []
-    expected = start
-    for m in matches:
-        if m[2] == expected and (style is None or m[3] == style):
-            out.append(m)
-            expected += 1
-            style = m[3]
-    return out
-
-
-def _split_at(
-    content: str, first: str | None, chain: list[tuple[int, int, int, str]]
-) -> list[tuple[str | None, str]]:
-    pieces: list[tuple[str | None, str]] = []
-    head = content[: chain[0][0]].strip()
-    if head or first:
-        pieces.append((first, head))
-    for i, (s, e, _, _) in enumerate(chain):
-        end = chain[i + 1][0] if i + 1 < len(chain) else len(content)
-        pieces.append((content[s:e], content[e:end].strip()))
-    return pieces
-
-
-def _runon(marker: str, family: str, style: str, value: object, content: str) -> list[tuple[str | None, str]]:
-    """Split a run-on line into ``(marker, text)`` pieces (marker ``None`` for unmarked text)."""
-    first: str | None = marker or None
-    pieces: list[tuple[str | None, str]] = [(first, content)]
-    if not content:
-        return pieces
-    if _DIGIT.search(content):  # the inline numbers are \d
-        found = [
-            (m.start(), m.end(), int(m["p"] or m["n"]), "()" if m["p"] else m["s"])
-            for m in _INLINE_NUM.finditer(content)
-        ]
-        if found:
-            if family == "num" and isinstance(value, int):
-                chain = _chain(found, value + 1, style)
-                ok = len(chain) >= 2 or (
-                    len(chain) == 1
-                    and (style in (")", "()") or content[: chain[0][0]].rstrip()[-1:] in (";", ".", ",", ":"))
-                )
-            else:
-                chain = _chain(found, 1, None)
-                ok = len(chain) >= 2
-            if ok:
-                pieces = _split_at(content, first, chain)
-    if ")" in content:
-        out: list[tuple[str | None, str]] = []
-        for mk, text in pieces:
-            found = [
-                (m.start(), m.end(), ord(m["p"] or m["n"]) - 96, "()" if m["p"] else ")")
-                for m in _INLINE_ALPHA.finditer(text)
-            ]
-            chain = _chain(found, 1, None) if found else []
-            if len(chain) >= 2:
-                out.extend(_split_at(text, mk, chain))
-            else:
-                out.append((mk, text))
-        pieces = out
-    if "•" in content or "▪" in content or "●" in content:
-        out = []
-        for mk, text in pieces:
-            parts = _INLINE_BULLET.split(text)
-            if len(parts) > 1:
-                out.append((mk, parts[0].strip()))
-                out.extend(("•", p.strip()) for p in parts[1:])
-            else:
-                out.append((mk, text))
-        pieces = out
-    return pieces
 
 
 def parse_criteria(text: str | None, *, markdown: bool = True) -> CriteriaList:

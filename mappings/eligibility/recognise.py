@@ -41,6 +41,7 @@ from .rules import (
     Mention,
     Review,
     Text,
+    age_test,
     attach_qualifiers,
     cause_rule,
     check_residual,
@@ -55,6 +56,7 @@ from .rules import (
     shown_by_lab_rule,
 )
 from .tables import ALL_SEXES, load_table, tables
+from .within import facts_within
 
 __all__ = [
     "criteria_from_fields",
@@ -169,7 +171,7 @@ def _age_sex_test(t: str, r: _Reading, notes: list[str]) -> Test:
     elif r.sex == ALL_SEXES:
         notes.append("any sex")
     if r.age:
-        parts.append(AgeTest(r.age))
+        parts.append(age_test(r.age))
         if any(c is Comparator.GT and u == "a" for c, _, u in r.age) and _OVER.search(t):
             notes.append("'over/above N' read literally as > N")
     if not parts:
@@ -219,7 +221,13 @@ def recognise(item: CriterionItem) -> Criterion:
     if item.children:
         return _parent(item)
     status, reason, test, notes, screening = _judge(item.text)
-    return Criterion(item.text, item.kind, status, reason, test, notes, screening, "criteria", item.position)
+    if status is Status.COMPUTABLE:  # the facts its test does not carry: 'men and women' (always met)
+        parts: tuple[Test, ...] = (SexTest(ALL_SEXES),) if "any sex" in notes else ()
+    else:
+        parts = facts_within(item.text)
+    return Criterion(
+        item.text, item.kind, status, reason, test, notes, screening, "criteria", item.position, parts=parts
+    )
 
 
 def recognise_text(text: str, kind: Kind = Kind.INCLUSION) -> Criterion:
@@ -272,6 +280,7 @@ def _parent(item: CriterionItem) -> Criterion:
         position=item.position,
         children=kids,
         combine=combine,
+        parts=facts_within(item.text),  # the lead-in's own words ('Men and women aged 20 to 80:')
     )
 
 

@@ -18,6 +18,7 @@ from functools import cache
 
 from .. import units
 from .model import (
+    AgeTest,
     AllOf,
     AnyOf,
     Comparator,
@@ -37,22 +38,36 @@ _NUMBER_GROUPS = re.compile(r"\d{1,3}(?:,\d{3})+")
 DIGIT = re.compile(r"\d")
 _ASCII_DIGIT = re.compile(r"[0-9]")
 #: ``norm``'s typographic quotes and dashes (after lower-casing).
-_PLAIN = str.maketrans({"’": "'", "‘": "'", "–": "-", "—": "-"})
+_PLAIN = str.maketrans({"’": "'", "‘": "'", "–": "-", "—": "-", "＜": "<", "＞": ">", "˂": "<", "˃": ">"})
 NEG = prefiltered(
     r"\bnegativ(?:e|ity)\b|\bnon-?\s?reactive\b|\bnot\s+detect\w*|\bundetect\w*|\((?:-|neg)\)|-ve\b"
 )
 POS = prefiltered(r"\b(?:sero)?positiv(?:e|ity)\b|\breactive\b|\bdetect(?:ed|able)\b|\((?:\+|pos)\)|\+ve\b")
 AGE_CTX = prefiltered(
-    r"\bage[ds]?\b|\byears?\s+(?:old|of\s+age)\b|\byrs?\s+old\b|\bolder\b|\byounger\b|\by/?o\b"
+    r"\bage[ds]?\b|\byears?[\s-]+(?:old|of\s+age)\b|\byrs?[\s-]+old\b|\bolder\b|\byounger\b|\by/?o\b"
+    # a person then a bound in years: 'Adult patients over 18 years', 'men and women > 50 years'
+    r"|\b(?:patients?|subjects?|participants?|adults?|men|women|children|males?|females?|individuals?"
+    r"|volunteers?|people|persons?)[\s,]+(?:(?:over|above|under|below|<=?|>=?|≤|≥)\s*\d{1,3}"
+    r"|(?:between|from)\s+\d{1,3}\s*(?:-|to|and)\s*\d{1,3})\s*(?:years?|yrs?)\b|\by\.o\b"
+    r"|^(?:patients?|subjects?|participants?)\s*(?:<=?|>=?|≤|≥)\s*\d{1,3}$"
+    # an item that is only a bound in years: 'Over 18 years', '< 60 years', 'From 18 to 25 years'
+    r"|^(?:(?:patients?|subjects?|participants?|adults?|men|women|males?|females?)\s+)?"
+    r"(?:over|above|under|below|from|between|<=?|>=?|≤|≥)?\s*\d{1,3}\s*(?:(?:-|to|and)\s*\d{1,3}\s*)?"
+    r"(?:years?|yrs?)$"
 )
 _AGE_RANGE = re.compile(
-    r"(?:\bbetween\s+)?(?P<a>\d{1,3})\s*(?:years?|yrs?)?\s*(?:-|–|—|to|and)\s*(?P<b>\d{1,3})\s*"
+    r"(?:\bbetween\s+)?(?P<a>\d{1,3})\s*(?:years?|yrs?)?\s*(?:-|–|—|~|to|and)\s*(?P<b>\d{1,3})[\s-]*"
     + AGE_UNIT_RE
-    + r"?\b(?:\s*(?:old|of\s+age))?"
+    + r"?\b(?:[\s-]*(?:old|of\s+age))?"
+)
+#: ``over the age of 18``, ``under age 50``: the comparator before the word age.
+_AGE_CMP_WORD = prefiltered(
+    r"\b(?P<cmp>over|above|under|below|older\s+than|younger\s+than)\s+(?:the\s+)?age\s+(?:of\s+)?(?P<n>\d{1,3})"
+    r"(?:\s*(?P<unit>years?|yrs?|months?))?\b(?:\s*old)?"
 )
 _AGE_POST = prefiltered(
     r"(?P<n>\d{1,3})\s*" + AGE_UNIT_RE + r"?\s*(?:old\s+|of\s+age\s+)?(?:or|and)\s+"
-    r"(?P<post>older|above|over|more|greater|elder|younger|below|under|less)\b"
+    r"(?P<post>older|above|over|more|greater|elder|younger|below|under|less)\b(?!\s+than\b)(?!\s*\d)"
 )
 _AGE_PLUS = prefiltered(r"(?P<n>\d{1,3})\s*\+\s*" + AGE_UNIT_RE + r"?")
 _AGE_WORDS = prefiltered(r"\b(?:age[ds]?|years?|yrs?|old|of\s+age|is|at\s+the\s+time\s+of\s+\w+)\b")
@@ -207,6 +222,10 @@ def read_age(tx: Text) -> tuple[tuple[Comparator, int, str], ...]:
         cmp = T.comparator_index[" ".join(m["cmp"].split())]
         bounds.append((cmp, int(m["n"]), _age_unit(m["unit"])))
         tx.take(m.start(), m.end())
+    for m in tx.finditer(_AGE_CMP_WORD):
+        cmp = Comparator.GT if m["cmp"].split()[0] in ("over", "above", "older") else Comparator.LT
+        bounds.append((cmp, int(m["n"]), _age_unit(m["unit"])))
+        tx.take(m.start(), m.end())
     for m in tx.finditer(_AGE_PLUS):
         bounds.append((Comparator.GE, int(m["n"]), _age_unit(m["unit"])))
         tx.take(m.start(), m.end())
@@ -214,6 +233,17 @@ def read_age(tx: Text) -> tuple[tuple[Comparator, int, str], ...]:
         for m in tx.finditer(_AGE_WORDS):
             tx.take(m.start(), m.end())
     return tuple(bounds)
+
+
+def age_test(bounds: tuple[tuple[Comparator, int, str], ...]) -> Test:
+    """The test of age bounds read from one text: all of them (``18 to 65``), or -- when no age can
+    meet them all (``age < 18 or > 80``, a lower bound above an upper one) -- any of them."""
+    years = {"a": 12, "mo": 1}
+    lows = [v * years[u] for c, v, u in bounds if c in (Comparator.GE, Comparator.GT) and u in years]
+    highs = [v * years[u] for c, v, u in bounds if c in (Comparator.LE, Comparator.LT) and u in years]
+    if lows and highs and max(lows) >= min(highs):
+        return AnyOf(tuple(AgeTest((b,)) for b in bounds))
+    return AgeTest(bounds)
 
 
 def read_sex(tx: Text) -> frozenset[str] | None:

@@ -114,12 +114,12 @@ def tables() -> Tables:
         r"\s*(?:\([^()]{1,20}\)\s*)?(?:(?:level|levels|count|value|concentration)\s*)?"
         r"(?:(?:of|is|must\s+be|should\s+be|:|,|=)\s*)?"
         rf"(?P<cmp>{comparator})\s*(?P<val>\d+(?:[.,]\d+)*)\s*"
-        r"(?P<uln>(?:x|×|\*|times|-?fold)\s*(?:the\s+)?(?:uln|upper\s+limit\s+of\s+(?:the\s+)?normal(?:\s+range)?"
-        r"|upper\s+normal\s+limit|normal\s+upper\s+limit|upper\s+limit\s+normal)(?![\w]))?"
+        r"(?P<uln>(?:(?:x|×|\*|times|-?fold)\s*)?(?:the\s+)?(?:uln|upper\s+limits?\s+of\s+(?:the\s+)?normal"
+        r"(?:\s+range)?|upper\s+normal\s+limits?|normal\s+upper\s+limits?|upper\s+limits?\s+normal)(?![\w]))?"
     )
     unit = re.compile(rf"\s*(?P<u>{_alternation(units.unit_spellings())})(?![a-z0-9])")
     age_comparator = re.compile(
-        rf"(?P<cmp>{comparator})\s*(?P<n>\d{{1,3}})\s*{AGE_UNIT_RE}?\b(?:\s*(?:old|of\s+age))?"
+        rf"(?P<cmp>{comparator})\s*(?P<n>\d{{1,3}})\s*{AGE_UNIT_RE}?\b(?:[\s-]*(?:old|of\s+age))?"
     )
     screening = tuple((prefiltered(r["pattern"]), r["reason"]) for r in pat["screening"])
     vague = tuple((prefiltered(r["pattern"]), r["reason"]) for r in pat["vague"])

@@ -541,3 +541,40 @@ def test_property_structured_text_never_raises(lines, sep):
     cl = parse_criteria(text)
     _check_items_come_from(text, cl)
     assert all(i.kind in (Kind.INCLUSION, Kind.EXCLUSION) for i in cl.walk())
+
+
+# --- headings with a subject word, inline roman and numbered lists (issue 12) ---------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Subject Inclusion Criteria\n- aged 18 or older\nSubject Exclusion Criteria\n- pregnant",
+        "Patient Inclusion Criteria\n1. aged 18 or older\nPatient Exclusion Criteria\n1. pregnant",
+        "INCLUSION CRITERIA FOR PATIENTS\n- aged 18 or older\nEXCLUSION CRITERIA FOR PATIENTS\n- pregnant",
+        "Subject Inclusion/Exclusion\nInclusion:\n- aged 18 or older\nExclusion:\n- pregnant",
+        "Participant-Related Inclusion Criteria:\n- aged 18 or older\nExclusion Criteria.\n- pregnant",
+    ],
+)
+def test_headings_with_a_subject_word(text: str) -> None:
+    parsed = parse_criteria(text)
+    assert [(i.kind, i.text) for i in parsed.items()] == [
+        (Kind.INCLUSION, "aged 18 or older"),
+        (Kind.EXCLUSION, "pregnant"),
+    ]
+
+
+def test_inline_roman_list_is_split() -> None:
+    text = "Exclusion Criteria:\n- Any of: (i) pregnancy, (ii) HIV infection, (iii) cirrhosis"
+    parsed = parse_criteria(text)
+    (item,) = parsed.items()
+    assert [c.marker for c in item.children] == ["(i)", "(ii)", "(iii)"]
+    assert [c.text for c in item.children] == ["pregnancy,", "HIV infection,", "cirrhosis"]
+
+
+def test_inline_numbered_list_after_a_lead_in_is_split() -> None:
+    text = "Exclusion Criteria:\n1. Patients with: 1) pregnancy; 2) HIV infection; 3) cirrhosis"
+    parsed = parse_criteria(text)
+    (item,) = parsed.items()
+    assert item.text == "Patients with:"
+    assert [c.text for c in item.children] == ["pregnancy;", "HIV infection;", "cirrhosis"]

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mappings.eligibility import parse as P
+from mappings.eligibility import runon as RUNON
 from mappings.eligibility.prefilter import (
     DIGIT,
     FirstMatch,
@@ -33,7 +34,7 @@ def all_patterns() -> list[Prefiltered]:
     T = R.tables()
     found = [rx for rx, _ in (*T.screening, T.childbearing, *T.vague, *T.restatements, *T.changers)]
     found += list(T.compiled.values())
-    found += [v for mod in (R, P) for v in vars(mod).values() if isinstance(v, Prefiltered)]
+    found += [v for mod in (R, P, RUNON) for v in vars(mod).values() if isinstance(v, Prefiltered)]
     return found
 
 

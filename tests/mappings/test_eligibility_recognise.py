@@ -256,3 +256,32 @@ def test_eligibility_fields_edge_cases():
     bad = recognise_eligibility(Eligibility(minimum_age="eighteen"))
     assert bad[0].status is REVIEW
     assert recognise_eligibility(None) == []
+
+
+# --- issue 12: bounds joined by 'or', bare year bounds, 'not pregnant' ------------------------------
+
+
+def test_age_bounds_no_age_can_meet_together_are_any_of() -> None:
+    from mappings.eligibility import AgeTest, AnyOf, Comparator
+
+    c = recognise_text("Age＜18 years, or age＞80 years.", Kind.EXCLUSION)
+    assert c.computable
+    assert c.test == AnyOf((AgeTest(((Comparator.LT, 18, "a"),)), AgeTest(((Comparator.GT, 80, "a"),))))
+    c = recognise_text("age > 21 or less than 2", Kind.EXCLUSION)
+    assert c.test == AnyOf((AgeTest(((Comparator.GT, 21, "a"),)), AgeTest(((Comparator.LT, 2, "a"),))))
+
+
+def test_an_item_that_is_only_a_bound_in_years_is_an_age() -> None:
+    from mappings.eligibility import AgeTest, Comparator
+
+    assert recognise_text("Over 18 years").test == AgeTest(((Comparator.GT, 18, "a"),))
+    assert recognise_text("< 60 years").test == AgeTest(((Comparator.LT, 60, "a"),))
+    assert not recognise_text("10 years of experience as a nurse").computable
+
+
+def test_n_or_over_m_is_not_n_or_over() -> None:
+    """'under 40 or over 60' was read as 'age >= 40' (the '40 or over' form)."""
+    from mappings.eligibility import AgeTest, AnyOf, Comparator
+
+    c = recognise_text("Patients under 40 or over 60 years of age", Kind.EXCLUSION)
+    assert c.test == AnyOf((AgeTest(((Comparator.LT, 40, "a"),)), AgeTest(((Comparator.GT, 60, "a"),))))
