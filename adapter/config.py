@@ -125,6 +125,9 @@ class ServerConfig:
     deadline: float = 120.0
     #: Bytes of one answer (decoded); more is refused while streaming, never held.
     max_response_bytes: int = 64 * 1024 * 1024
+    #: More identifier systems this server's studies carry NCT ids under, searched after
+    #: ``https://clinicaltrials.gov`` and ``http://clinicaltrials.gov`` (adapter/pull.py).
+    nct_systems: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -135,6 +138,7 @@ class ServerConfig:
         object.__setattr__(self, "timeout", _timeout(self.name, self.timeout))
         _check_verify(self.name, self.verify)
         _check_numbers(self)
+        object.__setattr__(self, "nct_systems", _nct_systems(self.name, self.nct_systems))
 
     @classmethod
     def from_url(
@@ -332,6 +336,14 @@ def _check_verify(name: str, verify: Any) -> None:
         return
     if not isinstance(verify, str) or not Path(verify).is_file():
         raise ConfigError(f"servers.{name}.verify must be true, false or the path of a CA bundle file")
+
+
+def _nct_systems(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple) \
+            or not all(isinstance(v, str) and v.strip() and not set(v) & set("|,") for v in value):
+        raise ConfigError(f"servers.{name}.nct_systems must be a list of identifier system URIs "
+                          "(without '|' or ',')")
+    return tuple(value)
 
 
 def _check_numbers(server: ServerConfig) -> None:

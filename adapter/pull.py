@@ -1,34 +1,65 @@
 """Pull a study back from a FHIR server: the ResearchStudy found by its NCT identifier plus every
-resource it references, transitively, as one ``collection`` Bundle (the form ``read_bundle`` reads)."""
+resource it references, transitively, as one ``collection`` Bundle (the form ``read_bundle`` reads).
+
+A study is found by its NCT id under any of the identifier systems real servers use
+(:data:`mappings.fhir.systems.NCT_SYSTEMS`, then the server's ``nct_systems``), in one search; a
+404 names the systems searched, and several matches are :class:`AmbiguousStudy` (permanent).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from mappings.fhir.systems import NCT_SYSTEM
+from mappings.fhir.systems import NCT_SYSTEMS
 
 from .client import FhirClient
-from .errors import NotFound, ProtocolError
+from .errors import AmbiguousStudy, FhirClientError, NotFound
 
 #: How many rounds of reference-following before giving up (the study graph is 2-3 deep).
 MAX_DEPTH = 5
 
 
-def find_study(client: FhirClient, nct: str) -> dict[str, Any]:
-    """The one ResearchStudy whose identifier is ``https://clinicaltrials.gov|<nct>``."""
-    found = [
-        r
-        for r in client.search("ResearchStudy", {"identifier": f"{NCT_SYSTEM}|{nct}"})
-        if r.get("resourceType") == "ResearchStudy"
-    ]
-    if not found:
-        raise NotFound(f"no ResearchStudy with identifier {nct} on server {client.config.name}", status=404)
+def nct_systems(client: FhirClient) -> tuple[str, ...]:
+    """The identifier systems searched for NCT ids on this client's server, each once, ours first."""
+    return tuple(dict.fromkeys((*NCT_SYSTEMS, *client.config.nct_systems)))
+
+
+def find_studies(client: FhirClient, nct: str) -> list[dict[str, Any]]:
+    """Every ResearchStudy carrying ``nct`` under one of :func:`nct_systems` (one search)."""
+    values = ",".join(f"{system}|{nct}" for system in nct_systems(client))
+    return [r for r in client.search("ResearchStudy", {"identifier": values})
+            if r.get("resourceType") == "ResearchStudy"]
+
+
+def check_unambiguous(client: FhirClient, nct: str) -> list[dict[str, Any]]:
+    """The studies carrying ``nct`` (none or one); :class:`AmbiguousStudy` when there are several."""
+    found = find_studies(client, nct)
     if len(found) > 1:
-        ids = ", ".join(str(r.get("id")) for r in found)
-        raise ProtocolError(
-            f"{len(found)} ResearchStudy resources carry identifier {nct} ({ids}); expected exactly one"
-        )
+        raise AmbiguousStudy(nct, [str(r.get("id")) for r in found], server=client.config.name)
+    return found
+
+
+def ambiguity(client: FhirClient, nct: str) -> AmbiguousStudy | None:
+    """The :class:`AmbiguousStudy` error for ``nct`` when several studies carry it, else ``None``
+    (also when the server cannot be asked: the caller then raises what it had)."""
+    try:
+        check_unambiguous(client, nct)
+    except AmbiguousStudy as exc:
+        return exc
+    except FhirClientError:
+        return None
+    return None
+
+
+def find_study(client: FhirClient, nct: str) -> dict[str, Any]:
+    """The one ResearchStudy carrying ``nct``: :class:`NotFound` naming the systems searched when
+    none does, :class:`AmbiguousStudy` when several do."""
+    found = check_unambiguous(client, nct)
+    if not found:
+        systems = ", ".join(nct_systems(client))
+        raise NotFound(f"no ResearchStudy with identifier {nct} on server {client.config.name} "
+                       f"(identifier systems searched: {systems})", status=404)
     return found[0]
 
 
