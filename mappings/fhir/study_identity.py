@@ -74,6 +74,7 @@ class IdentityReader(ReadBase):
             system, value = ident.get("system"), ident.get("value")
             if value is None:
                 continue
+            self.take_if(ident, "use", "official" if system == NCT_SYSTEM else "secondary")
             if system == NCT_SYSTEM and nct is None:
                 nct = value
             elif system == ORG_STUDY_ID_SYSTEM and org is None:

@@ -12,6 +12,9 @@ from .elements import complex_ext, ext, ext_value, ext_values, first_ext, prune
 from .study_base import ReadBase, WriteBase
 from .systems import JSON, PUBMED, RECORD_URL, Ext
 
+#: The display of the relatedArtifact (derived-from) linking the registry record.
+RECORD_LABEL = "ClinicalTrials.gov record"
+
 
 class SharingWriter(WriteBase):
     """Writes oversight, IPD sharing and related artifacts."""
@@ -53,7 +56,7 @@ class SharingWriter(WriteBase):
         for the citation type.
         """
         p = self.p
-        out = [{"type": "derived-from", "display": "ClinicalTrials.gov record",
+        out = [{"type": "derived-from", "display": RECORD_LABEL,
                 **link(RECORD_URL + p.nct_id)}]
         for i, c in enumerate(p.references):
             art: JSON = {"type": "citation", "citation": c.citation}
@@ -98,13 +101,21 @@ class SharingReader(ReadBase):
         refs: list[Citation] = []
         links: list[Link] = []
         for art in artifacts:
+            kind = art.get("type")
+            if kind == "derived-from":
+                plain = self.tracker.peek(art)
+                if (link(plain) or "").startswith(RECORD_URL) and plain.get("display") in (None, RECORD_LABEL):
+                    self.take(art)  # the registry record's URL: derived from the NCT id
+                continue
+            if kind not in ("citation", "documentation"):
+                continue  # kept in unmapped
             url = link(art)
-            if art.get("type") == "citation":
+            if kind == "citation":
                 pmid = unquote(url[len(PUBMED):]).rstrip("/") if url and url.startswith(PUBMED) else None
                 refs.append(Citation(citation=art.get("citation") or art.get("display") or "", pmid=pmid,
                                      type=self.value("reference_type", classifier(art),
                                                      f"references[{len(refs)}].type")))
-            elif art.get("type") == "documentation" and url is not None:
+            elif url is not None:
                 links.append(Link(url=url, label=art.get("display")))
         return refs, links
 

@@ -268,6 +268,8 @@ def read(bundle: JSON) -> ReadResult:
     nct, org_study_id, secondary = r.identifiers()
     dates = _read_registration(r, rs)
     group = r.resolve((rs.get("enrollment") or [None])[0], "eligibility")
+    for kind in ("Eligibility criteria", "Enrollment"):
+        r.take_if(group, "name", f"{kind} of {nct}")
     conditions, condition_meshes = r.conditions(rs.get("condition", []))
     outcomes: dict[str, list[OutcomeMeasure]] = {name: [] for name in OUTCOME_LISTS}
     for i, o in enumerate(rs.get("objective", [])):
@@ -323,6 +325,7 @@ def _read_status(r: ReadContext, rs: JSON) -> str | None:
     """The exact status from ctgov-status, else the table's reading of the R4 code."""
     found = first_ext(rs, R4Ext.CTGOV_STATUS)
     if found is not None:
+        r.take(rs, "status")  # the R4 code the table derives from the exact status
         return r.value("overall_status", found.get("valueCodeableConcept"), "overall_status")
     code = rs.get("status")
     if code is None:

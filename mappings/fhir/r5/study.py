@@ -292,6 +292,12 @@ def read(bundle: JSON) -> ReadResult:
     status, start, end = _read_progress(r, rs)
     rec = rs.get("recruitment") or {}
     group = r.resolve(rec.get("eligibility"), "eligibility")
+    r.take_if(group, "name", f"Eligibility criteria of {nct}")
+    r.take_if(rs, "status", "active")  # the record is published (PublicationStatus)
+    if dates.get("last_update_posted") is not None:
+        r.take_if(rs, "date", dates["last_update_posted"].date)
+    for i, a in enumerate(rs.get("comparisonGroup", [])):
+        r.take_if(a, "linkId", comparison_group_id(i))
     count = rec.get("actualNumber", rec.get("targetNumber"))
     conditions, condition_meshes = r.conditions(rs.get("condition", []))
     outcomes: dict[str, list[OutcomeMeasure]] = {name: [] for name in OUTCOME_LISTS}
@@ -398,6 +404,7 @@ def _read_parties(r: ReadContext, parties: list[JSON]) -> dict[str, Any]:
         else:
             n = len(found["overall_officials"])
             holder = r.resolve(party.get("party"), f"overall_officials[{n}]") or {}
+            r.take_if(holder, "code", [role])  # the PractitionerRole repeats the party's role
             found["overall_officials"].append(Official(
                 name=party.get("name") or r.person(party.get("party")) or "",
                 role=None if has_coding(role, roles["overall-official"]) else r.value(
