@@ -9,8 +9,8 @@ the reader of each fact as mixins; :mod:`.study_context` composes them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, overload
 
 from ..errors import MappingError, MappingIssue
@@ -21,8 +21,8 @@ from .elements import prune
 from .identity import EntryRegistry
 from .shared_resources import Resources
 from .systems import JSON, NCT_SYSTEM
-from .unmapped import Tracker
 from .tables import coder_for, load_table
+from .unmapped import Tracker
 
 
 @dataclass

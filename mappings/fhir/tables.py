@@ -59,6 +59,16 @@ def _vocabulary_codes(kind: str) -> frozenset[str]:
         return frozenset()
 
 
+def _from_text(kind: str, text: str) -> str | None:
+    """The model code whose code or first display form ``text`` is (any case, ``_`` or spaces),
+    else ``None``; never a legacy alias (``ANTICIPATED`` stays text: the model keeps it so)."""
+    wanted = " ".join(text.replace("_", " ").split()).lower()
+    for code in _vocabulary_codes(kind):
+        if wanted in (code.replace("_", " ").lower(), vocabulary.display(kind, code).lower()):
+            return code
+    return None
+
+
 class Coder:
     """Turns model codes into CodeableConcepts and back, driven by one version table."""
 
@@ -68,7 +78,7 @@ class Coder:
         self._systems_to_kind = {own_system(k): k for k in self._all_kinds()}
         for kind, spec in self._specs.items():
             rev: dict[tuple[str, str], list[str]] = {}
-            for m in spec.get("maps", []):
+            for m in (*spec.get("maps", []), *spec.get("read_maps", [])):
                 for value, (code, _display) in m["codes"].items():
                     for system in (m["system"], *m.get("also_systems", [])):
                         rev.setdefault((system, code), []).append(value)
@@ -132,8 +142,11 @@ class Coder:
                 return hit[0]
         text = concept.get("text")
         if text is not None:
-            if label and text.startswith(label + ": "):
+            if label and text.lower().startswith(label.lower() + ": "):
                 text = text[len(label) + 2:]
+            known = _from_text(kind, text)
+            if known is not None:
+                return known  # another writer's text of a known value (code or display, any case)
             issues.append(MappingIssue(field_name, f"not a coded {kind} value; kept as text", text))
             return text
         for c in codings:
@@ -157,9 +170,9 @@ class Coder:
             for kind in kinds:
                 if (c.get("system", ""), c.get("code", "")) in self._reverse.get(kind, {}):
                     return kind, ""
-        text = concept.get("text") or ""
+        text = (concept.get("text") or "").lower()
         for kind, label in candidates:
-            if text.startswith(label + ": "):
+            if text.startswith(label.lower() + ": "):
                 return kind, label
         return None
 

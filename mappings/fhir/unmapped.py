@@ -6,7 +6,7 @@ walks every resource of the bundle (contained ones inside their container) and l
 not taken, as ``(FHIR path, value)``: the reader keeps them in ``Protocol.unmapped`` and warns about
 each, so nothing is dropped in silence.  Taken with an element: the ``display``/``version`` of a
 Coding whose code was read, the ``type`` of a Reference that was followed.  Never data: resource
-``id``, ``meta``, the Bundle's own ``fullUrl``/``request``/``search``/``response`` entries.
+``id``, ``meta``, a data-absent-reason (the model's null), the Bundle's own ``fullUrl``/``request``/``search``/``response`` entries.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .systems import JSON, TB
+from .systems import DATA_ABSENT_REASON, JSON, TB
 
 #: Keys of a resource that are bookkeeping, not study content.
 _RESOURCE_BOOKKEEPING = frozenset({"resourceType", "id", "meta"})
@@ -191,6 +191,8 @@ class _Walk:
         system = dict.get(node, "system")
         if isinstance(system, str) and system.startswith(TB) and "value" in node:
             taken |= set(node)  # one of our own identifiers: derived from the model (a slug)
+        if dict.get(node, "url") == DATA_ABSENT_REASON:
+            taken |= set(node)  # says the value is absent: the model's null says the same
         codings = dict.get(node, "coding")
         if isinstance(codings, list) and any(f"{path}.coding[{j}].code" in self.reads
                                              for j in range(len(codings))):
