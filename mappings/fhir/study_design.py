@@ -132,7 +132,7 @@ class DesignReader(ReadBase):
         candidates += [(kind, label) for _, kind, _ in DESIGN_FIELDS for label in others.get(kind, [])]
         names = {kind: name for name, kind, _ in DESIGN_FIELDS}
         for concept in concepts:
-            hit = self.coder.classify(concept, candidates)
+            hit = self.coder.classify(self.tracker.peek(concept), candidates)  # unread if no field
             if hit is None:
                 continue
             kind, label = hit

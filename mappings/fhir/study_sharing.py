@@ -109,7 +109,7 @@ class SharingReader(ReadBase):
         refs: list[Citation] = []
         links: list[Link] = []
         for art in artifacts:
-            kind = art.get("type")
+            kind = self.tracker.peek(art).get("type")
             if kind == "derived-from":
                 plain = self.tracker.peek(art)
                 ours = (link(plain) or "").startswith(RECORD_URL)
@@ -118,7 +118,7 @@ class SharingReader(ReadBase):
                 continue
             if kind not in ("citation", "documentation"):
                 continue  # kept in unmapped
-            url = link(art)
+            url, kind = link(art), art.get("type")
             if kind == "citation":
                 pmid = unquote(url[len(PUBMED):]).rstrip("/") if url and url.startswith(PUBMED) else None
                 refs.append(Citation(citation=art.get("citation") or art.get("display") or "", pmid=pmid,

@@ -5,8 +5,9 @@ primitive value a reader takes (``get``, ``[...]``, iteration).  After the read,
 walks every resource of the bundle (contained ones inside their container) and lists each primitive
 not taken, as ``(FHIR path, value)``: the reader keeps them in ``Protocol.unmapped`` and warns about
 each, so nothing is dropped in silence.  Taken with an element: the ``display``/``version`` of a
-Coding whose code was read, the ``type`` of a Reference that was followed.  Never data: resource
-``id``, ``meta``, a data-absent-reason (the model's null), the Bundle's own ``fullUrl``/``request``/``search``/``response`` entries.
+Coding whose code was read, the ``type`` of a Reference that was followed, the other codings of a
+concept one of whose codes was read.  Never data: resource ``id`` and ``meta``, a
+data-absent-reason (the model's null), the Bundle's own ``fullUrl``/``request``/``search`` entries.
 """
 
 from __future__ import annotations
