@@ -84,7 +84,8 @@ class IdentityReader(ReadBase):
             if value is None:
                 continue
             self.take_if(ident, "use", "official" if system in NCT_SYSTEMS else "secondary")
-            if isinstance(system, str) and system.startswith(TB) or system in NCT_SYSTEMS:
+            if isinstance(system, str) and system.startswith(TB) or system in NCT_SYSTEMS \
+                    or system in self._type_systems():
                 ident.get("system")  # ours, or ClinicalTrials.gov's: read; another's stays in unmapped
             if system in NCT_SYSTEMS and nct is None:
                 nct = value
@@ -102,6 +103,11 @@ class IdentityReader(ReadBase):
         if nct is None:
             raise MappingError(f"the ResearchStudy has no identifier with system {' or '.join(NCT_SYSTEMS)}")
         return nct, org, secondary
+
+    def _type_systems(self) -> set[str]:
+        """Identifier systems the table gives secondary id types (derived from the type)."""
+        types = self.table["secondary_id_types"]
+        return {v["system"] for v in types.values() if isinstance(v, dict) and v.get("system")}
 
     def last_known_status(self) -> str | None:
         """Inverse of :meth:`WriteContext.last_known_status`."""

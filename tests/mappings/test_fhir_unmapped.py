@@ -7,13 +7,14 @@ warning naming its path; the defects of issue 11 (content dropped in silence) ea
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mappings.fhir import read_bundle, write_bundle
-from mappings.model import Protocol, from_dict, to_dict
+from mappings.model import Protocol, SecondaryId, from_dict, to_dict
 from mappings.sources import ReadResult, read_protocol
 from tests.conftest import SEED
 
@@ -261,5 +262,14 @@ def test_the_protocol_json_with_unmapped_reads_back_as_the_model():
 @pytest.mark.parametrize("version", ["R4", "R5"])
 def test_our_records_read_back_with_nothing_unmapped(version):
     protocol = read_protocol(SEED.read_bytes()).protocol
+    read = read_bundle(write_bundle(protocol, version).bundle, version)
+    assert read.protocol.unmapped == [] and read.protocol == protocol
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+def test_a_secondary_id_under_its_types_registry_system_is_ours_too(version):
+    protocol = read_protocol(SEED.read_bytes()).protocol
+    ctis = SecondaryId("2023-500001-01-00", "CTIS")
+    protocol = replace(protocol, secondary_ids=[*protocol.secondary_ids, ctis])
     read = read_bundle(write_bundle(protocol, version).bundle, version)
     assert read.protocol.unmapped == [] and read.protocol == protocol
