@@ -7,6 +7,7 @@ pull, push, pre-screening, the service and the CLI (issue 11).  The same on the 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +26,8 @@ from tests.conftest import SEED
 from tests.service_keys import KEY_ENV, keyed_client
 
 BASE = "http://fhir.test/fhir"
+BASE5 = "http://fhir5.test/fhir"
+EHR_R5 = Path(__file__).resolve().parents[2] / "fixtures" / "ehr" / "study-ehr-r5.json"
 NCT = "NCT03945487"
 
 
@@ -50,7 +53,8 @@ def _server(**options: Any) -> ServerConfig:
 @pytest.fixture
 def web():
     servers = {"r4": ServerConfig(name="r4", base_url=BASE, fhir_version="R4", max_retries=0,
-                                  conflict_retries=0)}
+                                  conflict_retries=0),
+               "r5": ServerConfig(name="r5", base_url=BASE5, fhir_version="R5", max_retries=0)}
     config = ServiceConfig(servers=servers, api_keys_env=KEY_ENV)
     return keyed_client(create_app({"TESTING": True, "TRIALBRIDGE": config}))
 
@@ -172,3 +176,34 @@ def test_cli_pull_of_an_ambiguous_study_is_one_line_and_exit_1(capsys):
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("trialbridge: error: ")
     assert "ResearchStudy/12" in err and "ResearchStudy/13" in err
+
+
+# --- a study another system wrote, pulled as the protocol model ----------------------------------
+
+
+def _serve_bundle(bundle: dict[str, Any]) -> None:
+    """Answer the study search and the batch read of what it references from ``bundle``."""
+    study, *others = [e["resource"] for e in bundle["entry"]]
+    by_ref = {f"{r['resourceType']}/{r['id']}": r for r in others}
+    responses.get(f"{BASE5}/ResearchStudy", json=_searchset(study))
+
+    def batch(request: Any) -> tuple[int, dict[str, str], str]:
+        asked = [e["request"]["url"] for e in json.loads(request.body)["entry"]]
+        answer = {"resourceType": "Bundle", "type": "batch-response",
+                  "entry": [{"resource": by_ref[u], "response": {"status": "200 OK"}} for u in asked]}
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(answer)
+
+    responses.add_callback(responses.POST, BASE5, callback=batch)
+
+
+@responses.activate
+def test_pull_as_protocol_is_plain_json_with_unmapped_elements_and_warnings(web):
+    _serve_bundle(json.loads(EHR_R5.read_text("utf-8")))
+    resp = web.get(f"/studies/{NCT}?server=r5&format=protocol")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.mimetype == "application/json"  # the protocol model is not FHIR
+    body = resp.get_json()
+    assert body["nct_id"] == NCT and body["lead_sponsor"]["name"] == "Lakeside Health System"
+    assert {"path": "ResearchStudy.extension[0].valueString", "value": "CC-7781"} in body["unmapped"]
+    assert any(w.startswith("warning: ResearchStudy.extension[0].valueString:") for w in body["warnings"])
+    assert resp.headers["X-Trialbridge-Issues"] == str(len(body["warnings"]))
