@@ -199,11 +199,11 @@ def _serve_bundle(bundle: dict[str, Any]) -> None:
 @responses.activate
 def test_pull_as_protocol_is_plain_json_with_unmapped_elements_and_warnings(web):
     _serve_bundle(json.loads(EHR_R5.read_text("utf-8")))
-    resp = web.get(f"/studies/{NCT}?server=r5&format=protocol")
+    resp = web.get("/studies/NCT09990033?server=r5&format=protocol")
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.mimetype == "application/json"  # the protocol model is not FHIR
     body = resp.get_json()
-    assert body["nct_id"] == NCT and body["lead_sponsor"]["name"] == "Lakeside Health System"
+    assert body["nct_id"] == "NCT09990033" and body["lead_sponsor"]["name"] == "Lakeside Health System"
     assert {"path": "ResearchStudy.extension[0].valueString", "value": "CC-7781"} in body["unmapped"]
     assert any(w.startswith("warning: ResearchStudy.extension[0].valueString:") for w in body["warnings"])
     assert resp.headers["X-Trialbridge-Issues"] == str(len(body["warnings"]))

@@ -241,7 +241,7 @@ def test_r4_reads_hl7_arm_type_codes_and_keeps_foreign_content_in_unmapped():
 
 def test_r5_study_identified_with_http_clinicaltrials_gov_is_read():
     p = _read("ehr-r5")[1].protocol
-    assert p.nct_id == "NCT03945487"
+    assert p.nct_id == "NCT09990033"
     assert p.official_title == "A Randomized Study of Adjuvant Therapy After Resection"
     assert p.acronym == "ADJ-1"
     assert p.lead_sponsor.name == "Lakeside Health System"
