@@ -24,10 +24,12 @@ _TAKEN_WITH = {"code": ("display", "version", "userSelected", "system"), "refere
                "unit": ("code", "system")}
 
 
-class _Dict(dict):
+class _Dict(dict[str, Any]):
     """A JSON object that records the primitives read from it."""
 
     __slots__ = ("_path", "_reads")
+    _path: str
+    _reads: set[str]
 
     def get(self, key: Any, default: Any = None) -> Any:
         if key in self:
@@ -47,10 +49,12 @@ class _Dict(dict):
         return [self[k] for k in self.keys()]
 
 
-class _List(list):
+class _List(list[Any]):
     """A JSON array that records the primitives read from it."""
 
     __slots__ = ("_path", "_reads")
+    _path: str
+    _reads: set[str]
 
     def __getitem__(self, index: Any) -> Any:
         value = super().__getitem__(index)
