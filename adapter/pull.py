@@ -1,6 +1,7 @@
 """Pull a study back from a FHIR server: the ResearchStudy found by its NCT identifier plus every
 resource it references, transitively, as one ``collection`` Bundle (the form ``read_bundle`` reads).
 
+A reference the server does not have (404/410) is left out, for the reader to report.
 A study is found by its NCT id under any of the identifier systems real servers use
 (:data:`mappings.fhir.systems.NCT_SYSTEMS`, then the server's ``nct_systems``), in one search; a
 404 names the systems searched, and several matches are :class:`AmbiguousStudy` (permanent).
@@ -68,19 +69,22 @@ def pull_study(client: FhirClient, nct: str) -> dict[str, Any]:
     study = find_study(client, nct)
     resources = {f"ResearchStudy/{study['id']}": study}
     wanted = set(_references(study))
+    gone: set[str] = set()
     for _ in range(MAX_DEPTH):
-        missing = sorted(wanted - resources.keys())
+        missing = sorted(wanted - resources.keys() - gone)
         if not missing:
             break
-        fetched = _read_all(client, missing)
+        fetched = _read_all(client, missing, gone)
         resources.update(fetched)
         wanted = {ref for r in fetched.values() for ref in _references(r)} | wanted
     entries = [{"fullUrl": f"{client.base_url}/{key}", "resource": r} for key, r in resources.items()]
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
-def _read_all(client: FhirClient, refs: list[str]) -> dict[str, dict[str, Any]]:
-    """Read ``Type/id`` references in one batch request."""
+def _read_all(client: FhirClient, refs: list[str], gone: set[str]) -> dict[str, dict[str, Any]]:
+    """Read ``Type/id`` references in one batch request.  A reference the server answers 404 or 410
+    for (a study someone else wrote may point to what is not there) is added to ``gone`` and left
+    out: the reader then reports it as not in the bundle.  Any other failure is an error."""
     batch = {
         "resourceType": "Bundle",
         "type": "batch",
@@ -91,6 +95,9 @@ def _read_all(client: FhirClient, refs: list[str]) -> dict[str, dict[str, Any]]:
     for ref, entry in zip(refs, answer.get("entry") or []):
         resource = entry.get("resource")
         status = str((entry.get("response") or {}).get("status", ""))
+        if status.split(" ", 1)[0] in ("404", "410"):
+            gone.add(ref)
+            continue
         if resource is None or not status.startswith("2"):
             reason = status or "no status"
             raise NotFound(f"{ref}, referenced by the study, could not be read ({reason})", status=404)

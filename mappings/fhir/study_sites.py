@@ -42,8 +42,12 @@ class SitesReader(PartiesReader):
     def sites(self, refs: list[JSON]) -> list[Location]:
         """Inverse of :meth:`WriteContext.sites`."""
         out = []
-        for i, ref in enumerate(refs):
-            where = f"locations[{i}]"
+        for ref in refs:
+            plain = self.tracker.peek(ref)
+            if self.index.resolve(plain, self.study) is None and plain.get("display") is None \
+                    and first_ext(plain, Ext.SITE) is None:
+                continue  # nothing to read (never an empty Location): the reference stays in unmapped
+            where = f"locations[{len(out)}]"
             loc = self.resolve(ref, where) or {}
             site = first_ext(ref, Ext.SITE)
             status = ext_value(site, "status", "valueCodeableConcept")

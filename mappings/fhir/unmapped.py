@@ -191,7 +191,7 @@ class _Walk:
         if f"{path}.display" in self.reads:
             taken.add("type")
         ref = dict.get(node, "reference")
-        if isinstance(ref, str) and self.resolves(node, self.container):
+        if isinstance(ref, str) and self.resolves(Tracker.peek(node), self.container):
             taken |= {"reference", "type"}
         system = dict.get(node, "system")
         if isinstance(system, str) and system.startswith(TB) and "value" in node:

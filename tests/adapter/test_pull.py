@@ -207,3 +207,28 @@ def test_pull_as_protocol_is_plain_json_with_unmapped_elements_and_warnings(web)
     assert {"path": "ResearchStudy.extension[0].valueString", "value": "CC-7781"} in body["unmapped"]
     assert any(w.startswith("warning: ResearchStudy.extension[0].valueString:") for w in body["warnings"])
     assert resp.headers["X-Trialbridge-Issues"] == str(len(body["warnings"]))
+
+
+@responses.activate
+def test_a_reference_the_server_does_not_have_is_left_out_for_the_reader_to_report(web):
+    bundle = json.loads(EHR_R5.read_text("utf-8"))
+    bundle["entry"][0]["resource"]["site"] = [{"reference": "Location/gone"}]
+    bundle["entry"].append({"resource": {"resourceType": "OperationOutcome", "id": "gone"}})
+    study, *others = [e["resource"] for e in bundle["entry"]]
+    by_ref = {f"{r['resourceType']}/{r['id']}": r for r in others}
+    responses.get(f"{BASE5}/ResearchStudy", json=_searchset(study))
+
+    def batch(request: Any) -> tuple[int, dict[str, str], str]:
+        asked = [e["request"]["url"] for e in json.loads(request.body)["entry"]]
+        entries = [{"resource": by_ref[u], "response": {"status": "200 OK"}} if u in by_ref
+                   else {"response": {"status": "404 Not Found"}} for u in asked]
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(
+            {"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+
+    responses.add_callback(responses.POST, BASE5, callback=batch)
+    resp = web.get("/studies/NCT09990033?server=r5&format=protocol")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert "locations" not in body
+    assert {"path": "ResearchStudy.site[0].reference", "value": "Location/gone"} in body["unmapped"]
+    assert sum(1 for c in responses.calls if c.request.method == "POST") == 1  # not asked again

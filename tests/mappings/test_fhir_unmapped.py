@@ -273,3 +273,13 @@ def test_a_secondary_id_under_its_types_registry_system_is_ours_too(version):
     protocol = replace(protocol, secondary_ids=[*protocol.secondary_ids, ctis])
     read = read_bundle(write_bundle(protocol, version).bundle, version)
     assert read.protocol.unmapped == [] and read.protocol == protocol
+
+
+def test_a_site_that_cannot_be_read_is_no_empty_location_but_an_unmapped_reference():
+    bundle = json.loads((EHR / "study-ehr-r5.json").read_text("utf-8"))
+    bundle["entry"][0]["resource"]["site"].append({"reference": "Location/not-on-the-server"})
+    read = read_bundle(bundle, "R5")
+    assert [x.facility for x in read.protocol.locations] == ["Lakeside Oncology Center"]
+    assert {"ResearchStudy.site[1].reference": "Location/not-on-the-server"}.items() <= {
+        u.path: u.value for u in read.protocol.unmapped}.items()
+    assert "ResearchStudy.site[1].reference" in {i.field for i in read.issues}
