@@ -41,7 +41,7 @@ class SitesReader(PartiesReader):
 
     def sites(self, refs: list[JSON]) -> list[Location]:
         """Inverse of :meth:`WriteContext.sites`."""
-        out = []
+        out: list[Location] = []
         for ref in refs:
             plain = self.tracker.peek(ref)
             if self.index.resolve(plain, self.study) is None and plain.get("display") is None \
