@@ -76,6 +76,10 @@ class Coder:
         self._specs: dict[str, JSON] = table.get("codings", {})
         self._reverse: dict[str, dict[tuple[str, str], list[str]]] = {}
         self._systems_to_kind = {own_system(k): k for k in self._all_kinds()}
+        enums = table.get("ctgov_enums") or {}
+        #: ClinicalTrials.gov's enumeration systems -> code list (codes read as they are).
+        self._enum_kind = {enums["base"] + name: kind for name, kind in enums.get("enums", {}).items()}
+        self._systems_to_kind.update(self._enum_kind)
         for kind, spec in self._specs.items():
             rev: dict[tuple[str, str], list[str]] = {}
             for m in (*spec.get("maps", []), *spec.get("read_maps", [])):
@@ -134,6 +138,8 @@ class Coder:
         mine = own_system(kind)
         for c in codings:
             if c.get("system") == mine and c.get("code"):
+                return c["code"]
+            if self._enum_kind.get(c.get("system", "")) == kind and c.get("code") in _vocabulary_codes(kind):
                 return c["code"]
         rev = self._reverse.get(kind, {})
         for c in codings:

@@ -283,3 +283,23 @@ def test_a_site_that_cannot_be_read_is_no_empty_location_but_an_unmapped_referen
     assert {"ResearchStudy.site[1].reference": "Location/not-on-the-server"}.items() <= {
         u.path: u.value for u in read.protocol.unmapped}.items()
     assert "ResearchStudy.site[1].reference" in {i.field for i in read.issues}
+
+
+def test_clinicaltrials_gov_enumeration_codings_are_read_and_their_translations_taken():
+    """The form of HL7's current build of the same example: studyDesign codings in
+    ClinicalTrials.gov's enumeration systems, each with a SEVCO translation."""
+    enum = "https://clinicaltrials.gov/data-about-studies/study-data-structure#enum-"
+    bundle = json.loads((EHR / "study-ehr-r5.json").read_text("utf-8"))
+    bundle["entry"][0]["resource"]["studyDesign"] = [
+        {"coding": [{"system": enum + "WhoMasked", "code": "PARTICIPANT", "display": "Participant"},
+                    {"system": "https://fevir.net/sevco", "code": "SEVCO:01060",
+                     "display": "Blinding of study participants"}]},
+        {"coding": [{"system": enum + "DesignAllocation", "code": "RANDOMIZED", "display": "Randomized"}]},
+        {"coding": [{"system": enum + "StudyType", "code": "INTERVENTIONAL", "display": "Interventional"}]},
+    ]
+    read = read_bundle(bundle, "R5")
+    p = read.protocol
+    assert (p.who_masked, p.allocation, p.study_type) == (["PARTICIPANT"], "RANDOMIZED", "INTERVENTIONAL")
+    assert not [u for u in p.unmapped if "studyDesign" in u.path]
+    design = ("studyDesign", "who_masked", "allocation", "study_type")
+    assert not [i for i in read.issues if i.field.startswith(design)]
