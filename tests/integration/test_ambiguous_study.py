@@ -29,8 +29,6 @@ pytestmark = pytest.mark.hapi
 
 TWICE = "NCT09990031"  # carried by two studies
 HTTP = "NCT09990032"  # carried under http://clinicaltrials.gov
-EHR_R5 = ROOT / "fixtures" / "ehr" / "study-ehr-r5.json"
-EHR_NCT = "NCT09990033"  # its NCT id (a made-up one: the fixture is no registry record)
 
 
 def _study(nct: str, system: str = "https://clinicaltrials.gov") -> dict[str, Any]:
@@ -111,25 +109,40 @@ def test_a_study_under_http_clinicaltrials_gov_is_found(client, registered):
     assert find_study(client, HTTP)["id"] == registered[2]
 
 
-def test_an_ehr_study_pulls_as_the_model_with_unmapped_elements(hapi_servers):
-    """The EHR-style R5 study (fixtures/ehr), its Organization, Practitioners and Group put with
-    their ids on the R5 server, pulled through the service as the protocol model."""
-    config = ServerConfig(name="r5", base_url=hapi_servers["R5"], fhir_version="R5", timeout=(5.0, 120.0))
-    bundle = json.loads(EHR_R5.read_text("utf-8"))
-    resources = [e["resource"] for e in bundle["entry"]]
-    app = create_app({"TESTING": True, "TRIALBRIDGE": ServiceConfig(servers={"r5": config},
+#: The EHR-style studies and their NCT ids (made up: the fixtures are no registry records).
+EHR = {"R4": (ROOT / "fixtures" / "ehr" / "study-ehr-r4.json", "NCT09990034"),
+       "R5": (ROOT / "fixtures" / "ehr" / "study-ehr-r5.json", "NCT09990033")}
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+def test_an_ehr_study_pulls_as_the_model_with_unmapped_elements(hapi_servers, version):
+    """The EHR-style study (fixtures/ehr) and what it references, put with their ids on the
+    server, pulled through the service as the protocol model."""
+    path, nct = EHR[version]
+    name = version.lower()
+    config = ServerConfig(name=name, base_url=hapi_servers[version], fhir_version=version,
+                          timeout=(5.0, 120.0))
+    resources = [e["resource"] for e in json.loads(path.read_text("utf-8"))["entry"]]
+    app = create_app({"TESTING": True, "TRIALBRIDGE": ServiceConfig(servers={name: config},
                                                                      api_keys_env=KEY_ENV)})
     with FhirClient(config) as client:
-        _clear(client, EHR_NCT)
+        _clear(client, nct)
         for resource in reversed(resources):
             client.update(resource)
         try:
-            resp = keyed_client(app).get(f"/studies/{EHR_NCT}?server=r5&format=protocol")
+            resp = keyed_client(app).get(f"/studies/{nct}?server={name}&format=protocol")
             assert resp.status_code == 200 and resp.mimetype == "application/json"
             body = resp.get_json()
-            assert body["lead_sponsor"] == {"name": "Lakeside Health System"}
-            assert body["official_title"] == "A Randomized Study of Adjuvant Therapy After Resection"
-            assert {"path": "ResearchStudy.extension[0].valueString", "value": "CC-7781"} in body["unmapped"]
+            unmapped = {u["path"]: u["value"] for u in body["unmapped"]}
+            if version == "R5":
+                assert body["lead_sponsor"] == {"name": "Lakeside Health System"}
+                assert body["official_title"] == "A Randomized Study of Adjuvant Therapy After Resection"
+                assert unmapped["ResearchStudy.extension[0].valueString"] == "CC-7781"
+            else:
+                assert [o["name"] for o in body["overall_officials"]] == ["Dr. Helen Ward"]
+                assert [x["facility"] for x in body["locations"]] == [
+                    "Springfield General Hospital - Dialysis Unit", "Riverside Satellite Clinic"]
+                assert unmapped["ResearchStudy.extension[0].valueString"] == "IRB-2019-0042"
             assert any("ResearchStudy.extension[0].valueString" in w for w in body["warnings"])
         finally:
             for resource in resources:
