@@ -129,6 +129,9 @@ class ServerConfig:
     #: URL), and the system URL under which it holds SNOMED CT (adapter/terminology.py).
     terminology: str | None = None
     terminology_snomed_system: str | None = None
+    #: More identifier systems this server's studies carry NCT ids under, searched after
+    #: ``https://clinicaltrials.gov`` and ``http://clinicaltrials.gov`` (adapter/pull.py).
+    nct_systems: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -139,6 +142,7 @@ class ServerConfig:
         object.__setattr__(self, "timeout", _timeout(self.name, self.timeout))
         _check_verify(self.name, self.verify)
         _check_numbers(self)
+        object.__setattr__(self, "nct_systems", _nct_systems(self.name, self.nct_systems))
 
     @classmethod
     def from_url(
@@ -336,6 +340,14 @@ def _check_verify(name: str, verify: Any) -> None:
         return
     if not isinstance(verify, str) or not Path(verify).is_file():
         raise ConfigError(f"servers.{name}.verify must be true, false or the path of a CA bundle file")
+
+
+def _nct_systems(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple) \
+            or not all(isinstance(v, str) and v.strip() and not set(v) & set("|,") for v in value):
+        raise ConfigError(f"servers.{name}.nct_systems must be a list of identifier system URIs "
+                          "(without '|' or ',')")
+    return tuple(value)
 
 
 def _check_numbers(server: ServerConfig) -> None:

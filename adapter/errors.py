@@ -15,6 +15,7 @@
           ├── ProtocolError                an answer that breaks the protocol (body not JSON...)
           │    ├── PagingError             a ``next`` link that loops, leaves the server, never ends
           │    └── MalformedResponse       a body that cannot be read: bad JSON, wrong shape, too large
+          ├── AmbiguousStudy               several studies carry one NCT id: permanent, never retried
           ├── VersionMismatch              the server's fhirVersion is not the configured one
           └── AuthError                    the token endpoint refused us or answered nonsense
 
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 from mappings.errors import TrialbridgeError
 
 __all__ = [
+    "AmbiguousStudy",
     "AuthError",
     "ConfigError",
     "FhirClientError",
@@ -138,6 +140,21 @@ class PagingError(ProtocolError):
 class MalformedResponse(ProtocolError):
     """The answer cannot be read: not JSON (or not UTF-8), nested too deep, the wrong shape, over
     ``max_response_bytes``."""
+
+
+class AmbiguousStudy(FhirClientError):
+    """Several ResearchStudy resources on the server carry one NCT id (``ids``: theirs, sorted).
+
+    Permanent until someone on the server merges or retires the duplicates: sending again never helps.
+    """
+
+    def __init__(self, nct: str, ids: list[str], *, server: str | None = None) -> None:
+        self.nct = nct
+        self.ids = sorted(ids)
+        where = f" on server {server}" if server else ""
+        super().__init__(f"{len(self.ids)} ResearchStudy resources carry identifier {nct}{where} "
+                         f"({', '.join(f'ResearchStudy/{i}' for i in self.ids)}); expected exactly one: "
+                         "merge or retire the duplicates on the server")
 
 
 class VersionMismatch(FhirClientError):

@@ -14,8 +14,9 @@ from mappings.errors import MappingIssue
 from mappings.fhir import write_bundle
 from mappings.model import Protocol
 
-from . import locks, writes
+from . import locks, pull, writes
 from .client import FhirClient
+from .errors import PreconditionFailed
 
 #: HAPI FHIR's storage-response codes saying a conditional update found nothing to change.
 _NO_CHANGE_CODES = frozenset({"SUCCESSFUL_UPDATE_NO_CHANGE", "SUCCESSFUL_CONDITIONAL_UPDATE_NO_CHANGE",
@@ -56,9 +57,13 @@ class PushResult:
 
 
 def push_protocol(client: FhirClient, protocol: Protocol) -> PushResult:
-    """Map ``protocol`` for the client's FHIR version and push it as one transaction."""
+    """Map ``protocol`` for the client's FHIR version and push it as one transaction
+    (:class:`AmbiguousStudy` when several studies on the server already carry its NCT id)."""
     written = write_bundle(protocol, client.config.fhir_version)
-    result = push_bundle(client, written.bundle)
+    try:
+        result = push_bundle(client, written.bundle)
+    except PreconditionFailed as refused:  # HAPI's answer to a conditional update matching several
+        raise pull.ambiguity(client, protocol.nct_id) or refused from None
     result.issues = list(written.issues)
     return result
 

@@ -191,6 +191,15 @@ class Enrollment:
 
 
 @dataclass
+class Unmapped:
+    """A FHIR element read from a server that the model has no place for: its FHIR path (e.g.
+    ``ResearchStudy.classifier[0].text``) and its value as text (JSON for a number or boolean)."""
+
+    path: str
+    value: str
+
+
+@dataclass
 class Protocol:
     """A study protocol as published by a registry: every fact trialbridge maps to FHIR."""
 
@@ -255,6 +264,8 @@ class Protocol:
     references: list[Citation] = field(default_factory=list)
     see_also: list[Link] = field(default_factory=list)
     ipd_sharing: IpdSharing | None = None
+    # read from FHIR written by others: elements with no place above (mappings/fhir/unmapped.py)
+    unmapped: list[Unmapped] = field(default_factory=list)
 
 
 T = TypeVar("T")

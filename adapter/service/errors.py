@@ -10,6 +10,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from adapter.errors import (
+    AmbiguousStudy,
     ConfigError,
     FhirClientError,
     FhirHttpError,
@@ -101,6 +102,11 @@ def register(app: Flask) -> None:
     @app.errorhandler(MappingError)
     def _mapping_error(exc: MappingError) -> Response:
         return outcome_response(422, str(exc))
+
+    @app.errorhandler(AmbiguousStudy)
+    def _ambiguous_study(exc: AmbiguousStudy) -> Response:
+        # Permanent (unlike 409 ``conflict``, a race that resolves): sending again never helps.
+        return outcome_response(409, str(exc), code="multiple-matches")
 
     @app.errorhandler(VersionMismatch)
     def _version_mismatch(exc: VersionMismatch) -> Response:

@@ -6,6 +6,7 @@ from flask import Blueprint, Response, request
 
 from adapter.pull import pull_study
 from adapter.push import push_protocol
+from mappings import fhirjson
 from mappings.fhir import read_bundle, write_bundle
 from mappings.model import to_dict
 from mappings.sources import read_protocol
@@ -66,4 +67,10 @@ def get_study(nct: str) -> Response:
     bundle = pull_study(state().client(server.name), nct)
     if fmt == "fhir":
         return fhir_response(bundle)
-    return fhir_response(to_dict(read_bundle(bundle, server.fhir_version).protocol))
+    read = read_bundle(bundle, server.fhir_version)
+    body = to_dict(read.protocol)
+    if read.issues:
+        body["warnings"] = [str(i) for i in read.issues]
+    # The protocol model is not FHIR: plain JSON, with the reader's warnings (each naming its path).
+    return Response(fhirjson.dumps(body), status=200, mimetype="application/json",
+                    headers={"X-Trialbridge-Issues": str(len(read.issues))})

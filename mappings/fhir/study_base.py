@@ -8,11 +8,13 @@ the reader of each fact as mixins; :mod:`.study_context` composes them.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, overload
 
 from ..errors import MappingError, MappingIssue
-from ..model import Protocol
+from ..model import Protocol, Unmapped, to_dict
 from ..sources import ReadResult
 from .bundle_index import BundleIndex
 from .elements import prune
@@ -20,6 +22,7 @@ from .identity import EntryRegistry
 from .shared_resources import Resources
 from .systems import JSON, NCT_SYSTEM
 from .tables import coder_for, load_table
+from .unmapped import Tracker
 
 
 @dataclass
@@ -65,7 +68,9 @@ class ReadBase:
     """State of one read: the bundle index, the table's coder and issues."""
 
     def __init__(self, bundle: JSON, table_name: str) -> None:
-        self.index = BundleIndex(bundle)
+        self.tracker = Tracker(bundle)
+        self.index = BundleIndex(self.tracker.root)
+        self.tracker.listen()
         self.table = load_table(table_name)
         self.coder = coder_for(table_name)
         self.issues: list[MappingIssue] = []
@@ -90,9 +95,38 @@ class ReadBase:
                                             "only the reference's display is kept", ref["reference"]))
         return found
 
+    def take(self, node: Any, *keys: str) -> None:
+        """Count elements as read (:meth:`Tracker.take`): what a reader knows it wrote itself."""
+        self.tracker.take(node, *keys)
+
+    def take_if(self, node: JSON | None, key: str, expected: Any) -> None:
+        """Count ``node[key]`` as read when it holds ``expected`` (a value our writer derives)."""
+        if isinstance(node, dict) and dict.get(node, key) == expected:
+            self.tracker.take(node, key)
+
     def result(self, **values: Any) -> ReadResult:
-        """The :class:`ReadResult` for the model fields read."""
-        return ReadResult(protocol=Protocol(**values), issues=self.issues)
+        """The :class:`ReadResult` for the model fields read, with every element of the bundle no
+        reader took in ``unmapped`` and a warning each (:mod:`.unmapped`)."""
+        protocol = Protocol(**values)
+        kept = set(_strings(to_dict(protocol)))
+        found = self.tracker.unmapped(lambda ref, container: self.index.resolve(ref, container) is not None,
+                                      kept)
+        for path, value in found:
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            protocol.unmapped.append(Unmapped(path, text))
+            self.issues.append(MappingIssue(path, "no place in the protocol model; kept in unmapped", text))
+        return ReadResult(protocol=protocol, issues=self.issues)
+
+
+def _strings(data: Any) -> Iterator[str]:
+    if isinstance(data, dict):
+        for value in data.values():
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _strings(value)
+    elif isinstance(data, str):
+        yield data
 
 
 __all__ = ["ReadBase", "WriteBase", "WriteResult"]

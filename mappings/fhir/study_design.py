@@ -117,6 +117,7 @@ class DesignReader(ReadBase):
             return []
         listed = ext_values(concept, Ext.PHASE_VALUE, "valueString")
         if listed:
+            self.take(concept)  # text and codings are derived from the listed phases
             return listed
         value = self.value("phase", concept, "phases")
         if value is None:
@@ -126,10 +127,12 @@ class DesignReader(ReadBase):
     def design(self, concepts: list[JSON]) -> JSON:
         """Model design fields from studyDesign / category CodeableConcepts."""
         found: JSON = {"who_masked": []}
+        others = self.table["text_forms"]["design"]  # other writers' labels (HL7's examples)
         candidates = [(kind, label) for _, kind, label in DESIGN_FIELDS]
+        candidates += [(kind, label) for _, kind, _ in DESIGN_FIELDS for label in others.get(kind, [])]
         names = {kind: name for name, kind, _ in DESIGN_FIELDS}
         for concept in concepts:
-            hit = self.coder.classify(concept, candidates)
+            hit = self.coder.classify(self.tracker.peek(concept), candidates)  # unread if no field
             if hit is None:
                 continue
             kind, label = hit

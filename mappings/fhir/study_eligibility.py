@@ -181,9 +181,15 @@ class EligibilityReader(ReadBase):
             return None
         codes = self.table["characteristics"]
         e = Eligibility(criteria=criteria)
+        for key, ours in (("type", "person"), ("membership", "definitional"), ("actual", False)):
+            self.take_if(group, key, ours)  # a definitional Group of persons: what eligibility is
         for ch in group.get("characteristic", []):
+            self.take_if(ch, "exclude", False)
             if is_derived(ch):
-                continue  # a computable criterion: derived from the criteria text, not read back
+                # a computable criterion: derived from the criteria text (in the model), not read back
+                self.take(ch)
+                self.take(self.index.resolve(ch.get("valueReference"), group))
+                continue
             code = ch.get("code")
             kind = next((c for c in CHARACTERISTICS if has_coding(code, codes[c.key])), None)
             if kind is not None:

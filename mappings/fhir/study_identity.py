@@ -11,7 +11,16 @@ from ..model import Protocol, SecondaryId
 from .elements import add_extensions, check_date, ext, ext_value, prune
 from .identity import slug
 from .study_base import ReadBase, WriteBase
-from .systems import JSON, NCT_SYSTEM, ORG_STUDY_ID_SYSTEM, SECONDARY_ID_SYSTEM, SECONDARY_ID_TYPE_SYSTEM, Ext
+from .systems import (
+    JSON,
+    NCT_SYSTEM,
+    NCT_SYSTEMS,
+    ORG_STUDY_ID_SYSTEM,
+    SECONDARY_ID_SYSTEM,
+    SECONDARY_ID_TYPE_SYSTEM,
+    TB,
+    Ext,
+)
 
 #: Model date fields that carry ACTUAL/ESTIMATED (the others are plain partial dates).
 DATESTRUCT_FIELDS = frozenset(
@@ -71,10 +80,14 @@ class IdentityReader(ReadBase):
         nct = org = None
         secondary = []
         for ident in self.study.get("identifier", []):
-            system, value = ident.get("system"), ident.get("value")
+            system, value = self.tracker.peek(ident).get("system"), ident.get("value")
             if value is None:
                 continue
-            if system == NCT_SYSTEM and nct is None:
+            self.take_if(ident, "use", "official" if system in NCT_SYSTEMS else "secondary")
+            if isinstance(system, str) and system.startswith(TB) or system in NCT_SYSTEMS \
+                    or system in self._type_systems():
+                ident.get("system")  # ours, or ClinicalTrials.gov's: read; another's stays in unmapped
+            if system in NCT_SYSTEMS and nct is None:
                 nct = value
             elif system == ORG_STUDY_ID_SYSTEM and org is None:
                 org = value
@@ -88,8 +101,13 @@ class IdentityReader(ReadBase):
                     id=value, type=kind, domain=(ident.get("assigner") or {}).get("display"),
                     link=ext_value(ident, Ext.IDENTIFIER_LINK, "valueUri")))
         if nct is None:
-            raise MappingError(f"the ResearchStudy has no identifier with system {NCT_SYSTEM}")
+            raise MappingError(f"the ResearchStudy has no identifier with system {' or '.join(NCT_SYSTEMS)}")
         return nct, org, secondary
+
+    def _type_systems(self) -> set[str]:
+        """Identifier systems the table gives secondary id types (derived from the type)."""
+        types = self.table["secondary_id_types"]
+        return {v["system"] for v in types.values() if isinstance(v, dict) and v.get("system")}
 
     def last_known_status(self) -> str | None:
         """Inverse of :meth:`WriteContext.last_known_status`."""

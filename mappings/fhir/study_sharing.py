@@ -12,6 +12,9 @@ from .elements import complex_ext, ext, ext_value, ext_values, first_ext, prune
 from .study_base import ReadBase, WriteBase
 from .systems import JSON, PUBMED, RECORD_URL, Ext
 
+#: The display of the relatedArtifact (derived-from) linking the registry record.
+RECORD_LABEL = "ClinicalTrials.gov record"
+
 
 class SharingWriter(WriteBase):
     """Writes oversight, IPD sharing and related artifacts."""
@@ -53,7 +56,7 @@ class SharingWriter(WriteBase):
         for the citation type.
         """
         p = self.p
-        out = [{"type": "derived-from", "display": "ClinicalTrials.gov record",
+        out = [{"type": "derived-from", "display": RECORD_LABEL,
                 **link(RECORD_URL + p.nct_id)}]
         for i, c in enumerate(p.references):
             art: JSON = {"type": "citation", "citation": c.citation}
@@ -71,12 +74,20 @@ class SharingWriter(WriteBase):
 class SharingReader(ReadBase):
     """Reads oversight, IPD sharing and related artifacts."""
 
-    def oversight(self) -> JSON:
-        """has_dmc / FDA flags from the oversight extension."""
+    def oversight(self, classifiers: list[JSON] | None = None) -> JSON:
+        """has_dmc / FDA flags from the oversight extension, else from other writers' classifier
+        texts (``Oversight Classifier: oversightHasDmc Yes``, table ``text_forms.oversight``)."""
         e = first_ext(self.study, Ext.OVERSIGHT)
-        return {"has_dmc": ext_value(e, "hasDmc", "valueBoolean"),
-                "is_fda_regulated_drug": ext_value(e, "fdaRegulatedDrug", "valueBoolean"),
-                "is_fda_regulated_device": ext_value(e, "fdaRegulatedDevice", "valueBoolean")}
+        found = {"has_dmc": ext_value(e, "hasDmc", "valueBoolean"),
+                 "is_fda_regulated_drug": ext_value(e, "fdaRegulatedDrug", "valueBoolean"),
+                 "is_fda_regulated_device": ext_value(e, "fdaRegulatedDevice", "valueBoolean")}
+        spec = self.table["text_forms"]["oversight"]
+        for concept in classifiers or []:
+            name, value = _oversight_flag(spec, self.tracker.peek(concept).get("text") or "")
+            if name is not None and found[name] is None:
+                found[name] = value
+                self.take(concept, "text")
+        return found
 
     def ipd_sharing(self) -> IpdSharing | None:
         """Inverse of :meth:`WriteContext.ipd_sharing`."""
@@ -98,15 +109,34 @@ class SharingReader(ReadBase):
         refs: list[Citation] = []
         links: list[Link] = []
         for art in artifacts:
-            url = link(art)
-            if art.get("type") == "citation":
+            kind = self.tracker.peek(art).get("type")
+            if kind == "derived-from":
+                plain = self.tracker.peek(art)
+                ours = (link(plain) or "").startswith(RECORD_URL)
+                if ours and plain.get("display") in (None, RECORD_LABEL):
+                    self.take(art)  # the registry record's URL: derived from the NCT id
+                continue
+            if kind not in ("citation", "documentation"):
+                continue  # kept in unmapped
+            url, kind = link(art), art.get("type")
+            if kind == "citation":
                 pmid = unquote(url[len(PUBMED):]).rstrip("/") if url and url.startswith(PUBMED) else None
                 refs.append(Citation(citation=art.get("citation") or art.get("display") or "", pmid=pmid,
                                      type=self.value("reference_type", classifier(art),
                                                      f"references[{len(refs)}].type")))
-            elif art.get("type") == "documentation" and url is not None:
+            elif url is not None:
                 links.append(Link(url=url, label=art.get("display")))
         return refs, links
+
+
+def _oversight_flag(spec: JSON, text: str) -> tuple[str | None, bool | None]:
+    """(model field, flag) of an oversight classifier text, else (None, None)."""
+    if not text.startswith(spec["prefix"]):
+        return None, None
+    key, _, flag = text[len(spec["prefix"]):].partition(" ")
+    value = True if flag.lower() in spec["true"] else False if flag.lower() in spec["false"] else None
+    name = spec["keys"].get(key)
+    return (name, value) if name is not None and value is not None else (None, None)
 
 
 __all__ = ["SharingReader", "SharingWriter"]

@@ -41,18 +41,25 @@ class SitesReader(PartiesReader):
 
     def sites(self, refs: list[JSON]) -> list[Location]:
         """Inverse of :meth:`WriteContext.sites`."""
-        out = []
-        for i, ref in enumerate(refs):
-            where = f"locations[{i}]"
+        out: list[Location] = []
+        for ref in refs:
+            plain = self.tracker.peek(ref)
+            if self.index.resolve(plain, self.study) is None and plain.get("display") is None \
+                    and first_ext(plain, Ext.SITE) is None:
+                continue  # nothing to read (never an empty Location): the reference stays in unmapped
+            where = f"locations[{len(out)}]"
             loc = self.resolve(ref, where) or {}
+            site = first_ext(ref, Ext.SITE)
+            status = ext_value(site, "status", "valueCodeableConcept")
+            if loc.get("resourceType") == "ResearchStudy":
+                loc, status = self._site_study(loc, where)
             address = loc.get("address") or {}
             position = loc.get("position") or {}
             partial = first_ext(loc, Ext.PARTIAL_POSITION)
-            site = first_ext(ref, Ext.SITE)
+            display = ref.get("display") if loc.get("resourceType") != "ResearchStudy" else None
             out.append(Location(
-                facility=self.index.name_of(ref, lambda r: r.get("name")),
-                status=self.value("overall_status", ext_value(site, "status", "valueCodeableConcept"),
-                                  f"{where}.status"),
+                facility=display if display is not None else loc.get("name"),
+                status=self.value("overall_status", status, f"{where}.status"),
                 city=address.get("city"), state=address.get("state"), zip=address.get("postalCode"),
                 country=address.get("country"),
                 latitude=exact(position.get("latitude", ext_value(partial, "latitude", "valueDecimal"))),
@@ -63,6 +70,20 @@ class SitesReader(PartiesReader):
                                for j, r in enumerate(ext_values(site, "investigator", "valueReference"))],
             ))
         return out
+
+    def _site_study(self, study: JSON, where: str) -> tuple[JSON, JSON | None]:
+        """(its Location, its recruitment state) of a site given as a site-level ResearchStudy
+        (``partOf`` the study, ``site`` -> the Location, ``progressStatus``: HL7's R5 example)."""
+        self.take_if(study, "status", "active")
+        for part in study.get("partOf") or []:
+            self.take_if(part, "reference", "#")  # "#": the containing study
+            self.take_if(part, "type", "ResearchStudy")
+        states = [p.get("state") for p in study.get("progressStatus") or [] if p.get("state")]
+        site_refs = study.get("site") or [None]
+        loc = self.index.resolve(site_refs[0], self.study)
+        if loc is None and site_refs[0] is not None:
+            self.resolve(site_refs[0], where)  # reported: not in the bundle
+        return loc or {}, states[0] if states else None
 
 
 __all__ = ["SitesReader", "SitesWriter"]

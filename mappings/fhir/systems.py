@@ -18,6 +18,8 @@ CS = TB + "CodeSystem/"
 SD = TB + "StructureDefinition/"
 
 NCT_SYSTEM = "https://clinicaltrials.gov"
+#: Identifier systems real servers use for NCT ids (ours first); a server's config may add more.
+NCT_SYSTEMS = (NCT_SYSTEM, "http://clinicaltrials.gov")
 ORG_STUDY_ID_SYSTEM = SID + "org-study-id"
 SECONDARY_ID_SYSTEM = SID + "secondary-id"
 MESH_SYSTEM = "urn:oid:2.16.840.1.113883.6.177"
@@ -47,5 +49,5 @@ class Ext:
 
 
 __all__ = ["CONTACTPOINT_EXTENSION", "CS", "DATA_ABSENT_REASON", "JSON", "MESH_SYSTEM", "NCT_SYSTEM",
-           "ORG_STUDY_ID_SYSTEM", "PUBMED", "RECORD_URL", "SD", "SECONDARY_ID_SYSTEM",
+           "NCT_SYSTEMS", "ORG_STUDY_ID_SYSTEM", "PUBMED", "RECORD_URL", "SD", "SECONDARY_ID_SYSTEM",
            "SECONDARY_ID_TYPE_SYSTEM", "SID", "TB", "UCUM", "Ext"]

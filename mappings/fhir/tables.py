@@ -59,6 +59,16 @@ def _vocabulary_codes(kind: str) -> frozenset[str]:
         return frozenset()
 
 
+def _from_text(kind: str, text: str) -> str | None:
+    """The model code whose code or first display form ``text`` is (any case, ``_`` or spaces),
+    else ``None``; never a legacy alias (``ANTICIPATED`` stays text: the model keeps it so)."""
+    wanted = " ".join(text.replace("_", " ").split()).lower()
+    for code in _vocabulary_codes(kind):
+        if wanted in (code.replace("_", " ").lower(), vocabulary.display(kind, code).lower()):
+            return code
+    return None
+
+
 class Coder:
     """Turns model codes into CodeableConcepts and back, driven by one version table."""
 
@@ -66,9 +76,13 @@ class Coder:
         self._specs: dict[str, JSON] = table.get("codings", {})
         self._reverse: dict[str, dict[tuple[str, str], list[str]]] = {}
         self._systems_to_kind = {own_system(k): k for k in self._all_kinds()}
+        enums = table.get("ctgov_enums") or {}
+        #: ClinicalTrials.gov's enumeration systems -> code list (codes read as they are).
+        self._enum_kind = {enums["base"] + name: kind for name, kind in enums.get("enums", {}).items()}
+        self._systems_to_kind.update(self._enum_kind)
         for kind, spec in self._specs.items():
             rev: dict[tuple[str, str], list[str]] = {}
-            for m in spec.get("maps", []):
+            for m in (*spec.get("maps", []), *spec.get("read_maps", [])):
                 for value, (code, _display) in m["codes"].items():
                     for system in (m["system"], *m.get("also_systems", [])):
                         rev.setdefault((system, code), []).append(value)
@@ -125,6 +139,8 @@ class Coder:
         for c in codings:
             if c.get("system") == mine and c.get("code"):
                 return c["code"]
+            if self._enum_kind.get(c.get("system", "")) == kind and c.get("code") in _vocabulary_codes(kind):
+                return c["code"]
         rev = self._reverse.get(kind, {})
         for c in codings:
             hit = rev.get((c.get("system", ""), c.get("code", "")))
@@ -132,8 +148,11 @@ class Coder:
                 return hit[0]
         text = concept.get("text")
         if text is not None:
-            if label and text.startswith(label + ": "):
+            if label and text.lower().startswith(label.lower() + ": "):
                 text = text[len(label) + 2:]
+            known = _from_text(kind, text)
+            if known is not None:
+                return known  # another writer's text of a known value (code or display, any case)
             issues.append(MappingIssue(field_name, f"not a coded {kind} value; kept as text", text))
             return text
         for c in codings:
@@ -157,9 +176,9 @@ class Coder:
             for kind in kinds:
                 if (c.get("system", ""), c.get("code", "")) in self._reverse.get(kind, {}):
                     return kind, ""
-        text = concept.get("text") or ""
+        text = (concept.get("text") or "").lower()
         for kind, label in candidates:
-            if text.startswith(label + ": "):
+            if text.startswith(label.lower() + ": "):
                 return kind, label
         return None
 

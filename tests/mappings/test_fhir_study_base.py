@@ -27,7 +27,7 @@ def test_several_research_studies_are_reported_and_the_first_read(r4_bundle):
     second = {"resource": {**first["resource"], "title": "another"}}
     r4_bundle["entry"].append(second)
     r = ReadBase(r4_bundle, "fhir_r4.json")
-    assert r.study is first["resource"]
+    assert r.study == first["resource"]  # a copy that records what the readers take
     assert [i.field for i in r.issues] == ["entry"]
 
 

@@ -66,14 +66,15 @@ ipd_sharing                     extension ``ipd-sharing``
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ... import vocabulary
 from ...errors import MappingIssue
-from ...model import Arm, DateStruct, Organization, OutcomeMeasure, Protocol, ResponsibleParty
+from ...model import Arm, DateStruct, Official, Organization, OutcomeMeasure, Protocol, ResponsibleParty
 from ...sources import ReadResult
 from ..elements import add_extensions, check_date, complex_ext, ext, ext_value, ext_values, first_ext, prune
-from ..shared_resources import organization_name
+from ..shared_resources import organization_name, practitioner_name
 from ..study_base import WriteResult
 from ..study_context import ReadContext, WriteContext
 from ..study_design import read_mesh
@@ -268,6 +269,8 @@ def read(bundle: JSON) -> ReadResult:
     nct, org_study_id, secondary = r.identifiers()
     dates = _read_registration(r, rs)
     group = r.resolve((rs.get("enrollment") or [None])[0], "eligibility")
+    for kind in ("Eligibility criteria", "Enrollment"):
+        r.take_if(group, "name", f"{kind} of {nct}")
     conditions, condition_meshes = r.conditions(rs.get("condition", []))
     outcomes: dict[str, list[OutcomeMeasure]] = {name: [] for name in OUTCOME_LISTS}
     for i, o in enumerate(rs.get("objective", [])):
@@ -310,8 +313,7 @@ def read(bundle: JSON) -> ReadResult:
         eligibility=r.eligibility(group, ext_value(group, R4Ext.ELIGIBILITY_CRITERIA, "valueMarkdown")),
         central_contacts=[read_contact_detail(d, r.coder, r.issues, f"central_contacts[{i}]")
                           for i, d in enumerate(rs.get("contact", []))],
-        overall_officials=[r.official(ref, f"overall_officials[{i}]")
-                           for i, ref in enumerate(ext_values(rs, R4Ext.OVERALL_OFFICIAL, "valueReference"))],
+        overall_officials=_read_officials(r, rs),
         locations=r.sites(rs.get("site", [])),
         references=references, see_also=see_also,
         ipd_sharing=r.ipd_sharing(),
@@ -319,10 +321,33 @@ def read(bundle: JSON) -> ReadResult:
     return r.result(**values)
 
 
+def _read_officials(r: ReadContext, rs: JSON) -> list[Official]:
+    """Officials from the overall-official extension, plus ``principalInvestigator`` when it names
+    someone else (another writer's PI: a Practitioner, or a PractitionerRole)."""
+    refs = ext_values(rs, R4Ext.OVERALL_OFFICIAL, "valueReference")
+    out = [r.official(ref, f"overall_officials[{i}]") for i, ref in enumerate(refs)]
+    pi = rs.get("principalInvestigator")
+    if not isinstance(pi, dict):
+        return out
+    where = f"overall_officials[{len(out)}]"
+    if pi.get("reference") is not None and any(x.get("reference") == pi.get("reference") for x in refs):
+        r.take(pi)  # our writer's copy of the first principal investigator
+        return out
+    target = r.resolve(pi, where) or {}
+    if target.get("resourceType") == "PractitionerRole":
+        found = r.official(pi, where)
+        out.append(replace(found, role=found.role or "PRINCIPAL_INVESTIGATOR"))
+    else:
+        name = practitioner_name(target) if target else None
+        out.append(Official(name=name or pi.get("display") or "", role="PRINCIPAL_INVESTIGATOR"))
+    return out
+
+
 def _read_status(r: ReadContext, rs: JSON) -> str | None:
     """The exact status from ctgov-status, else the table's reading of the R4 code."""
     found = first_ext(rs, R4Ext.CTGOV_STATUS)
     if found is not None:
+        r.take(rs, "status")  # the R4 code the table derives from the exact status
         return r.value("overall_status", found.get("valueCodeableConcept"), "overall_status")
     code = rs.get("status")
     if code is None:

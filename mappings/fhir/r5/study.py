@@ -69,7 +69,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...model import Arm, Contact, DateStruct, Official, Organization, OutcomeMeasure, Protocol
+from ...model import (
+    Arm,
+    Contact,
+    DateStruct,
+    Intervention,
+    Official,
+    Organization,
+    OutcomeMeasure,
+    Protocol,
+)
 from ...sources import ReadResult
 from ..elements import (
     add_extensions,
@@ -81,7 +90,7 @@ from ..elements import (
     exts,
     prune,
 )
-from ..shared_resources import organization_name
+from ..shared_resources import organization_name, practitioner_name
 from ..study_base import WriteResult
 from ..study_context import ReadContext, WriteContext
 from ..study_design import read_mesh
@@ -292,6 +301,12 @@ def read(bundle: JSON) -> ReadResult:
     status, start, end = _read_progress(r, rs)
     rec = rs.get("recruitment") or {}
     group = r.resolve(rec.get("eligibility"), "eligibility")
+    r.take_if(group, "name", f"Eligibility criteria of {nct}")
+    r.take_if(rs, "status", "active")  # the record is published (PublicationStatus)
+    if dates.get("last_update_posted") is not None:
+        r.take_if(rs, "date", dates["last_update_posted"].date)
+    for i, a in enumerate(rs.get("comparisonGroup", [])):
+        r.take_if(a, "linkId", comparison_group_id(i))
     count = rec.get("actualNumber", rec.get("targetNumber"))
     conditions, condition_meshes = r.conditions(rs.get("condition", []))
     outcomes: dict[str, list[OutcomeMeasure]] = {name: [] for name in OUTCOME_LISTS}
@@ -312,7 +327,7 @@ def read(bundle: JSON) -> ReadResult:
         start_date=start, completion_date=end, **dates,
         lead_sponsor=parties.get("lead_sponsor"), collaborators=parties["collaborators"],
         responsible_party=parties.get("responsible_party"),
-        **r.oversight(),
+        **r.oversight(rs.get("classifier", [])),
         brief_summary=rs.get("descriptionSummary"), detailed_description=rs.get("description"),
         conditions=conditions, keywords=[k["text"] for k in rs.get("keyword", []) if "text" in k],
         condition_meshes=condition_meshes,
@@ -326,7 +341,7 @@ def read(bundle: JSON) -> ReadResult:
                   description=a.get("description"),
                   intervention_names=[x["display"] for x in a.get("intendedExposure", []) if "display" in x])
               for i, a in enumerate(rs.get("comparisonGroup", []))],
-        interventions=r.interventions(),
+        interventions=r.interventions() or _read_exposures(r, rs.get("comparisonGroup", [])),
         **outcomes,
         eligibility=r.eligibility(group, (group or {}).get("description")),
         central_contacts=parties["central_contacts"],
@@ -338,12 +353,51 @@ def read(bundle: JSON) -> ReadResult:
     return r.result(**values)
 
 
+def _read_exposures(r: ReadContext, groups: list[JSON]) -> list[Intervention]:
+    """Interventions given as the EvidenceVariables that ``comparisonGroup.intendedExposure`` refers
+    to (HL7's R5 example; our writer keeps them in the intervention extension instead): name =
+    title, type from the ``interventionType`` useContext, description, the arms exposed to it."""
+    found: dict[int, Intervention] = {}
+    for arm in groups:
+        for ref in arm.get("intendedExposure", []):
+            ev = r.index.resolve(ref, r.study)
+            if ev is None or ev.get("resourceType") != "EvidenceVariable":
+                continue
+            if id(ev) not in found:
+                r.take_if(ev, "status", "active")
+                kind = next((u.get("valueCodeableConcept") for u in ev.get("useContext", [])
+                             if (u.get("code") or {}).get("code") == "interventionType"), None)
+                found[id(ev)] = Intervention(
+                    name=ev.get("title") or ev.get("name") or "",
+                    type=r.value("intervention_type", kind, f"interventions[{len(found)}].type"),
+                    description=ev.get("description"))
+            if arm.get("name") is not None:
+                found[id(ev)].arm_labels.append(arm["name"])
+    return list(found.values())
+
+
 def _read_labels(r: ReadContext, labels: list[JSON]) -> tuple[str | None, str | None]:
-    """(official title, acronym) from ``label``."""
-    kinds = r.table["title_types"]
-    official = next((x.get("value") for x in labels if has_coding(x.get("type"), kinds["official"])), None)
-    acronym = next((x.get("value") for x in labels if has_coding(x.get("type"), kinds["acronym"])), None)
-    return official, acronym
+    """(official title, acronym) from ``label``: by the title-type coding, else by a type given as
+    text only (table ``text_forms.titles``, any case: HL7's example writes ``Official Title``)."""
+    kinds, texts = r.table["title_types"], r.table["text_forms"]["titles"]
+
+    def kind_of(label: JSON) -> str | None:
+        concept = label.get("type") or {}
+        for kind in ("official", "acronym"):
+            if has_coding(concept, kinds[kind]):
+                return kind
+        if concept.get("coding"):
+            return None
+        text = (concept.get("text") or "").lower()
+        return next((kind for kind, names in texts.items() if text in (n.lower() for n in names)), None)
+
+    found: dict[str, str] = {}
+    for label in labels:
+        kind = kind_of(r.tracker.peek(label))
+        if kind is not None and kind not in found and label.get("value") is not None:
+            found[kind] = label["value"]
+            r.take(label, "type")
+    return found.get("official"), found.get("acronym")
 
 
 def _read_registration(r: ReadContext, rs: JSON) -> dict[str, Any]:
@@ -373,37 +427,71 @@ def _read_registration(r: ReadContext, rs: JSON) -> dict[str, Any]:
 
 
 def _read_parties(r: ReadContext, parties: list[JSON]) -> dict[str, Any]:
-    """Model sponsor, collaborators, responsible party, officials, contacts from associatedParty."""
+    """Model sponsor, collaborators, responsible party, officials, contacts from associatedParty.
+
+    HL7's ``sponsor`` role (no responsible-party classifier) is an organisation: the lead sponsor
+    when no ``lead-sponsor`` is named, else a collaborator."""
     roles = r.table["party_roles"]
     found: dict[str, Any] = {"collaborators": [], "overall_officials": [], "central_contacts": []}
+    sponsors: list[Organization] = []
     for i, party in enumerate(parties):
         role, where = party.get("role"), f"associatedParty[{i}]"
         classifiers = party.get("classifier", [])
+        org_role = next((k for k in ("lead-sponsor", "collaborator", "sponsor")
+                         if has_coding(role, roles[k])),
+                        None)
         if any(has_coding(c, PARTY_DESIGNATION) for c in classifiers):
             found["responsible_party"] = r.responsible_party(role, party.get("party"), party.get("name"),
                                                              unstated=roles["responsible-party"])
-        elif has_coding(role, roles["lead-sponsor"]) or has_coding(role, roles["collaborator"]):
+        elif org_role is not None:
             cls = r.value("agency_class", classifiers[0], f"{where}.classifier") if classifiers else None
             name = party.get("name") or r.index.name_of(party.get("party"), organization_name) or ""
-            if has_coding(role, roles["lead-sponsor"]):
-                found.setdefault("lead_sponsor", Organization(name, cls))
+            org = Organization(name, cls)
+            if org_role == "lead-sponsor":
+                found.setdefault("lead_sponsor", org)
             else:
-                found["collaborators"].append(Organization(name, cls))
+                (found["collaborators"] if org_role == "collaborator" else sponsors).append(org)
         elif has_coding(role, roles["recruitment-contact"]):
-            n = len(found["central_contacts"])
-            detail = ext_value(party, CONTACT_DETAIL, "valueContactDetail")
-            found["central_contacts"].append(
-                read_contact_detail(detail, r.coder, r.issues, f"central_contacts[{n}]") if detail
-                else Contact(name=party.get("name") or ""))
+            found["central_contacts"].append(_read_contact(r, party, len(found["central_contacts"])))
         else:
-            n = len(found["overall_officials"])
-            holder = r.resolve(party.get("party"), f"overall_officials[{n}]") or {}
-            found["overall_officials"].append(Official(
-                name=party.get("name") or r.person(party.get("party")) or "",
-                role=None if has_coding(role, roles["overall-official"]) else r.value(
-                    "official_role", role, f"overall_officials[{n}].role"),
-                affiliation=r.index.name_of(holder.get("organization"), organization_name)))
+            found["overall_officials"].append(_read_official(r, party, len(found["overall_officials"])))
+    if sponsors and "lead_sponsor" not in found:
+        found["lead_sponsor"] = sponsors.pop(0)
+    found["collaborators"] += sponsors
     return found
+
+
+def _read_contact(r: ReadContext, party: JSON, n: int) -> Contact:
+    """A central contact: our contact-detail extension, else the telecom of the Practitioner (or
+    PractitionerRole) the party refers to."""
+    where = f"central_contacts[{n}]"
+    detail = ext_value(party, CONTACT_DETAIL, "valueContactDetail")
+    if detail:
+        return read_contact_detail(detail, r.coder, r.issues, where)
+    holder = r.resolve(party.get("party"), where) or {}
+    name = party.get("name") or r.index.name_of(party.get("party"), practitioner_name) \
+        or practitioner_name(holder) or ""
+    detail = {"name": name, "telecom": holder.get("telecom") or []}
+    return read_contact_detail(detail, r.coder, r.issues, where)
+
+
+def _read_official(r: ReadContext, party: JSON, n: int) -> Official:
+    """An overall official: the party's role, its name (or its Practitioner's), the affiliation of
+    its PractitionerRole (or the display of a party given by display only, as HL7's example does)."""
+    roles, role, ref = r.table["party_roles"], party.get("role"), party.get("party")
+    holder = r.resolve(ref, f"overall_officials[{n}]") or {}
+    r.take_if(holder, "code", [role])  # the PractitionerRole repeats the party's role
+    name = party.get("name")
+    if holder.get("resourceType") == "Practitioner":
+        name = name or practitioner_name(holder)
+    affiliation = r.index.name_of(holder.get("organization"), organization_name)
+    if not holder and isinstance(ref, dict) and ref.get("reference") is None and name is not None:
+        affiliation = ref.get("display")  # display only: with the name given, the display is where
+    return Official(
+        name=name or r.person(ref) or "",
+        role=None if has_coding(role, roles["overall-official"]) else r.value(
+            "official_role", role, f"overall_officials[{n}].role"),
+        affiliation=affiliation)
 
 
 def _read_progress(r: ReadContext, rs: JSON) -> tuple[str | None, DateStruct | None, DateStruct | None]:
