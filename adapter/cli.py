@@ -30,7 +30,7 @@ from adapter.push import push_bundle, push_protocol
 from adapter.row_results import TrialPushResult
 from adapter.sync.command import add_sync_parser
 from mappings import fhirjson
-from mappings.errors import InputError, MappingError, MappingIssue, TrialbridgeError
+from mappings.errors import InputError, MappingError, MappingIssue, TrialbridgeError, combine_issues
 from mappings.fhir import SUPPORTED_VERSIONS, read_bundle, write_bundle
 from mappings.model import to_dict
 from mappings.outcomes import parse_time_frame
@@ -71,14 +71,14 @@ def _write_json(data: Any, out: str | None) -> None:
 
 def _warn(issues: Sequence[MappingIssue], stream: TextIO | None = None) -> None:
     for issue in issues:
-        print(f"trialbridge: warning: {issue}", file=stream or sys.stderr)
+        print(f"trialbridge: {issue}", file=stream or sys.stderr)  # str(issue) starts with its severity
 
 
 def cmd_map(args: argparse.Namespace) -> int:
     """``trialbridge map SOURCE``: a protocol record -> FHIR transaction Bundle JSON."""
     read = read_protocol(_read_source(args.source))
     written = write_bundle(read.protocol, args.fhir_version)
-    _warn([*read.issues, *written.issues])
+    _warn(combine_issues(read.issues, written.issues))
     _write_json(written.bundle, args.out)
     return 0
 
@@ -143,7 +143,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         else:
             read = read_protocol(text)
             result = push_protocol(client, read.protocol)
-            result.issues[:0] = read.issues
+            result.issues = combine_issues(read.issues, result.issues)
     _warn(result.issues)
     for entry in result.entries:
         print(

@@ -249,6 +249,22 @@ class _Reader:
             affiliation=_text(o.get("affiliation")),
         )
 
+    def site_people(self, loc: dict[str, Any]) -> dict[str, Any]:
+        """A site's contacts and investigators.  API v2 lists a site's investigators among its
+        contacts (role PRINCIPAL_INVESTIGATOR, SUB_INVESTIGATOR...): they become investigators, as in
+        the legacy XML; a phone or email they carry is kept as a contact of the same name."""
+        contacts, investigators = [], []
+        for c in loc.get("contacts") or []:
+            role = vocabulary.normalize("official_role", c.get("role"))
+            if role in vocabulary.codes("official_role") and _text(c.get("name")):
+                investigators.append(m.Official(name=_text(c["name"]) or "", role=role))
+                if not (_text(c.get("phone")) or _text(c.get("email"))):
+                    continue
+                c = {k: v for k, v in c.items() if k != "role"}
+            contacts.append(self.contact(c))
+        investigators += _present(self.official(o) for o in loc.get("investigators") or [])
+        return {"contacts": _present(contacts), "investigators": investigators}
+
     def contacts_locations(self) -> dict[str, Any]:
         mod = self.mod("contactsLocationsModule")
         locations = []
@@ -264,8 +280,7 @@ class _Reader:
                     country=_text(loc.get("country")),
                     latitude=geo.get("lat"),
                     longitude=geo.get("lon"),
-                    contacts=_present(self.contact(c) for c in loc.get("contacts") or []),
-                    investigators=_present(self.official(o) for o in loc.get("investigators") or []),
+                    **self.site_people(loc),
                 )
             )
         return {

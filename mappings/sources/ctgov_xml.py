@@ -35,6 +35,7 @@ from .display_forms import (
     normalize_all,
     phases,
     sampling_method,
+    study_design_facts,
     textblock,
     yes_no,
 )
@@ -119,6 +120,9 @@ class _XmlReader:
     def __init__(self, root: ET.Element) -> None:
         self.root = root
         self.issues: list[MappingIssue] = []
+        # records downloaded before 2017 carry the design as one string instead of <study_design_info>
+        self.legacy_design = ({} if root.find("study_design_info") is not None
+                              else study_design_facts(_text(root, "study_design"), self.issues, "study_design"))
 
     # small helpers -------------------------------------------------------------------------------
 
@@ -132,6 +136,14 @@ class _XmlReader:
         """The v2 code of the text at ``path`` under ``el`` (default: the root); the path names the field."""
         base, field = (self.root, path) if el is None else (el, f"{el.tag}/{path}")
         return vocabulary.normalize(kind, _text(base, path), self.issues, field)
+
+    def design_fact(self, tag: str) -> str | None:
+        """A ``<study_design_info>`` fact, or the same fact from the pre-2017 ``<study_design>`` string."""
+        return _text(self.root, f"study_design_info/{tag}") or self.legacy_design.get(tag)
+
+    def design_code(self, kind: str, tag: str) -> str | None:
+        where = f"study_design_info/{tag}" if tag not in self.legacy_design else f"study_design ({tag})"
+        return vocabulary.normalize(kind, self.design_fact(tag), self.issues, where)
 
     def iso(self, path: str) -> str | None:
         return iso_date(self.text(path), self.issues, path)
@@ -153,7 +165,7 @@ class _XmlReader:
         if not nct_id:
             raise MappingError("the XML record has no <id_info><nct_id>: a study cannot be mapped without "
                                "its NCT number")
-        mask, who = masking(self.text("study_design_info/masking"), self.issues, "study_design_info/masking")
+        mask, who = masking(self.design_fact("masking"), self.issues, "study_design_info/masking")
         arms, interventions = self.arms_interventions()
         p = m.Protocol(
             nct_id=nct_id,
@@ -186,13 +198,13 @@ class _XmlReader:
             intervention_meshes=[m.MeshTerm(t) for t in _texts(self.root, "intervention_browse/mesh_term")],
             study_type=self.coded("study_type", "study_type"),
             phases=phases(self.text("phase"), self.issues, "phase"),
-            allocation=self.coded("allocation", "study_design_info/allocation"),
-            intervention_model=self.coded("intervention_model", "study_design_info/intervention_model"),
-            primary_purpose=self.coded("primary_purpose", "study_design_info/primary_purpose"),
+            allocation=self.design_code("allocation", "allocation"),
+            intervention_model=self.design_code("intervention_model", "intervention_model"),
+            primary_purpose=self.design_code("primary_purpose", "primary_purpose"),
             masking=mask,
             who_masked=who,
-            observational_model=self.coded("observational_model", "study_design_info/observational_model"),
-            time_perspective=self.coded("time_perspective", "study_design_info/time_perspective"),
+            observational_model=self.design_code("observational_model", "observational_model"),
+            time_perspective=self.design_code("time_perspective", "time_perspective"),
             enrollment=self.enrollment(),
             arms=arms,
             interventions=interventions,

@@ -205,6 +205,9 @@ def _status(ctx: WriteContext) -> tuple[str, JSON]:
     """R4 status code (required binding) and the ctgov-status extension with the exact value."""
     spec, value = ctx.table["status"], ctx.p.overall_status
     if value is None:
+        ctx.issues.append(MappingIssue(
+            "overall_status", f"the record has no overall status: ResearchStudy.status set to "
+            f"'{spec['fallback']}' (R4 requires one), the ctgov-status extension says 'unknown'"))
         return spec["fallback"], ext(R4Ext.CTGOV_STATUS, valueCodeableConcept={
             "extension": [ext(DATA_ABSENT_REASON, valueCode="unknown")]})
     if value in spec["codes"]:
