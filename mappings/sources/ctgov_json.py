@@ -49,6 +49,7 @@ class _Reader:
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.ps: dict[str, Any] = data["protocolSection"]
+        self.documents: dict[str, Any] = (data.get("documentSection") or {}).get("largeDocumentModule") or {}
         self.derived: dict[str, Any] = data.get("derivedSection") or {}
         self.issues: list[MappingIssue] = []
 
@@ -116,8 +117,47 @@ class _Reader:
             **self.outcomes(),
             **self.contacts_locations(),
             **self.references(),
+            **self.registry_details(),
         )
         return ReadResult(protocol=p, issues=self.issues)
+
+    def registry_details(self) -> dict[str, Any]:
+        """NCT aliases, the record's organization (when it is not the lead sponsor), expanded access,
+        registry and biospecimen facts, available IPD and the provided documents."""
+        ident, design = self.mod("identificationModule"), self.mod("designModule")
+        info = design.get("designInfo") or {}
+        org = self.org(ident.get("organization"), "identificationModule.organization")
+        lead = self.org(self.mod("sponsorCollaboratorsModule").get("leadSponsor"), "leadSponsor")
+        access = (self.mod("statusModule").get("expandedAccessInfo") or {}) | (design.get("expandedAccessTypes") or {})
+        biospec = design.get("bioSpec") or {}
+        return {
+            "nct_aliases": _texts(ident.get("nctIdAliases")),
+            "organization": org if org != lead else None,
+            "intervention_model_description": _text(info.get("interventionModelDescription")),
+            "masking_description": _text((info.get("maskingInfo") or {}).get("maskingDescription")),
+            "patient_registry": design.get("patientRegistry"),
+            "target_duration": _text(design.get("targetDuration")),
+            "biospec_retention": self.code("biospec_retention", biospec.get("retention"), "bioSpec.retention"),
+            "biospec_description": _text(biospec.get("description")),
+            "expanded_access": m.ExpandedAccess(
+                has_expanded_access=access.get("hasExpandedAccess"), nct_id=_text(access.get("nctId")),
+                status=_text(access.get("statusForNctId")), individual=access.get("individual"),
+                intermediate=access.get("intermediate"), treatment=access.get("treatment"))
+            if access else None,
+            "available_ipds": [
+                m.AvailableIpd(id=_text(a.get("id")), type=_text(a.get("type")), url=_text(a.get("url")),
+                               comment=_text(a.get("comment")))
+                for a in self.mod("referencesModule").get("availIpds") or []
+            ],
+            "documents": [
+                m.ProvidedDocument(
+                    type_abbrev=_text(d.get("typeAbbrev")), label=_text(d.get("label")),
+                    has_protocol=d.get("hasProtocol"), has_sap=d.get("hasSap"), has_icf=d.get("hasIcf"),
+                    date=_text(d.get("date")), upload_date=_text(d.get("uploadDate")),
+                    filename=_text(d.get("filename")), size=d.get("size"))
+                for d in self.documents.get("largeDocs") or []
+            ],
+        }
 
     def org(self, data: dict[str, Any] | None, field: str) -> m.Organization | None:
         name = _text(data.get("name") or data.get("fullName")) if data else None

@@ -430,6 +430,11 @@ class _TextReader:
             overall_officials=self.officials(organisations),
             locations=locations,
             ipd_sharing=self.ipd_sharing(),
+            intervention_model_description=page.value("Intervention Model Description"),
+            masking_description=page.value("Masking Description"),
+            target_duration=page.value("Target Follow-Up Duration"),
+            biospec_retention=self.coded("biospec_retention", "Biospecimen Retention"),
+            biospec_description=page.value("Biospecimen Description"),
         )
         return ReadResult(protocol=p, issues=self.issues)
 

@@ -220,6 +220,26 @@ class _XmlReader:
             see_also=[m.Link(url=url, label=_text(link, "description"))
                       for link in self.root.findall("link") if (url := _text(link, "url"))],
             ipd_sharing=self.ipd_sharing(),
+            nct_aliases=_texts(self.root, "id_info/nct_alias"),
+            intervention_model_description=self.block("study_design_info/intervention_model_description"),
+            masking_description=self.block("study_design_info/masking_description"),
+            patient_registry=self.flag("patient_registry"),
+            target_duration=self.text("target_duration"),
+            biospec_retention=self.coded("biospec_retention", "biospec_retention"),
+            biospec_description=self.block("biospec_descr/textblock"),
+            expanded_access=m.ExpandedAccess(has_expanded_access=has_access)
+            if (has_access := self.flag("has_expanded_access")) is not None else None,
+            available_ipds=[m.AvailableIpd(_text(d, "doc_id"), _text(d, "doc_type"), _text(d, "doc_url"),
+                                           textblock(d.findtext("doc_comment")))
+                            for d in self.root.findall("study_docs/study_doc")],
+            documents=[m.ProvidedDocument(type_abbrev=_text(d, "document_type"),
+                                          has_protocol=self.flag("document_has_protocol", d),
+                                          has_icf=self.flag("document_has_icf", d),
+                                          has_sap=self.flag("document_has_sap", d),
+                                          date=iso_date(_text(d, "document_date"), self.issues,
+                                                        "provided_document/document_date"),
+                                          filename=_text(d, "document_url"))
+                       for d in self.root.findall("provided_document_section/provided_document")],
         )
         return ReadResult(protocol=p, issues=self.issues)
 

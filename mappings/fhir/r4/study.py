@@ -135,6 +135,7 @@ def write(protocol: Protocol) -> WriteResult:
             *ctx.interventions(),
             ctx.oversight(),
             ctx.ipd_sharing(),
+            *ctx.registry_details(),
         ] if e is not None],
         "identifier": ctx.identifiers(),
         "title": p.brief_title,
@@ -318,6 +319,7 @@ def read(bundle: JSON) -> ReadResult:
         locations=r.sites(rs.get("site", [])),
         references=references, see_also=see_also,
         ipd_sharing=r.ipd_sharing(),
+        **r.registry_details(),
     )
     return r.result(**values)
 
