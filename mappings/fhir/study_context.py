@@ -1,6 +1,7 @@
 """The write and read contexts of a study: :class:`WriteContext` and :class:`ReadContext` compose the
 writer and the reader of every topic (``study_identity``, ``study_design``, ``study_parties``,
-``study_sites``, ``study_eligibility``, ``study_outcomes``, ``study_sharing``, ``study_registry``) over the shared state of
+``study_sites``, ``study_eligibility``, ``study_outcomes``, ``study_sharing``, ``study_registry``)
+over the shared state of
 :mod:`.study_base`.  The version packages (:mod:`.r4`, :mod:`.r5`) build a ResearchStudy with one.
 """
 

@@ -128,7 +128,8 @@ class _Reader:
         info = design.get("designInfo") or {}
         org = self.org(ident.get("organization"), "identificationModule.organization")
         lead = self.org(self.mod("sponsorCollaboratorsModule").get("leadSponsor"), "leadSponsor")
-        access = (self.mod("statusModule").get("expandedAccessInfo") or {}) | (design.get("expandedAccessTypes") or {})
+        access = ((self.mod("statusModule").get("expandedAccessInfo") or {})
+                  | (design.get("expandedAccessTypes") or {}))
         biospec = design.get("bioSpec") or {}
         return {
             "nct_aliases": _texts(ident.get("nctIdAliases")),
@@ -137,7 +138,8 @@ class _Reader:
             "masking_description": _text((info.get("maskingInfo") or {}).get("maskingDescription")),
             "patient_registry": design.get("patientRegistry"),
             "target_duration": _text(design.get("targetDuration")),
-            "biospec_retention": self.code("biospec_retention", biospec.get("retention"), "bioSpec.retention"),
+            "biospec_retention": self.code("biospec_retention", biospec.get("retention"),
+                                           "bioSpec.retention"),
             "biospec_description": _text(biospec.get("description")),
             "expanded_access": m.ExpandedAccess(
                 has_expanded_access=access.get("hasExpandedAccess"), nct_id=_text(access.get("nctId")),

@@ -121,8 +121,8 @@ class _XmlReader:
         self.root = root
         self.issues: list[MappingIssue] = []
         # records downloaded before 2017 carry the design as one string instead of <study_design_info>
-        self.legacy_design = ({} if root.find("study_design_info") is not None
-                              else study_design_facts(_text(root, "study_design"), self.issues, "study_design"))
+        self.legacy_design = {} if root.find("study_design_info") is not None else study_design_facts(
+            _text(root, "study_design"), self.issues, "study_design")
 
     # small helpers -------------------------------------------------------------------------------
 

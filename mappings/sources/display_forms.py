@@ -131,7 +131,8 @@ def study_design_facts(value: str | None, issues: list[MappingIssue], field: str
         label, sep, fact = part.partition(":")
         tag = _DESIGN_LABELS.get(label.strip().lower())
         if not sep or tag is None:
-            issues.append(MappingIssue(field, "design fact with no place in the model; left out", part.strip()))
+            issues.append(MappingIssue(field, "design fact with no place in the model; left out",
+                                       part.strip()))
         elif fact.strip():
             found[tag] = fact.strip()
     return found
