@@ -13,11 +13,11 @@ tables; the extensions from ``definitions.json``.
 from __future__ import annotations
 
 import json
-from html import escape
 from importlib import resources
 from typing import Any
 
 from .. import vocabulary
+from .narrative import narrative
 from .systems import CS, JSON, SD, TB
 from .tables import load_table, own_system
 
@@ -25,13 +25,6 @@ FHIR_VERSIONS = {"R4": "4.0.1", "R5": "5.0.0"}
 PUBLISHER = "trialbridge"
 STATUS = "active"
 VERSION = "1.0.0"
-
-
-def narrative(title: str, lines: list[str]) -> JSON:
-    """A generated narrative: the title in bold, then one paragraph per line (text escaped)."""
-    body = "".join(f"<p>{escape(line)}</p>" for line in lines)
-    return {"status": "generated",
-            "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>{escape(title)}</b></p>{body}</div>'}
 
 
 def resource_id(name: str) -> str:
@@ -192,5 +185,5 @@ def committed(version: str) -> list[JSON]:
             if p.name.endswith(".json")]
 
 
-__all__ = ["FHIR_VERSIONS", "build", "code_system", "code_systems", "committed", "file_name", "narrative",
-           "resource_id", "structure_definition", "value_set"]
+__all__ = ["FHIR_VERSIONS", "build", "code_system", "code_systems", "committed", "file_name", "resource_id",
+           "structure_definition", "value_set"]
