@@ -67,7 +67,8 @@ def code_systems() -> dict[str, dict[str, str]]:
         found.setdefault(CS + name, {}).update(spec.get("concepts", {}))
         for table, block in spec.get("from", []):
             entries = load_table(table)[block]
-            found[CS + name].update({e["code"]: e["display"] for k, e in entries.items() if not k.startswith("_")})
+            found[CS + name].update({e["code"]: e["display"]
+                                     for k, e in entries.items() if not k.startswith("_")})
     return dict(sorted(found.items()))
 
 
@@ -153,7 +154,8 @@ def structure_definition(name: str, spec: JSON, version: str) -> JSON:
         "type": "Extension", "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Extension",
         "derivation": "constraint",
         "differential": {"element": [
-            {"id": "Extension", "path": "Extension", "short": spec["title"], "definition": spec["description"]},
+            {"id": "Extension", "path": "Extension", "short": spec["title"],
+             "definition": spec["description"]},
             *body]},
     }
 
@@ -170,7 +172,7 @@ def build(version: str) -> list[JSON]:
     out += [structure_definition(name, spec, version)
             for name, spec in load_table("definitions.json")["extensions"].items()
             if version in spec["versions"]]
-    return out
+    return sorted(out, key=_order)
 
 
 def file_name(resource: JSON) -> str:
@@ -181,8 +183,14 @@ def file_name(resource: JSON) -> str:
 def committed(version: str) -> list[JSON]:
     """The definitions committed under ``mappings/definitions/<version>/`` (what ``push`` loads)."""
     folder = resources.files("mappings").joinpath("definitions", version.lower())
-    return [json.loads(p.read_text("utf-8")) for p in sorted(folder.iterdir(), key=lambda p: p.name)
-            if p.name.endswith(".json")]
+    found = [json.loads(p.read_text("utf-8")) for p in folder.iterdir() if p.name.endswith(".json")]
+    return sorted(found, key=_order)
+
+
+def _order(resource: JSON) -> tuple[int, str]:
+    """CodeSystems, then ValueSets, then StructureDefinitions; by id within each."""
+    kinds = ("CodeSystem", "ValueSet", "StructureDefinition")
+    return kinds.index(resource["resourceType"]), resource["id"]
 
 
 __all__ = ["FHIR_VERSIONS", "build", "code_system", "code_systems", "committed", "file_name", "resource_id",

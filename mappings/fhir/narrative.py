@@ -26,7 +26,7 @@ def _label(resource: JSON) -> str | None:
             value = next((n.get("text") for n in value if isinstance(n, dict) and n.get("text")), None)
         if isinstance(value, str) and value:
             return value
-    held = [ref.get("display") for key in ("practitioner", "organization")
+    held = [str(ref["display"]) for key in ("practitioner", "organization")
             if isinstance(ref := resource.get(key), dict) and ref.get("display")]
     return " at ".join(held) or None
 

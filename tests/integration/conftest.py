@@ -59,7 +59,8 @@ def fhir_version(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_config(hapi_servers: dict[str, str], fhir_version: str, definitions: dict[str, int]) -> ServerConfig:
+def server_config(hapi_servers: dict[str, str], fhir_version: str,
+                  definitions: dict[str, int]) -> ServerConfig:
     return ServerConfig(
         name=fhir_version.lower(),
         base_url=hapi_servers[fhir_version],

@@ -46,9 +46,9 @@ def test_everything_we_write_validates_with_only_the_listed_warnings(client, fhi
 
 
 def test_our_code_systems_are_known_to_the_server(client, fhir_version):
-    study = next(e["resource"] for e in write_bundle(read_protocol(
-        (ROOT / "fixtures" / "ctgov" / "NCT03945487.txt").read_bytes()).protocol, fhir_version).bundle["entry"]
-        if e["resource"]["resourceType"] == "ResearchStudy")
+    seed = read_protocol((ROOT / "fixtures" / "ctgov" / "NCT03945487.txt").read_bytes()).protocol
+    study = next(e["resource"] for e in write_bundle(seed, fhir_version).bundle["entry"]
+                 if e["resource"]["resourceType"] == "ResearchStudy")
     issues = client.validate(study).get("issue", [])
     unknown = "CodeSystem is unknown and can't be validated: https://trialbridge.dev/"
     assert not [i for i in issues if unknown in (i.get("diagnostics") or "")]
