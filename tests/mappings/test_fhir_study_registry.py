@@ -140,3 +140,19 @@ def test_an_uncoded_value_is_reported_once():
     r = read_protocol(json.dumps(data))
     issues = combine_issues(r.issues, write_bundle(r.protocol, "R5").issues)
     assert [i.value for i in issues].count("SOMETIMES") == 1
+
+
+def test_the_page_text_publications_keep_their_pubmed_ids():
+    refs = read("NCT03945487_publications.txt").protocol.references
+    assert [(r.pmid, r.type) for r in refs] == [("29000001", "BACKGROUND"), ("34000002", "RESULT"),
+                                                (None, "DERIVED")]
+    assert refs[0].citation.startswith("Smith J, Doe A. Stem cells for cirrhosis.")
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+@pytest.mark.parametrize("name", ["registry_fields.json", "site_investigators.json",
+                                  "legacy_study_design.xml", "legacy_vocabulary.xml"])
+def test_the_bundles_with_registry_fields_pass_our_checks(name, version):
+    from mappings.fhir.validate import validate_bundle
+
+    assert validate_bundle(write_bundle(read(name).protocol, version).bundle, version) == []
