@@ -60,6 +60,11 @@ locations                       site -> Location, with extension ``site`` (statu
 references, see_also            relatedArtifact citation (url = PubMed, extension
                                 ``citation-type``) / documentation (url, display)
 ipd_sharing                     extension ``ipd-sharing``
+nct_aliases, organization,      extension ``registry-details`` (:mod:`..study_registry`), as in R5
+design descriptions, registry,
+biospecimen facts
+expanded_access,                extensions ``expanded-access``, ``available-ipd``, ``provided-document``
+available_ipds, documents
 (record URL)                    relatedArtifact derived-from https://clinicaltrials.gov/study/<NCT>
 =============================== ===============================================================
 """

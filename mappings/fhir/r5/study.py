@@ -55,6 +55,8 @@ locations                       site -> Location with extension ``site`` (as in 
 references, see_also            relatedArtifact citation (document.url = PubMed, classifier =
                                 reference type) / documentation (document.url, display)
 ipd_sharing                     extension ``ipd-sharing``
+registry facts FHIR has no      extensions ``registry-details``, ``expanded-access``,
+element for                     ``available-ipd``, ``provided-document`` (:mod:`..study_registry`)
 (record URL)                    relatedArtifact derived-from, document.url
                                 https://clinicaltrials.gov/study/<NCT>
 =============================== ===============================================================
