@@ -58,6 +58,7 @@ from .display_forms import (
     masking,
     normalize_all,
     phases,
+    registry_flag,
     sampling_method,
     yes_no,
 )
@@ -437,6 +438,7 @@ class _TextReader:
             references=self.references(),
             intervention_model_description=page.value("Intervention Model Description"),
             masking_description=page.value("Masking Description"),
+            patient_registry=registry_flag(None, page.value("Study Type")),
             target_duration=page.value("Target Follow-Up Duration"),
             biospec_retention=self.coded("biospec_retention", "Biospecimen Retention"),
             biospec_description=page.value("Biospecimen Description"),

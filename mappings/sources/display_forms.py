@@ -138,6 +138,14 @@ def study_design_facts(value: str | None, issues: list[MappingIssue], field: str
     return found
 
 
+def registry_flag(flag: bool | None, study_type: str | None) -> bool | None:
+    """The patient-registry flag: stated, else ``True`` when the study type reads
+    ``Observational [Patient Registry]`` (the older records' only way to say it)."""
+    if flag is not None:
+        return flag
+    return True if study_type and "patient registry" in study_type.lower() else None
+
+
 def yes_no(value: str | None, issues: list[MappingIssue], field: str) -> bool | None:
     """``Yes`` / ``Accepts Healthy Volunteers`` -> True, ``No`` -> False; anything else is reported."""
     text = clean(value)

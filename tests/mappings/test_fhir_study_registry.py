@@ -156,3 +156,8 @@ def test_the_bundles_with_registry_fields_pass_our_checks(name, version):
     from mappings.fhir.validate import validate_bundle
 
     assert validate_bundle(write_bundle(read(name).protocol, version).bundle, version) == []
+
+
+def test_a_patient_registry_said_by_the_study_type_keeps_its_flag():
+    p = read("registry_study_type.xml").protocol
+    assert (p.study_type, p.patient_registry, p.target_duration) == ("OBSERVATIONAL", True, "10 Years")
