@@ -23,6 +23,7 @@ from adapter import enrolments, lab_results, observations
 from adapter.client import VERSION_PREFIXES, FhirClient
 from adapter.cohort_command import add_cohort_arguments, run_cohort
 from adapter.config import FhirVersion, ServerConfig, load_config
+from adapter.definitions import DEFINITIONS, push_definitions, write_definitions
 from adapter.errors import ConfigError
 from adapter.prescreen import check_nct, format_table, parse_patient, prescreen
 from adapter.private_files import open_private
@@ -31,7 +32,7 @@ from adapter.push import push_bundle, push_protocol
 from adapter.row_results import TrialPushResult
 from adapter.sync.command import add_sync_parser
 from mappings import fhirjson
-from mappings.errors import InputError, MappingError, MappingIssue, TrialbridgeError
+from mappings.errors import InputError, MappingError, MappingIssue, TrialbridgeError, combine_issues
 from mappings.fhir import SUPPORTED_VERSIONS, read_bundle, write_bundle
 from mappings.model import to_dict
 from mappings.outcomes import parse_time_frame
@@ -72,14 +73,14 @@ def _write_json(data: Any, out: str | None) -> None:
 
 def _warn(issues: Sequence[MappingIssue], stream: TextIO | None = None) -> None:
     for issue in issues:
-        print(f"trialbridge: warning: {issue}", file=stream or sys.stderr)
+        print(f"trialbridge: {issue}", file=stream or sys.stderr)  # str(issue) starts with its severity
 
 
 def cmd_map(args: argparse.Namespace) -> int:
     """``trialbridge map SOURCE``: a protocol record -> FHIR transaction Bundle JSON."""
     read = read_protocol(_read_source(args.source))
     written = write_bundle(read.protocol, args.fhir_version)
-    _warn([*read.issues, *written.issues])
+    _warn(combine_issues(read.issues, written.issues))
     _write_json(written.bundle, args.out)
     return 0
 
@@ -144,7 +145,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         else:
             read = read_protocol(text)
             result = push_protocol(client, read.protocol)
-            result.issues[:0] = read.issues
+            result.issues = combine_issues(read.issues, result.issues)
     _warn(result.issues)
     for entry in result.entries:
         print(
@@ -283,6 +284,23 @@ def cmd_observations(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_definitions(args: argparse.Namespace) -> int:
+    """``trialbridge definitions push --server NAME`` / ``definitions write``: our CodeSystems,
+    ValueSets and extension StructureDefinitions onto a server, or regenerated from the tables."""
+    if args.action == "write":
+        written = write_definitions()
+        print(f"wrote {len(written)} definitions under {DEFINITIONS}")
+        return 0
+    if args.server is None:
+        raise InputError("definitions push needs --server", field="--server")
+    server = _server(args)
+    with FhirClient(server) as client:
+        client.check_version()
+        loaded = push_definitions(client, server.fhir_version)
+    print(f"{server.name}: {len(loaded)} definitions loaded ({server.fhir_version})")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """``trialbridge serve``: the web service under gunicorn (configuration from the environment)."""
     if args.config:
@@ -318,6 +336,13 @@ def _server_options(p: argparse.ArgumentParser) -> None:
                    help="a server named in the configuration, or a base URL (FHIR version from /metadata)")
     p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS, default=None,
                    help="the server's FHIR version (default: configured, or asked of the server)")
+    _config_option(p)
+
+
+def _definitions_server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", help="server name from the configuration, or a base URL (push)")
+    p.add_argument("--fhir-version", choices=SUPPORTED_VERSIONS,
+                   help="FHIR version (checked; default: the server's)")
     _config_option(p)
 
 
@@ -421,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-days", type=int, default=observations.DEFAULT_GRACE_DAYS, metavar="N",
                    help="days added to the window for the last visit (default %(default)s)")
     p.set_defaults(func=cmd_observations)
+
+    p = sub.add_parser("definitions", parents=[_parent(_definitions_server_options)],
+                       help="push our CodeSystems, ValueSets and extension definitions to a FHIR server "
+                       "(push), or regenerate them from the tables (write)")
+    p.add_argument("action", choices=("push", "write"))
+    p.set_defaults(func=cmd_definitions)
 
     add_sync_parser(sub)  # trialbridge sync: adapter/sync/command.py
     return parser

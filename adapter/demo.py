@@ -1,7 +1,8 @@
 """``make demo``: the seed study (NCT03945487, the classic page text) end to end.
 
 Maps it to FHIR R4 and R5, starts the local HAPI FHIR servers (``hapi/hapi.py start``), pushes the
-study to each, pulls it back, asks HAPI's own validator about every stored resource, and says what
+study to each (after loading our CodeSystems, ValueSets and extension definitions: ``trialbridge
+definitions push``), pulls it back, asks HAPI's own validator about every stored resource, and says what
 happened in a few lines a person reads.  The servers are left running; the last line says how to
 stop them.
 """
@@ -16,6 +17,7 @@ from typing import cast
 
 from adapter.client import FhirClient
 from adapter.config import FhirVersion, ServerConfig
+from adapter.definitions import push_definitions
 from adapter.errors import FhirClientError
 from adapter.pull import pull_study
 from adapter.push import push_protocol
@@ -65,6 +67,7 @@ def push_and_pull(p: Protocol, version: str, url: str) -> bool:
     with FhirClient(ServerConfig(name=version.lower(), base_url=url, fhir_version=fhir_version,
                                  timeout=(5.0, 120.0))) as client:
         client.check_version()
+        loaded = push_definitions(client, version)  # our CodeSystems and extensions, so $validate knows them
         result = push_protocol(client, p)
         pulled = pull_study(client, p.nct_id)
         same = read_bundle(pulled, version).protocol == p
@@ -74,6 +77,7 @@ def push_and_pull(p: Protocol, version: str, url: str) -> bool:
             errors += sum(i.get("severity") in ("error", "fatal") for i in issues)
             warnings += sum(i.get("severity") == "warning" for i in issues)
     study = next(e for e in result.entries if e.resource_type == "ResearchStudy")
+    print(f"  {version} at {url}: {len(loaded)} definitions loaded (CodeSystems, ValueSets, extensions)")
     print(f"  {version} at {url}: {result.count('created')} created, {result.count('updated')} updated, "
           f"{result.count('unchanged') + result.count('matched')} matched; study is {study.reference}")
     print(f"     pulled {len(pulled['entry'])} resources back: "

@@ -42,3 +42,15 @@ class MappingIssue:
     def __str__(self) -> str:
         shown = f" ({self.value!r})" if self.value is not None else ""
         return f"{self.severity}: {self.field}: {self.message}{shown}"
+
+
+def combine_issues(read: list[MappingIssue], written: list[MappingIssue]) -> list[MappingIssue]:
+    """The issues of a read followed by those of the write of its result, one per fact: an uncoded
+    value the reader already reported (``not a known <kind> value``) is not reported again by the
+    writer (``no code for this <kind> value``)."""
+    seen = {(i.message.split(" value;")[0].removeprefix("not a known "), i.value) for i in read
+            if i.message.startswith("not a known ")}
+    again = [i for i in written if i.message.startswith("no code for this ")
+             and (i.message.split(" value;")[0].removeprefix("no code for this "), i.value) in seen]
+    return [*read, *(i for i in written if i not in again)]
+

@@ -183,6 +183,46 @@ class IpdSharing:
 
 
 @dataclass
+class AvailableIpd:
+    """An individual participant data set or document offered for sharing (v2 ``availIpds``)."""
+
+    id: str | None = None
+    type: str | None = None
+    url: str | None = None
+    comment: str | None = None
+
+
+@dataclass
+class ProvidedDocument:
+    """A document the registry holds for the study: protocol, statistical analysis plan, consent form
+    (v2 ``documentSection.largeDocumentModule.largeDocs``)."""
+
+    type_abbrev: str | None = None
+    label: str | None = None
+    has_protocol: bool | None = None
+    has_sap: bool | None = None
+    has_icf: bool | None = None
+    date: str | None = None
+    upload_date: str | None = None
+    #: the registry's file name (legacy XML: the document's URL)
+    filename: str | None = None
+    size: int | None = None
+
+
+@dataclass
+class ExpandedAccess:
+    """Expanded access: whether it is available (and under which NCT id, with which status) and,
+    for an expanded-access record, its types (individual, intermediate-size, treatment IND)."""
+
+    has_expanded_access: bool | None = None
+    nct_id: str | None = None
+    status: str | None = None
+    individual: bool | None = None
+    intermediate: bool | None = None
+    treatment: bool | None = None
+
+
+@dataclass
 class Enrollment:
     """Enrollment count, ACTUAL or ESTIMATED (an estimate is the target)."""
 
@@ -210,6 +250,9 @@ class Protocol:
     acronym: str | None = None
     org_study_id: str | None = None
     secondary_ids: list[SecondaryId] = field(default_factory=list)
+    nct_aliases: list[str] = field(default_factory=list)
+    #: the record's organization when it is not the lead sponsor (a record with no sponsor module)
+    organization: Organization | None = None
     # status
     overall_status: str | None = None
     last_known_status: str | None = None
@@ -247,6 +290,13 @@ class Protocol:
     who_masked: list[str] = field(default_factory=list)
     observational_model: str | None = None
     time_perspective: str | None = None
+    intervention_model_description: str | None = None
+    masking_description: str | None = None
+    patient_registry: bool | None = None
+    target_duration: str | None = None
+    biospec_retention: str | None = None
+    biospec_description: str | None = None
+    expanded_access: ExpandedAccess | None = None
     enrollment: Enrollment | None = None
     # arms, interventions, outcomes
     arms: list[Arm] = field(default_factory=list)
@@ -264,6 +314,8 @@ class Protocol:
     references: list[Citation] = field(default_factory=list)
     see_also: list[Link] = field(default_factory=list)
     ipd_sharing: IpdSharing | None = None
+    available_ipds: list[AvailableIpd] = field(default_factory=list)
+    documents: list[ProvidedDocument] = field(default_factory=list)
     # read from FHIR written by others: elements with no place above (mappings/fhir/unmapped.py)
     unmapped: list[Unmapped] = field(default_factory=list)
 

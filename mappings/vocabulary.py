@@ -61,3 +61,8 @@ def normalize(
     if issues is not None:
         issues.append(MappingIssue(field or kind, f"not a known {kind} value; kept as text", cleaned))
     return cleaned
+
+
+def kinds() -> list[str]:
+    """The names of the code lists, in table order."""
+    return list(_load())

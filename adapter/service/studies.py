@@ -7,6 +7,7 @@ from flask import Blueprint, Response, request
 from adapter.pull import pull_study
 from adapter.push import push_protocol
 from mappings import fhirjson
+from mappings.errors import combine_issues
 from mappings.fhir import read_bundle, write_bundle
 from mappings.model import to_dict
 from mappings.sources import read_protocol
@@ -48,10 +49,10 @@ def post_study() -> Response:
     read = read_protocol(_record_body())
     if dry_run:
         written = write_bundle(read.protocol, server.fhir_version)
-        headers = {"X-Trialbridge-Issues": str(len(read.issues) + len(written.issues))}
+        headers = {"X-Trialbridge-Issues": str(len(combine_issues(read.issues, written.issues)))}
         return fhir_response(written.bundle, 200, headers)
     result = push_protocol(state().client(server.name), read.protocol)
-    result.issues[:0] = read.issues
+    result.issues = combine_issues(read.issues, result.issues)
     body = {"nctId": read.protocol.nct_id, "server": server.name, **result.to_json()}
     return fhir_response(body, 201 if result.changed else 200)
 

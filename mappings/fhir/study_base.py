@@ -19,6 +19,7 @@ from ..sources import ReadResult
 from .bundle_index import BundleIndex
 from .elements import prune
 from .identity import EntryRegistry
+from .narrative import with_narrative
 from .shared_resources import Resources
 from .systems import JSON, NCT_SYSTEM
 from .tables import coder_for, load_table
@@ -60,7 +61,8 @@ class WriteBase:
         study = prune(study)
         ids = study.pop("identifier")
         self.registry.add("ResearchStudy", NCT_SYSTEM, self.p.nct_id, study, identifiers=ids)
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": self.registry.entries()}
+        entries = [{**e, "resource": with_narrative(e["resource"])} for e in self.registry.entries()]
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
         return WriteResult(bundle, self.issues)
 
 

@@ -9,7 +9,7 @@ from ..model import Arm, Intervention, MeshTerm
 from .elements import ext, ext_value, ext_values, exts, prune
 from .identity import normalise
 from .study_base import ReadBase, WriteBase
-from .systems import JSON, MESH_SYSTEM, Ext
+from .systems import DATA_ABSENT_REASON, JSON, MESH_SYSTEM, Ext
 
 #: Design facts written as ``studyDesign`` (R5) / ``category`` (R4): (field, vocabulary list, label).
 DESIGN_FIELDS = (
@@ -167,7 +167,11 @@ class DesignReader(ReadBase):
 
 
 def mesh_coding(m: MeshTerm) -> JSON:
-    """A MeSH Coding (``urn:oid:2.16.840.1.113883.6.177``); a term without id keeps only its display."""
+    """A MeSH Coding (``urn:oid:2.16.840.1.113883.6.177``); a term published without its id keeps its
+    display, and its code says why it is absent (data-absent-reason: a display alone breaks cod-1)."""
+    if m.id is None:
+        return {"system": MESH_SYSTEM, "_code": {"extension": [ext(DATA_ABSENT_REASON, valueCode="unknown")]},
+                "display": m.term}
     return prune({"system": MESH_SYSTEM, "code": m.id, "display": m.term})
 
 

@@ -55,9 +55,15 @@ CHARACTERISTICS = (
 
 
 def _write_age_range(w: EligibilityWriter, c: Characteristic, e: Eligibility) -> list[JSON]:
-    """One ``valueRange`` of UCUM quantities when either age is in the exact form ``18 Years``."""
+    """One ``valueRange`` of UCUM quantities when either age is in the exact form ``18 Years``.
+
+    Bounds in different units (``3 Months`` to ``17 Years``) are two characteristics, a Range with
+    only ``low`` and one with only ``high`` (both must hold): a Range's bounds must share their unit
+    (FHIR rng-2), and converting one would change the published text."""
     units = registry_age_units()
     low, high = (age_quantity(v, units) if v is not None else None for v in (e.minimum_age, e.maximum_age))
+    if low and high and low["code"] != high["code"]:
+        return [{"valueRange": {"low": low}}, {"valueRange": {"high": high}}]
     return [{"valueRange": prune({"low": low, "high": high})}] if low or high else []
 
 

@@ -46,6 +46,10 @@ class Ext:
     PHASE_VALUE = SD + "phase-value"
     IDENTIFIER_LINK = SD + "identifier-link"
     PARTIAL_POSITION = SD + "partial-position"
+    REGISTRY_DETAILS = SD + "registry-details"
+    EXPANDED_ACCESS = SD + "expanded-access"
+    AVAILABLE_IPD = SD + "available-ipd"
+    PROVIDED_DOCUMENT = SD + "provided-document"
 
 
 __all__ = ["CONTACTPOINT_EXTENSION", "CS", "DATA_ABSENT_REASON", "JSON", "MESH_SYSTEM", "NCT_SYSTEM",

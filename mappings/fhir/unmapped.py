@@ -7,7 +7,8 @@ not taken, as ``(FHIR path, value)``: the reader keeps them in ``Protocol.unmapp
 each, so nothing is dropped in silence.  Taken with an element: the ``display``/``version`` of a
 Coding whose code was read, the ``type`` of a Reference that was followed, the other codings of a
 concept one of whose codes was read.  Never data: resource ``id`` and ``meta``, a
-data-absent-reason (the model's null), the Bundle's own ``fullUrl``/``request``/``search`` entries.
+data-absent-reason (the model's null), the Bundle's own ``fullUrl``/``request``/``search`` entries,
+a resource's narrative of status ``generated`` (made from the structured data; other narratives count).
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ class _Walk:
             if top and key in _RESOURCE_BOOKKEEPING or key in taken:
                 continue
             value = dict.get(node, key)
+            if top and key == "text" and isinstance(value, dict) and dict.get(value, "status") == "generated":
+                continue  # a narrative generated from the structured data: it says nothing more
             if key == "contained" and isinstance(value, list):
                 for j, res in enumerate(list.__iter__(value)):
                     out += self.leaves(res, f"{path}.contained[{j}]", f"{shown}.contained[{j}]", top=True)

@@ -49,6 +49,7 @@ class _Reader:
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.ps: dict[str, Any] = data["protocolSection"]
+        self.documents: dict[str, Any] = (data.get("documentSection") or {}).get("largeDocumentModule") or {}
         self.derived: dict[str, Any] = data.get("derivedSection") or {}
         self.issues: list[MappingIssue] = []
 
@@ -116,8 +117,49 @@ class _Reader:
             **self.outcomes(),
             **self.contacts_locations(),
             **self.references(),
+            **self.registry_details(),
         )
         return ReadResult(protocol=p, issues=self.issues)
+
+    def registry_details(self) -> dict[str, Any]:
+        """NCT aliases, the record's organization (when it is not the lead sponsor), expanded access,
+        registry and biospecimen facts, available IPD and the provided documents."""
+        ident, design = self.mod("identificationModule"), self.mod("designModule")
+        info = design.get("designInfo") or {}
+        org = self.org(ident.get("organization"), "identificationModule.organization")
+        lead = self.org(self.mod("sponsorCollaboratorsModule").get("leadSponsor"), "leadSponsor")
+        access = ((self.mod("statusModule").get("expandedAccessInfo") or {})
+                  | (design.get("expandedAccessTypes") or {}))
+        biospec = design.get("bioSpec") or {}
+        return {
+            "nct_aliases": _texts(ident.get("nctIdAliases")),
+            "organization": org if org != lead else None,
+            "intervention_model_description": _text(info.get("interventionModelDescription")),
+            "masking_description": _text((info.get("maskingInfo") or {}).get("maskingDescription")),
+            "patient_registry": design.get("patientRegistry"),
+            "target_duration": _text(design.get("targetDuration")),
+            "biospec_retention": self.code("biospec_retention", biospec.get("retention"),
+                                           "bioSpec.retention"),
+            "biospec_description": _text(biospec.get("description")),
+            "expanded_access": m.ExpandedAccess(
+                has_expanded_access=access.get("hasExpandedAccess"), nct_id=_text(access.get("nctId")),
+                status=_text(access.get("statusForNctId")), individual=access.get("individual"),
+                intermediate=access.get("intermediate"), treatment=access.get("treatment"))
+            if access else None,
+            "available_ipds": [
+                m.AvailableIpd(id=_text(a.get("id")), type=_text(a.get("type")), url=_text(a.get("url")),
+                               comment=_text(a.get("comment")))
+                for a in self.mod("referencesModule").get("availIpds") or []
+            ],
+            "documents": [
+                m.ProvidedDocument(
+                    type_abbrev=_text(d.get("typeAbbrev")), label=_text(d.get("label")),
+                    has_protocol=d.get("hasProtocol"), has_sap=d.get("hasSap"), has_icf=d.get("hasIcf"),
+                    date=_text(d.get("date")), upload_date=_text(d.get("uploadDate")),
+                    filename=_text(d.get("filename")), size=d.get("size"))
+                for d in self.documents.get("largeDocs") or []
+            ],
+        }
 
     def org(self, data: dict[str, Any] | None, field: str) -> m.Organization | None:
         name = _text(data.get("name") or data.get("fullName")) if data else None
@@ -249,6 +291,22 @@ class _Reader:
             affiliation=_text(o.get("affiliation")),
         )
 
+    def site_people(self, loc: dict[str, Any]) -> dict[str, Any]:
+        """A site's contacts and investigators.  API v2 lists a site's investigators among its
+        contacts (role PRINCIPAL_INVESTIGATOR, SUB_INVESTIGATOR...): they become investigators, as in
+        the legacy XML; a phone or email they carry is kept as a contact of the same name."""
+        contacts, investigators = [], []
+        for c in loc.get("contacts") or []:
+            role = vocabulary.normalize("official_role", c.get("role"))
+            if role in vocabulary.codes("official_role") and _text(c.get("name")):
+                investigators.append(m.Official(name=_text(c["name"]) or "", role=role))
+                if not (_text(c.get("phone")) or _text(c.get("email"))):
+                    continue
+                c = {k: v for k, v in c.items() if k != "role"}
+            contacts.append(self.contact(c))
+        investigators += _present(self.official(o) for o in loc.get("investigators") or [])
+        return {"contacts": _present(contacts), "investigators": investigators}
+
     def contacts_locations(self) -> dict[str, Any]:
         mod = self.mod("contactsLocationsModule")
         locations = []
@@ -264,8 +322,7 @@ class _Reader:
                     country=_text(loc.get("country")),
                     latitude=geo.get("lat"),
                     longitude=geo.get("lon"),
-                    contacts=_present(self.contact(c) for c in loc.get("contacts") or []),
-                    investigators=_present(self.official(o) for o in loc.get("investigators") or []),
+                    **self.site_people(loc),
                 )
             )
         return {

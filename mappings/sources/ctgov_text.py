@@ -58,6 +58,7 @@ from .display_forms import (
     masking,
     normalize_all,
     phases,
+    registry_flag,
     sampling_method,
     yes_no,
 )
@@ -106,6 +107,9 @@ _HEADINGS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), name) for p, nam
     (r"Individual Participant Data \(IPD\) Sharing Statement:", "ipd"),
     (r"Keywords provided by .*:", "keywords"),
     (r"Additional relevant MeSH terms:", "mesh"),
+    (r"Publications of Results:", "publications-result"),
+    (r"Publications automatically indexed to this study.*", "publications-derived"),
+    (r"Publications:?", "publications-background"),
     (r"More Information|Publications.*|Study Results|Go to", "skip"),
 ]]
 _LABEL_SECTIONS = {"top", "design", "eligibility", "additional", "ipd"}
@@ -126,6 +130,7 @@ _LABELS = re.compile("|".join([
     r"Plan to Share IPD", r"Plan Description", r"Supporting Materials", r"Time Frame", r"Access Criteria",
     r"URL",
 ]))
+_PMID = re.compile(r"\b(?:PMID|PubMed ID):?\s*(\d+)", re.IGNORECASE)
 _OTHER_NAMES = re.compile(r"^\s*Other Names?:\s*(.+)$")
 _LABEL_LINE = re.compile(r"^\s*(?P<label>[^:]+?)\s*:\s*(?P<value>.*)$")
 _DISCLAIMER = "The safety and scientific validity of this study"
@@ -430,6 +435,13 @@ class _TextReader:
             overall_officials=self.officials(organisations),
             locations=locations,
             ipd_sharing=self.ipd_sharing(),
+            references=self.references(),
+            intervention_model_description=page.value("Intervention Model Description"),
+            masking_description=page.value("Masking Description"),
+            patient_registry=registry_flag(None, page.value("Study Type")),
+            target_duration=page.value("Target Follow-Up Duration"),
+            biospec_retention=self.coded("biospec_retention", "Biospecimen Retention"),
+            biospec_description=page.value("Biospecimen Description"),
         )
         return ReadResult(protocol=p, issues=self.issues)
 
@@ -662,6 +674,17 @@ class _TextReader:
         return result
 
     # sharing -------------------------------------------------------------------------------------
+
+    def references(self) -> list[m.Citation]:
+        """The publications sections: one citation per line, with the PubMed id the line names
+        (``PMID: 12345678`` or ``PubMed ID: 12345678``), typed by the section it is in."""
+        out = []
+        for kind in ("BACKGROUND", "RESULT", "DERIVED"):
+            for line in _nonblank(self.page.lines(f"publications-{kind.lower()}")):
+                pmid = _PMID.search(line)
+                out.append(m.Citation(citation=" ".join(line.split()), pmid=pmid[1] if pmid else None,
+                                      type=kind))
+        return out
 
     def ipd_sharing(self) -> m.IpdSharing | None:
         page = self.page

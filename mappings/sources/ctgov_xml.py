@@ -34,7 +34,9 @@ from .display_forms import (
     masking,
     normalize_all,
     phases,
+    registry_flag,
     sampling_method,
+    study_design_facts,
     textblock,
     yes_no,
 )
@@ -119,6 +121,9 @@ class _XmlReader:
     def __init__(self, root: ET.Element) -> None:
         self.root = root
         self.issues: list[MappingIssue] = []
+        # records downloaded before 2017 carry the design as one string instead of <study_design_info>
+        self.legacy_design = {} if root.find("study_design_info") is not None else study_design_facts(
+            _text(root, "study_design"), self.issues, "study_design")
 
     # small helpers -------------------------------------------------------------------------------
 
@@ -132,6 +137,14 @@ class _XmlReader:
         """The v2 code of the text at ``path`` under ``el`` (default: the root); the path names the field."""
         base, field = (self.root, path) if el is None else (el, f"{el.tag}/{path}")
         return vocabulary.normalize(kind, _text(base, path), self.issues, field)
+
+    def design_fact(self, tag: str) -> str | None:
+        """A ``<study_design_info>`` fact, or the same fact from the pre-2017 ``<study_design>`` string."""
+        return _text(self.root, f"study_design_info/{tag}") or self.legacy_design.get(tag)
+
+    def design_code(self, kind: str, tag: str) -> str | None:
+        where = f"study_design_info/{tag}" if tag not in self.legacy_design else f"study_design ({tag})"
+        return vocabulary.normalize(kind, self.design_fact(tag), self.issues, where)
 
     def iso(self, path: str) -> str | None:
         return iso_date(self.text(path), self.issues, path)
@@ -153,7 +166,7 @@ class _XmlReader:
         if not nct_id:
             raise MappingError("the XML record has no <id_info><nct_id>: a study cannot be mapped without "
                                "its NCT number")
-        mask, who = masking(self.text("study_design_info/masking"), self.issues, "study_design_info/masking")
+        mask, who = masking(self.design_fact("masking"), self.issues, "study_design_info/masking")
         arms, interventions = self.arms_interventions()
         p = m.Protocol(
             nct_id=nct_id,
@@ -186,13 +199,13 @@ class _XmlReader:
             intervention_meshes=[m.MeshTerm(t) for t in _texts(self.root, "intervention_browse/mesh_term")],
             study_type=self.coded("study_type", "study_type"),
             phases=phases(self.text("phase"), self.issues, "phase"),
-            allocation=self.coded("allocation", "study_design_info/allocation"),
-            intervention_model=self.coded("intervention_model", "study_design_info/intervention_model"),
-            primary_purpose=self.coded("primary_purpose", "study_design_info/primary_purpose"),
+            allocation=self.design_code("allocation", "allocation"),
+            intervention_model=self.design_code("intervention_model", "intervention_model"),
+            primary_purpose=self.design_code("primary_purpose", "primary_purpose"),
             masking=mask,
             who_masked=who,
-            observational_model=self.coded("observational_model", "study_design_info/observational_model"),
-            time_perspective=self.coded("time_perspective", "study_design_info/time_perspective"),
+            observational_model=self.design_code("observational_model", "observational_model"),
+            time_perspective=self.design_code("time_perspective", "time_perspective"),
             enrollment=self.enrollment(),
             arms=arms,
             interventions=interventions,
@@ -208,6 +221,26 @@ class _XmlReader:
             see_also=[m.Link(url=url, label=_text(link, "description"))
                       for link in self.root.findall("link") if (url := _text(link, "url"))],
             ipd_sharing=self.ipd_sharing(),
+            nct_aliases=_texts(self.root, "id_info/nct_alias"),
+            intervention_model_description=self.block("study_design_info/intervention_model_description"),
+            masking_description=self.block("study_design_info/masking_description"),
+            patient_registry=registry_flag(self.flag("patient_registry"), self.text("study_type")),
+            target_duration=self.text("target_duration"),
+            biospec_retention=self.coded("biospec_retention", "biospec_retention"),
+            biospec_description=self.block("biospec_descr/textblock"),
+            expanded_access=m.ExpandedAccess(has_expanded_access=has_access)
+            if (has_access := self.flag("has_expanded_access")) is not None else None,
+            available_ipds=[m.AvailableIpd(_text(d, "doc_id"), _text(d, "doc_type"), _text(d, "doc_url"),
+                                           textblock(d.findtext("doc_comment")))
+                            for d in self.root.findall("study_docs/study_doc")],
+            documents=[m.ProvidedDocument(type_abbrev=_text(d, "document_type"),
+                                          has_protocol=self.flag("document_has_protocol", d),
+                                          has_icf=self.flag("document_has_icf", d),
+                                          has_sap=self.flag("document_has_sap", d),
+                                          date=iso_date(_text(d, "document_date"), self.issues,
+                                                        "provided_document/document_date"),
+                                          filename=_text(d, "document_url"))
+                       for d in self.root.findall("provided_document_section/provided_document")],
         )
         return ReadResult(protocol=p, issues=self.issues)
 

@@ -107,6 +107,45 @@ def masking(value: str | None, issues: list[MappingIssue], field: str) -> tuple[
             normalize_all("who_masked", who, issues, f"{field}.who_masked"))
 
 
+#: The labels of the pre-2017 ``<study_design>`` string and the ``<study_design_info>`` tags they stand for.
+_DESIGN_LABELS = {
+    "allocation": "allocation",
+    "intervention model": "intervention_model",
+    "masking": "masking",
+    "primary purpose": "primary_purpose",
+    "observational model": "observational_model",
+    "time perspective": "time_perspective",
+}
+_DESIGN_PART = re.compile(r",\s*(?=[A-Z][A-Za-z /]*:)")
+
+
+def study_design_facts(value: str | None, issues: list[MappingIssue], field: str) -> dict[str, str]:
+    """The pre-2017 ``<study_design>`` string (``Allocation: Randomized, Masking: Double Blind
+    (Subject, Investigator), Primary Purpose: Treatment``) as ``{study_design_info tag: value}``;
+    a label with no place in the model (``Endpoint Classification``) is reported, not dropped silently."""
+    text = clean(value)
+    if text is None:
+        return {}
+    found: dict[str, str] = {}
+    for part in _DESIGN_PART.split(text):
+        label, sep, fact = part.partition(":")
+        tag = _DESIGN_LABELS.get(label.strip().lower())
+        if not sep or tag is None:
+            issues.append(MappingIssue(field, "design fact with no place in the model; left out",
+                                       part.strip()))
+        elif fact.strip():
+            found[tag] = fact.strip()
+    return found
+
+
+def registry_flag(flag: bool | None, study_type: str | None) -> bool | None:
+    """The patient-registry flag: stated, else ``True`` when the study type reads
+    ``Observational [Patient Registry]`` (the older records' only way to say it)."""
+    if flag is not None:
+        return flag
+    return True if study_type and "patient registry" in study_type.lower() else None
+
+
 def yes_no(value: str | None, issues: list[MappingIssue], field: str) -> bool | None:
     """``Yes`` / ``Accepts Healthy Volunteers`` -> True, ``No`` -> False; anything else is reported."""
     text = clean(value)

@@ -170,8 +170,20 @@ def test_enrol_prints_each_rows_mapping_issue_once_without_patient_data(capsys, 
     assert code == 0 and "24 created" in out
     warnings = err.splitlines()
     assert warnings == [
-        "trialbridge: warning: information: site_note: column not used; its values are ignored",
-        "trialbridge: warning: warning: S006.withdrawal_reason: no state-change-reason code for this reason; "
+        "trialbridge: information: site_note: column not used; its values are ignored",
+        "trialbridge: warning: S006.withdrawal_reason: no state-change-reason code for this reason; "
         "kept as text",
     ]
     assert "Liver" not in err and "MRN" not in err
+
+
+def test_map_warnings_say_their_severity_once_and_each_fact_once(capsys, tmp_path):
+    data = json.loads(record_bytes("NCT00763412.json"))
+    data["protocolSection"]["designModule"]["designInfo"]["allocation"] = "SOMETIMES"
+    source = tmp_path / "record.json"
+    source.write_text(json.dumps(data), "utf-8")
+    code, _, err = run(capsys, "map", str(source), "--fhir-version", "R4")
+    assert code == 0
+    lines = err.splitlines()
+    assert lines == ["trialbridge: warning: designInfo.allocation: not a known allocation value; "
+                     "kept as text ('SOMETIMES')"]

@@ -15,6 +15,7 @@ import pytest
 
 from adapter.client import FhirClient
 from adapter.config import ServerConfig
+from adapter.definitions import push_definitions
 from tests.conftest import ROOT
 
 HAPI = ROOT / "hapi" / "hapi.py"
@@ -40,13 +41,26 @@ def hapi_servers() -> Iterator[dict[str, str]]:
         _run("stop", timeout=120)
 
 
+@pytest.fixture(scope="session")
+def definitions(hapi_servers: dict[str, str]) -> dict[str, int]:
+    """Our CodeSystems, ValueSets and extension definitions loaded onto both servers (PUT by their
+    ``trialbridge-`` ids: idempotent, other data untouched); ``{version: number loaded}``."""
+    loaded = {}
+    for version, url in hapi_servers.items():
+        config = ServerConfig(name=version.lower(), base_url=url, fhir_version=version, timeout=(5.0, 300.0))
+        with FhirClient(config) as c:
+            loaded[version] = len(push_definitions(c, version))
+    return loaded
+
+
 @pytest.fixture(scope="session", params=["R4", "R5"])
 def fhir_version(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
 @pytest.fixture(scope="session")
-def server_config(hapi_servers: dict[str, str], fhir_version: str) -> ServerConfig:
+def server_config(hapi_servers: dict[str, str], fhir_version: str,
+                  definitions: dict[str, int]) -> ServerConfig:
     return ServerConfig(
         name=fhir_version.lower(),
         base_url=hapi_servers[fhir_version],

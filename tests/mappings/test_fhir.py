@@ -28,8 +28,8 @@ def test_version_from_the_group_meta_or_default():
     minimal = Protocol(nct_id="NCT00000001", eligibility=Eligibility(criteria="Adults"))
     for version in SUPPORTED_VERSIONS:
         bundle = write_bundle(minimal, version).bundle
-        assert set(study(bundle)) <= {"resourceType", "identifier", "status", "relatedArtifact", "extension",
-                                      "enrollment", "recruitment"}
+        assert set(study(bundle)) <= {"resourceType", "text", "identifier", "status", "relatedArtifact",
+                                      "extension", "enrollment", "recruitment"}
         rs = study(bundle)
         rs.pop("enrollment", None), rs.pop("recruitment", None)
         assert detect_version(bundle) == version  # from the eligibility Group

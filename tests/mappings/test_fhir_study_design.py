@@ -81,3 +81,14 @@ def test_mesh_terms_attach_to_their_condition_only_when_order_survives(version):
         (True, 0), (True, 0), (False, 1), (False, 1)]
     for q in (p, swapped):
         assert read_bundle(write_bundle(q, version).bundle).protocol == q
+
+
+def test_a_mesh_term_without_id_says_why_its_code_is_absent():
+    """A display alone breaks FHIR cod-1 (HAPI warns): the code carries data-absent-reason."""
+    from mappings.fhir.study_design import mesh_coding, read_mesh
+    from mappings.model import MeshTerm
+
+    coding = mesh_coding(MeshTerm("Liver Cirrhosis"))
+    assert "code" not in coding and coding["display"] == "Liver Cirrhosis"
+    assert coding["_code"]["extension"][0]["valueCode"] == "unknown"
+    assert read_mesh({"coding": [coding]}) == [MeshTerm("Liver Cirrhosis")]

@@ -154,6 +154,10 @@ def test_hl7_r4_example_with_an_nct_id_keeps_its_narrative_in_unmapped():
     bundle["entry"][0]["resource"]["identifier"] = [nct]
     read = read_bundle(bundle, "R4")
     assert read.protocol.overall_status == "RECRUITING"  # R4 status active
+    # its narrative says it is generated from the structured data: nothing more to keep
+    assert [u.path for u in read.protocol.unmapped] == []
+    bundle["entry"][0]["resource"]["text"]["status"] = "additional"  # a narrative that adds content
+    read = read_bundle(bundle, "R4")
     assert [u.path for u in read.protocol.unmapped] == ["ResearchStudy.text.status", "ResearchStudy.text.div"]
 
 

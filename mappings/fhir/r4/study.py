@@ -60,6 +60,11 @@ locations                       site -> Location, with extension ``site`` (statu
 references, see_also            relatedArtifact citation (url = PubMed, extension
                                 ``citation-type``) / documentation (url, display)
 ipd_sharing                     extension ``ipd-sharing``
+nct_aliases, organization,      extension ``registry-details`` (:mod:`..study_registry`), as in R5
+design descriptions, registry,
+biospecimen facts
+expanded_access,                extensions ``expanded-access``, ``available-ipd``, ``provided-document``
+available_ipds, documents
 (record URL)                    relatedArtifact derived-from https://clinicaltrials.gov/study/<NCT>
 =============================== ===============================================================
 """
@@ -136,6 +141,7 @@ def write(protocol: Protocol) -> WriteResult:
             *ctx.interventions(),
             ctx.oversight(),
             ctx.ipd_sharing(),
+            *ctx.registry_details(),
         ] if e is not None],
         "identifier": ctx.identifiers(),
         "title": p.brief_title,
@@ -206,6 +212,9 @@ def _status(ctx: WriteContext) -> tuple[str, JSON]:
     """R4 status code (required binding) and the ctgov-status extension with the exact value."""
     spec, value = ctx.table["research_study_status"], ctx.p.overall_status
     if value is None:
+        ctx.issues.append(MappingIssue(
+            "overall_status", f"the record has no overall status: ResearchStudy.status set to "
+            f"'{spec['fallback']}' (R4 requires one), the ctgov-status extension says 'unknown'"))
         return spec["fallback"], ext(R4Ext.CTGOV_STATUS, valueCodeableConcept={
             "extension": [ext(DATA_ABSENT_REASON, valueCode="unknown")]})
     if value in spec["codes"]:
@@ -317,6 +326,7 @@ def read(bundle: JSON) -> ReadResult:
         locations=r.sites(rs.get("site", [])),
         references=references, see_also=see_also,
         ipd_sharing=r.ipd_sharing(),
+        **r.registry_details(),
     )
     return r.result(**values)
 

@@ -55,6 +55,8 @@ locations                       site -> Location with extension ``site`` (as in 
 references, see_also            relatedArtifact citation (document.url = PubMed, classifier =
                                 reference type) / documentation (document.url, display)
 ipd_sharing                     extension ``ipd-sharing``
+registry facts FHIR has no      extensions ``registry-details``, ``expanded-access``,
+element for                     ``available-ipd``, ``provided-document`` (:mod:`..study_registry`)
 (record URL)                    relatedArtifact derived-from, document.url
                                 https://clinicaltrials.gov/study/<NCT>
 =============================== ===============================================================
@@ -131,6 +133,7 @@ def write(protocol: Protocol) -> WriteResult:
             *ctx.interventions(),
             ctx.oversight(),
             ctx.ipd_sharing(),
+            *ctx.registry_details(),
         ] if e is not None],
         "identifier": ctx.identifiers(),
         "title": p.brief_title,
@@ -349,6 +352,7 @@ def read(bundle: JSON) -> ReadResult:
         locations=r.sites(rs.get("site", [])),
         references=references, see_also=see_also,
         ipd_sharing=r.ipd_sharing(),
+        **r.registry_details(),
     )
     return r.result(**values)
 
