@@ -67,3 +67,24 @@ def get_study(nct: str) -> Response:
     if fmt == "fhir":
         return fhir_response(bundle)
     return fhir_response(to_dict(read_bundle(bundle, server.fhir_version).protocol))
+
+
+@bp.post("/studies/<nct>")
+def post_study_from_registry(nct: str) -> Response:
+    """Fetch the study's record from ClinicalTrials.gov (adapter/registry.py; no body is sent) and
+    push it to the named server, or answer its Bundle with ``dryRun``: like ``POST /studies``."""
+    nct_param(nct)
+    server = state().server(request.args.get("server"))
+    dry_run = flag_param("dryRun")
+    if request.content_length or request.headers.get("Transfer-Encoding"):
+        raise RequestError("POST /studies/{nct} takes no body (the record comes from the registry); "
+                           "send a record to POST /studies")
+    read = read_protocol(state().registry().record(nct))
+    if dry_run:
+        written = write_bundle(read.protocol, server.fhir_version)
+        headers = {"X-Trialbridge-Issues": str(len(read.issues) + len(written.issues))}
+        return fhir_response(written.bundle, 200, headers)
+    result = push_protocol(state().client(server.name), read.protocol)
+    result.issues[:0] = read.issues
+    body = {"nctId": nct, "server": server.name, "source": "ClinicalTrials.gov", **result.to_json()}
+    return fhir_response(body, 201 if result.changed else 200)
