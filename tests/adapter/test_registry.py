@@ -36,11 +36,11 @@ def date_answer(nct: str, date: str | None = None) -> dict:
     return {"protocolSection": {"statusModule": {"lastUpdatePostDateStruct": struct}}}
 
 
-def serve_registry(nct: str = NCT, date: str | None = None) -> None:
-    """Register the registry's answers for ``nct``: the date check, then the whole record."""
-    responses.get(f"{API}/{nct}", json=date_answer(nct, date),
+def serve_registry(nct: str = NCT, date: str | None = None, mock=responses) -> None:
+    """Register the registry's answers for ``nct`` with ``mock``: the date check, the whole record."""
+    mock.get(f"{API}/{nct}", json=date_answer(nct, date),
                   match=[responses.matchers.query_param_matcher({"format": "json", "fields": DATE_FIELD})])
-    responses.get(f"{API}/{nct}", body=recorded(nct), content_type="application/json",
+    mock.get(f"{API}/{nct}", body=recorded(nct), content_type="application/json",
                   match=[responses.matchers.query_param_matcher({"format": "json"})])
 
 
@@ -71,8 +71,8 @@ def registry(tmp_path, clock):
         yield client
 
 
-def full_fetches() -> int:
-    return sum(1 for call in responses.calls if "fields=" not in (call.request.url or ""))
+def full_fetches(mock=responses) -> int:
+    return sum(1 for call in mock.calls if "fields=" not in (call.request.url or ""))
 
 
 @responses.activate

@@ -1,0 +1,67 @@
+"""adapter/sync/studies.py against the real HAPI servers (R4 and R5): the registry (faked with the
+recorded answers of fixtures/ctgov/api; no internet) is asked for the date only while the server's
+study carries the registry's ``lastUpdatePostDate``; a moved date pushes the record again; and
+``trialbridge push NCT`` fetches from the registry and pushes."""
+
+from __future__ import annotations
+
+import pytest
+import responses
+
+from adapter.cli import main
+from adapter.pull import find_study
+from adapter.registry import RegistryClient, RegistryConfig
+from adapter.sync.studies import refresh_studies
+from tests.adapter.test_registry import full_fetches, serve_registry
+
+NCT = "NCT03475563"
+
+
+@pytest.fixture
+def registry(tmp_path):
+    with RegistryClient(RegistryConfig(cache_dir=str(tmp_path / "cache"), min_interval=0)) as client:
+        yield client
+
+
+def test_a_study_is_pushed_once_then_only_its_date_is_asked_until_it_moves(client, registry):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(client.base_url)
+        serve_registry(NCT, mock=mock)
+        first = refresh_studies(client, registry, (NCT,))
+        assert first.failed == 0 and first.current + first.pushed == 1
+        assert find_study(client, NCT)["resourceType"] == "ResearchStudy"
+
+        fetched = full_fetches(mock)
+        again = refresh_studies(client, registry, (NCT,))
+        assert (again.current, again.pushed, again.failed) == (1, 0, 0)
+        assert full_fetches(mock) == fetched  # the server's date is the registry's: no record fetched
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(client.base_url)
+        serve_registry(NCT, date="2099-12-31", mock=mock)
+        moved = refresh_studies(client, registry, (NCT,))
+        assert (moved.current, moved.pushed, moved.failed) == (0, 1, 0)
+        assert full_fetches(mock) == 1
+
+
+def test_an_unknown_study_is_counted_and_the_others_go_on(client, registry):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(client.base_url)
+        mock.get("https://clinicaltrials.gov/api/v2/studies/NCT99999999", status=404)
+        serve_registry(NCT, mock=mock)
+        stats = refresh_studies(client, registry, ("NCT99999999", NCT))
+    assert stats.failed == 1 and stats.current + stats.pushed == 1
+
+
+def test_push_nct_fetches_the_record_from_the_registry(client, capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("TRIALBRIDGE_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(client.base_url)
+        serve_registry(NCT, mock=mock)
+        code = main(["push", NCT, "--server", client.base_url, "--fhir-version", client.config.fhir_version])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "ResearchStudy/" in out
+    assert (tmp_path / "trialbridge" / "ctgov" / f"{NCT}.json").is_file()
