@@ -65,3 +65,24 @@ def test_push_nct_fetches_the_record_from_the_registry(client, capsys, monkeypat
     assert code == 0, err
     assert "ResearchStudy/" in out
     assert (tmp_path / "trialbridge" / "ctgov" / f"{NCT}.json").is_file()
+
+
+def test_a_sync_pass_refreshes_the_registry_studies_first(client, server_config, tmp_path):
+    from adapter.sync.config import SyncConfig
+    from adapter.sync.outbox import Outbox
+    from adapter.sync.runner import run_pass
+
+    config = SyncConfig(
+        study=NCT, state=tmp_path / "state.sqlite", server=server_config, studies=(NCT,),
+        registry=RegistryConfig(cache_dir=str(tmp_path / "cache"), min_interval=0),
+    )
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock, Outbox(config.state) as outbox:
+        mock.add_passthru(client.base_url)
+        serve_registry(NCT, mock=mock)
+        result = run_pass(config, outbox)
+        assert result.ok and result.registry is not None
+        assert result.registry.current + result.registry.pushed == 1
+        assert str(result).startswith("registry: ")
+        mock.replace(responses.GET, "https://clinicaltrials.gov/api/v2/studies/" + NCT, status=503)
+        failed = run_pass(config, outbox)
+        assert not failed.ok and failed.registry is not None and failed.registry.failed == 1
