@@ -110,7 +110,8 @@ def test_a_corrupt_cache_file_is_fetched_again(registry):
 
 
 def test_the_default_cache_is_under_xdg_cache_home(tmp_path):
-    assert RegistryConfig().cache_path({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "trialbridge" / "ctgov"
+    default = RegistryConfig().cache_path({"XDG_CACHE_HOME": str(tmp_path)})
+    assert default == tmp_path / "trialbridge" / "ctgov"
     assert RegistryConfig(cache_dir=str(tmp_path / "c")).cache_path({}) == tmp_path / "c"
 
 
