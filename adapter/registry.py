@@ -53,6 +53,13 @@ RETRY_STATUSES = frozenset({429, 503})
 USER_AGENT = "trialbridge (+https://clinicaltrials.gov/data-api/api) python-requests"
 
 
+#: The numeric settings: (name, must be an integer, must be > 0).
+_NUMBERS: tuple[tuple[str, bool, bool], ...] = (
+    ("timeout", False, True), ("deadline", False, True), ("max_response_bytes", True, True),
+    ("min_interval", False, False), ("max_retries", True, False), ("max_wait", False, False),
+)
+
+
 class RegistryError(TrialbridgeError):
     """The registry could not be asked or gave an unusable answer (CLI exit 1, service 502)."""
 
@@ -91,10 +98,13 @@ class RegistryConfig:
             raise ConfigError(f"registry.base_url: {exc}") from None
         if "?" in self.base_url or "#" in self.base_url:
             raise ConfigError("registry.base_url must have no query string or fragment")
-        for name in ("timeout", "deadline", "min_interval", "max_wait", "max_retries", "max_response_bytes"):
+        for name, integer, positive in _NUMBERS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"registry.{name} must be a number >= 0, not {value!r}")
+            kind = int if integer else int | float
+            number = not isinstance(value, bool) and isinstance(value, kind)
+            if not number or value < 0 or (positive and not value):
+                what = f"{'an integer' if integer else 'a number'} {'> 0' if positive else '>= 0'}"
+                raise ConfigError(f"registry.{name} must be {what}, not {value!r}")
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             raise ConfigError("registry.cache_dir must be a path (a string)")
 

@@ -209,6 +209,8 @@ def test_no_credentials_or_cookies_are_sent(registry, tmp_path, monkeypatch):
         ({"base_url": "https://clinicaltrials.gov/api/v2?x=1"}, "no query"),
         ({"min_interval": -1}, "min_interval"),
         ({"timeout": "fast"}, "timeout"),
+        ({"deadline": 0}, "deadline must be a number > 0"),
+        ({"max_retries": 1.5}, "max_retries must be an integer"),
         ({"cache": "/tmp"}, "unknown key"),
     ],
 )
