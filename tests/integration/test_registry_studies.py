@@ -9,10 +9,13 @@ import pytest
 import responses
 
 from adapter.cli import main
+from adapter.config import ServiceConfig
 from adapter.pull import find_study
 from adapter.registry import RegistryClient, RegistryConfig
+from adapter.service import create_app
 from adapter.sync.studies import refresh_studies
 from tests.adapter.test_registry import full_fetches, serve_registry
+from tests.service_keys import KEY_ENV, keyed_client
 
 NCT = "NCT03475563"
 
@@ -86,3 +89,18 @@ def test_a_sync_pass_refreshes_the_registry_studies_first(client, server_config,
         mock.replace(responses.GET, "https://clinicaltrials.gov/api/v2/studies/" + NCT, status=503)
         failed = run_pass(config, outbox)
         assert not failed.ok and failed.registry is not None and failed.registry.failed == 1
+
+
+def test_the_service_pushes_a_study_by_nct_from_the_registry(client, server_config, tmp_path):
+    registry = RegistryConfig(cache_dir=str(tmp_path / "cache"), min_interval=0)
+    servers = {server_config.name: server_config}
+    config = ServiceConfig(servers=servers, api_keys_env=KEY_ENV, registry=registry)
+    web = keyed_client(create_app({"TESTING": True, "TRIALBRIDGE": config}))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(client.base_url)
+        serve_registry(NCT, mock=mock)
+        resp = web.post(f"/studies/{NCT}?server={server_config.name}")
+    assert resp.status_code in (200, 201), resp.get_data(as_text=True)
+    body = resp.get_json(force=True)
+    assert body["nctId"] == NCT and body["source"] == "ClinicalTrials.gov"
+    assert find_study(client, NCT)["resourceType"] == "ResearchStudy"
