@@ -50,7 +50,7 @@ DEFAULT_BASE_URL = "https://clinicaltrials.gov/api/v2"
 DATE_FIELD = "protocolSection.statusModule.lastUpdatePostDateStruct"
 #: Statuses that say "not now": retried after ``Retry-After`` (or ``min_interval`` doubled).
 RETRY_STATUSES = frozenset({429, 503})
-USER_AGENT = "trialbridge (+https://clinicaltrials.gov/data-api/api) python-requests"
+USER_AGENT = f"trialbridge-registry python-requests/{requests.__version__}"
 
 
 #: The numeric settings: (name, must be an integer, must be > 0).
