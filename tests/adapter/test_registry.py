@@ -5,6 +5,7 @@ and the service's body-less ``POST /studies/{nct}``."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -16,6 +17,7 @@ from adapter.errors import ConfigError
 from adapter.registry import DATE_FIELD, RegistryClient, RegistryConfig, RegistryError, UnknownStudy
 from adapter.service import create_app
 from mappings.errors import InputError
+from tests.adapter.hostile_server import listening
 from tests.conftest import ROOT
 from tests.service_keys import KEY_ENV, keyed_client
 
@@ -347,3 +349,36 @@ def test_post_study_by_a_bad_nct_is_400(service):
 def test_post_study_by_nct_refuses_a_body(service):
     resp = service.post(f"/studies/{NCT}?server=r4", data=recorded(NCT), content_type="application/json")
     assert_outcome(resp, 400, "takes no body")
+
+
+# -- a real slow registry on 127.0.0.1: the total deadline holds ------------------------------------
+
+
+def _drip(handler) -> None:
+    """Headers at once, then one byte every 0.1 s: each read is quick, the whole never ends."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.end_headers()
+    handler.wfile.write(b'{"protocolSection": ')
+    handler.wfile.flush()
+    while not handler.server.stopping.is_set():
+        handler.wfile.write(b" ")
+        handler.wfile.flush()
+        time.sleep(0.1)
+
+
+def _silent(handler) -> None:
+    """Never answers (until the test ends)."""
+    handler.server.stopping.wait(10)
+
+
+@pytest.mark.parametrize("respond", [_drip, _silent], ids=["dripping body", "no headers"])
+def test_a_slow_registry_is_cut_at_the_deadline(tmp_path, respond):
+    with listening(respond) as listener:
+        listener.server.stopping = listener.stop  # type: ignore[attr-defined]
+        base = f"http://127.0.0.1:{listener.port}/api/v2"
+        config = RegistryConfig(base_url=base, cache_dir=str(tmp_path), timeout=5, deadline=1, min_interval=0)
+        started = time.monotonic()
+        with RegistryClient(config) as slow, pytest.raises(RegistryError):
+            slow.last_update(NCT)
+        assert time.monotonic() - started < 3
