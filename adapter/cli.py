@@ -29,6 +29,7 @@ from adapter.prescreen import check_nct, format_table, parse_patient, prescreen
 from adapter.private_files import open_private
 from adapter.pull import pull_study
 from adapter.push import push_bundle, push_protocol
+from adapter.registry import RegistryClient
 from adapter.row_results import TrialPushResult
 from adapter.sync.command import add_sync_parser
 from mappings import fhirjson
@@ -59,6 +60,14 @@ def _read_source(source: str) -> bytes:
         raise InputError(f"cannot read {source}: {exc.strerror}") from exc
 
 
+def _record_source(source: str, config: str | None) -> bytes:
+    """A record file, standard input, or (an NCT number that names no file) the registry's record."""
+    if source.upper().startswith("NCT") and not Path(source).exists():
+        with RegistryClient(load_config(config).registry) as registry:  # adapter/registry.py
+            return registry.record(source)
+    return _read_source(source)
+
+
 def _write_json(data: Any, out: str | None) -> None:
     text = fhirjson.dumps(data, indent=2) + "\n"
     if out is None or out == "-":
@@ -78,7 +87,7 @@ def _warn(issues: Sequence[MappingIssue], stream: TextIO | None = None) -> None:
 
 def cmd_map(args: argparse.Namespace) -> int:
     """``trialbridge map SOURCE``: a protocol record -> FHIR transaction Bundle JSON."""
-    read = read_protocol(_read_source(args.source))
+    read = read_protocol(_record_source(args.source, args.config))
     written = write_bundle(read.protocol, args.fhir_version)
     _warn(combine_issues(read.issues, written.issues))
     _write_json(written.bundle, args.out)
@@ -132,8 +141,8 @@ def detect_version(url: str) -> str:
 
 def cmd_push(args: argparse.Namespace) -> int:
     """``trialbridge push SOURCE --server S``: a protocol record or a transaction Bundle -> the server."""
-    data = _read_source(args.source)
     server = _server(args)
+    data = _record_source(args.source, args.config)
     with FhirClient(server) as client:
         client.check_version()
         text = decode(data)
@@ -381,14 +390,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    server, out = _parent(_server_options), _parent(_out_option)
+    server, out, config = _parent(_server_options), _parent(_out_option), _parent(_config_option)
     study, nct, csv_file = _parent(_study_option), _parent(_nct_argument), _parent(_csv_argument)
 
     p = sub.add_parser(
-        "map", parents=[_parent(_version_option("R4", "the FHIR version to write (default R4)")), out],
+        "map", parents=[_parent(_version_option("R4", "the FHIR version to write (default R4)")), config,
+                        out],
         help="map a ClinicalTrials.gov record (v2 JSON, legacy XML, page text) to a FHIR transaction Bundle",
     )
-    p.add_argument("source", metavar="SOURCE", help="record file, or - for standard input")
+    p.add_argument("source", metavar="SOURCE",
+                   help="record file, - for standard input, or an NCT number (fetched from the registry)")
     p.set_defaults(func=cmd_map)
 
     detected = _version_option(None, "FHIR version of the Bundle (detected when left out)")
@@ -399,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("push", parents=[server],
                        help="push a protocol record or a transaction Bundle to a FHIR server")
-    p.add_argument("source", metavar="SOURCE", help="record or Bundle file, or - for standard input")
+    p.add_argument("source", metavar="SOURCE",
+                   help="record or Bundle file, - for standard input, or an NCT number (from the registry)")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("pull", parents=[nct, server, out],

@@ -16,13 +16,14 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from adapter import urls
 from adapter.errors import ConfigError
+from adapter.registry import RegistryConfig
 
 __all__ = [
     "AuthConfig",
@@ -167,6 +168,8 @@ class ServiceConfig:
     ready_deadline: float = 10.0
     api_keys_env: str | None = "TRIALBRIDGE_API_KEYS"
     api_keys_file: str | None = None
+    #: The ClinicalTrials.gov API client's settings (the ``[registry]`` table; adapter/registry.py).
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     def __post_init__(self) -> None:
         size = self.max_body_bytes
@@ -204,9 +207,12 @@ def load_config(
     env = os.environ if environ is None else environ
     path = path or env.get("TRIALBRIDGE_CONFIG")
     document = _read_toml(Path(path)) if path else {}
-    _check_keys("top level", document, {"service", "servers"})
+    _check_keys("top level", document, {"service", "servers", "registry"})
     servers = _servers(document.get("servers"), from_file=bool(path), env=env)
-    return _service(document.get("service") or {}, servers, env)
+    service = _service(document.get("service") or {}, servers, env)
+    if "registry" in document:
+        service = replace(service, registry=RegistryConfig.from_table(document["registry"]))
+    return service
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -247,7 +253,7 @@ def _server(name: str, table: dict[str, Any]) -> ServerConfig:
 def _service(table: Any, servers: dict[str, ServerConfig], env: Mapping[str, str]) -> ServiceConfig:
     table = dict(_table("service", table))
     _refuse_secrets("service", table)
-    _check_keys("service", table, _field_names(ServiceConfig) - {"servers"})
+    _check_keys("service", table, _field_names(ServiceConfig) - {"servers", "registry"})
     if env.get("TRIALBRIDGE_MAX_BODY_BYTES"):
         table["max_body_bytes"] = _int_env("TRIALBRIDGE_MAX_BODY_BYTES", env)
     return ServiceConfig(servers=servers, **table)

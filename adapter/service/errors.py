@@ -21,6 +21,7 @@ from adapter.errors import (
     refuses_content,
 )
 from adapter.locks import LockTimeout
+from adapter.registry import RegistryError, UnknownStudy
 from mappings import fhirjson
 from mappings.errors import InputError, MappingError, TrialbridgeError
 
@@ -98,6 +99,15 @@ def register(app: Flask) -> None:
     @app.errorhandler(InputError)
     def _input_error(exc: InputError) -> Response:
         return outcome_response(400, str(exc), expression=exc.field)
+
+    @app.errorhandler(UnknownStudy)
+    def _unknown_study(exc: UnknownStudy) -> Response:
+        return outcome_response(404, str(exc), code="not-found", expression=exc.field)
+
+    @app.errorhandler(RegistryError)
+    def _registry_error(exc: RegistryError) -> Response:
+        log.warning("registry error: %s", exc)
+        return outcome_response(502, str(exc), code="transient")
 
     @app.errorhandler(MappingError)
     def _mapping_error(exc: MappingError) -> Response:

@@ -10,6 +10,7 @@ from flask import current_app
 
 from adapter.client import FhirClient
 from adapter.config import ServerConfig, ServiceConfig
+from adapter.registry import RegistryClient
 
 from .errors import RequestError
 
@@ -24,6 +25,7 @@ class ServiceState:
     client_factory: ClientFactory = FhirClient
     _clients: dict[str, FhirClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _registry: RegistryClient | None = None
 
     def server(self, name: str | None) -> ServerConfig:
         """The configured server called ``name``; only configured names are ever reached."""
@@ -44,6 +46,13 @@ class ServiceState:
             if name not in self._clients:
                 self._clients[name] = self.client_factory(server)
             return self._clients[name]
+
+    def registry(self) -> RegistryClient:
+        """The one ClinicalTrials.gov client of this instance (its rate limit is shared by all threads)."""
+        with self._lock:
+            if self._registry is None:
+                self._registry = RegistryClient(self.config.registry)
+            return self._registry
 
 
 def state() -> ServiceState:

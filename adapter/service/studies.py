@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from adapter.config import ServerConfig
 from adapter.pull import pull_study
 from adapter.push import push_protocol
 from mappings import fhirjson
 from mappings.errors import combine_issues
 from mappings.fhir import read_bundle, write_bundle
 from mappings.model import to_dict
-from mappings.sources import read_protocol
+from mappings.sources import ReadResult, read_protocol
 
 from .body import whole_body
 from .errors import RequestError, fhir_response
@@ -46,14 +47,18 @@ def post_study() -> Response:
     """Map the posted record for the named server's FHIR version; push it unless ``dryRun``."""
     server = state().server(request.args.get("server"))
     dry_run = flag_param("dryRun")
-    read = read_protocol(_record_body())
+    return _map_and_push(read_protocol(_record_body()), server, dry_run)
+
+
+def _map_and_push(read: ReadResult, server: ServerConfig, dry_run: bool, **extra: str) -> Response:
+    """The Bundle of a record read (``dry_run``), or the answer of its push; one list of issues."""
     if dry_run:
         written = write_bundle(read.protocol, server.fhir_version)
         headers = {"X-Trialbridge-Issues": str(len(combine_issues(read.issues, written.issues)))}
         return fhir_response(written.bundle, 200, headers)
     result = push_protocol(state().client(server.name), read.protocol)
     result.issues = combine_issues(read.issues, result.issues)
-    body = {"nctId": read.protocol.nct_id, "server": server.name, **result.to_json()}
+    body = {"nctId": read.protocol.nct_id, "server": server.name, **extra, **result.to_json()}
     return fhir_response(body, 201 if result.changed else 200)
 
 
@@ -75,3 +80,17 @@ def get_study(nct: str) -> Response:
     # The protocol model is not FHIR: plain JSON, with the reader's warnings (each naming its path).
     return Response(fhirjson.dumps(body), status=200, mimetype="application/json",
                     headers={"X-Trialbridge-Issues": str(len(read.issues))})
+
+
+@bp.post("/studies/<nct>")
+def post_study_from_registry(nct: str) -> Response:
+    """Fetch the study's record from ClinicalTrials.gov (adapter/registry.py; no body is sent) and
+    push it to the named server, or answer its Bundle with ``dryRun``: like ``POST /studies``."""
+    nct_param(nct)
+    server = state().server(request.args.get("server"))
+    dry_run = flag_param("dryRun")
+    if request.content_length or request.headers.get("Transfer-Encoding"):
+        raise RequestError("POST /studies/{nct} takes no body (the record comes from the registry); "
+                           "send a record to POST /studies")
+    read = read_protocol(state().registry().record(nct))
+    return _map_and_push(read, server, dry_run, source="ClinicalTrials.gov")

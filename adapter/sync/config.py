@@ -17,11 +17,14 @@ from typing import Any
 
 from adapter.config import ServerConfig, load_config
 from adapter.errors import ConfigError
+from adapter.registry import RegistryConfig
 from mappings.model import NCT_ID
+
+from .studies import read_study_list
 
 __all__ = ["PullConfig", "SyncConfig", "load_sync_config"]
 
-_TOP = {"study", "state", "chunk_size", "interval", "create_patients", "source", "target", "pull"}
+_TOP = {"study", "state", "chunk_size", "interval", "create_patients", "source", "target", "pull", "registry"}
 _SOURCE = {"enrolments", "labs", "mrn_system"}
 _TARGET = {"server"}
 _PULL = {"output", "safety_margin", "page_size"}
@@ -50,6 +53,9 @@ class SyncConfig:
     chunk_size: int = 50
     interval: float = 300.0
     pull: PullConfig | None = None
+    #: Registry studies kept current on the server (``[registry] studies``; adapter/sync/studies.py).
+    studies: tuple[str, ...] = ()
+    registry: RegistryConfig = RegistryConfig()
 
 
 def load_sync_config(
@@ -80,13 +86,15 @@ def load_sync_config(
     state_value = state if state is not None else _string("state", doc.get("state"))
     enrolments = _optional_path(base, "source.enrolments", source.get("enrolments"))
     labs = _optional_path(base, "source.labs", source.get("labs"))
-    if enrolments is None and labs is None:
-        raise ConfigError("source: give enrolments, labs, or both")
+    studies = read_study_list(doc.get("registry"))
+    if enrolments is None and labs is None and not studies:
+        raise ConfigError("source: give enrolments, labs, or both (or registry.studies)")
     mrn_system = source.get("mrn_system")
     if mrn_system is not None and not isinstance(mrn_system, str):
         raise ConfigError("source.mrn_system must be a string (a URI)")
 
-    server = load_config(environ=environ).server(_string("target.server", target.get("server", "r4")))
+    service = load_config(environ=environ)
+    server = service.server(_string("target.server", target.get("server", "r4")))
     pull = None
     if pull_table is not None or output is not None:
         pull_table = _table("pull", pull_table or {}, _PULL)
@@ -110,6 +118,8 @@ def load_sync_config(
         chunk_size=int(_number("chunk_size", doc.get("chunk_size", 50), 1, integer=True)),
         interval=_number("interval", doc.get("interval", 300), 0),
         pull=pull,
+        studies=studies,
+        registry=service.registry,
     )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from adapter.client import FhirClient
 from adapter.errors import FhirClientError, NotFound
 from adapter.pull import find_study
+from adapter.registry import RegistryClient
 from mappings.errors import TrialbridgeError
 from mappings.fhir import read_bundle
 from mappings.model import Protocol
@@ -38,6 +39,7 @@ from .progress import Progress
 from .pull import PullStats, pull_study_changes
 from .records import TrialRecords
 from .sources import IngestStats, Reader, ingest
+from .studies import RegistryStats, refresh_studies
 
 __all__ = ["PassResult", "StopFlag", "handle_signals", "run", "run_pass"]
 
@@ -71,14 +73,17 @@ class PassResult:
     counts: Counts | None = None
     error: str | None = None
     dead_in_run: int = 0  # records the server refused in every pass of the run (this one included)
+    registry: RegistryStats | None = None
 
     @property
     def ok(self) -> bool:
         """True when nothing failed (dead letters are not failures: they are reported)."""
-        return self.error is None and not (self.push and self.push.stopped)
+        failed_studies = bool(self.registry and self.registry.failed)
+        return self.error is None and not (self.push and self.push.stopped) and not failed_studies
 
     def __str__(self) -> str:
-        parts = [f"read: {self.ingest}"]
+        parts = [f"registry: {self.registry}"] if self.registry else []
+        parts.append(f"read: {self.ingest}")
         if self.push:
             parts.append(f"push: {self.push}")
         if self.pull:
@@ -126,6 +131,10 @@ def run_pass(
     result = PassResult()
     with client_factory(config.server) as client:
         client.check_version()
+        if config.studies and not stop():  # registry studies first: the job's own may be among them
+            with RegistryClient(config.registry) as registry:
+                result.registry = refresh_studies(client, registry, config.studies, should_stop=stop)
+            log.info("registry: %s", result.registry)
         study = _study(client, config)
         readers = readers or _trial_readers(config, outbox, _protocol(study, config))
         with progress.meter("read", unit="row") as step:
