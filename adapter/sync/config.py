@@ -19,9 +19,12 @@ from adapter.config import ServerConfig, load_config
 from adapter.errors import ConfigError
 from mappings.model import NCT_ID
 
+from .state import is_postgresql
+
 __all__ = ["PullConfig", "SyncConfig", "load_sync_config"]
 
-_TOP = {"study", "state", "chunk_size", "interval", "create_patients", "source", "target", "pull"}
+_TOP = {"study", "state", "chunk_size", "interval", "create_patients", "source", "target", "pull",
+        "claim_timeout"}
 _SOURCE = {"enrolments", "labs", "mrn_system"}
 _TARGET = {"server"}
 _PULL = {"output", "safety_margin", "page_size"}
@@ -38,10 +41,11 @@ class PullConfig:
 
 @dataclass(frozen=True)
 class SyncConfig:
-    """One sync job: a study, its sources, the target server, the state database."""
+    """One sync job: a study, its sources, the target server, the state database (a SQLite file, or
+    a ``postgresql://`` URL shared by several workers, whose claims expire after ``claim_timeout`` s)."""
 
     study: str
-    state: Path
+    state: Path | str
     server: ServerConfig
     enrolments: Path | None = None
     labs: Path | None = None
@@ -50,6 +54,7 @@ class SyncConfig:
     chunk_size: int = 50
     interval: float = 300.0
     pull: PullConfig | None = None
+    claim_timeout: float = 120.0
 
 
 def load_sync_config(
@@ -101,7 +106,7 @@ def load_sync_config(
         raise ConfigError("create_patients must be true or false")
     return SyncConfig(
         study=study,
-        state=_resolve(base, state_value),
+        state=str(state_value) if is_postgresql(state_value) else _resolve(base, state_value),
         server=server,
         enrolments=enrolments,
         labs=labs,
@@ -110,6 +115,7 @@ def load_sync_config(
         chunk_size=int(_number("chunk_size", doc.get("chunk_size", 50), 1, integer=True)),
         interval=_number("interval", doc.get("interval", 300), 0),
         pull=pull,
+        claim_timeout=_number("claim_timeout", doc.get("claim_timeout", 120), 1),
     )
 
 
