@@ -272,7 +272,9 @@ class PgState:
                     "WHERE key = %s AND hash = %s", (reason, stamp, record.key, record.hash))
             self._x("INSERT INTO dead_letter (key, hash, origin, source, reason, status, outcome, "
                     "created_at) VALUES (%s, %s, 'server', %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (key, hash) DO UPDATE SET reason = excluded.reason, status = excluded.status, outcome = excluded.outcome, "
+                    "ON CONFLICT (key, hash) DO UPDATE SET reason = excluded.reason, "
+                    "status = excluded.status, "
+                    "outcome = excluded.outcome, "
                     "superseded_at = NULL",
                     (record.key, record.hash, record.source, reason, status,
                      fhirjson.dumps(outcome) if outcome is not None else None, stamp))
