@@ -161,8 +161,8 @@ def test_three_hosts_share_only_the_postgresql_state(hapi_servers, direct, pg_ur
         servers = servers_file(tmp_path / "servers.toml", proxy.url)
         hosts = [host(study, tmp_path / f"host{n}", servers) for n in range(3)]
         for rounds in range(1, MAX_PASSES + 1):  # noqa: B007 - reported below
-            processes = [subprocess.Popen(sync_command(config), cwd=ROOT, env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True) for config, env in hosts]
+            processes = [subprocess.Popen(sync_command(config), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL) for config, env in hosts]
             codes = [p.wait(600) for p in processes]
             with PgState(pg_url, study.nct) as state:
                 if state.counts().pending == 0 and all(code in (0, 3) for code in codes):
