@@ -8,6 +8,7 @@ Relative paths are relative to the directory of the config file.  The target ser
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -21,12 +22,13 @@ from mappings.model import NCT_ID
 
 from .state import is_postgresql
 
-__all__ = ["PullConfig", "SyncConfig", "load_sync_config"]
+__all__ = ["PullConfig", "SyncConfig", "load_sync_config", "load_sync_jobs"]
 
 _TOP = {"study", "state", "chunk_size", "interval", "create_patients", "source", "target", "pull",
         "claim_timeout"}
 _SOURCE = {"enrolments", "labs", "mrn_system"}
-_TARGET = {"server"}
+_TARGET = {"server", "servers", "rate_limit"}
+_SERVER = {"name", "rate_limit"}
 _PULL = {"output", "safety_margin", "page_size"}
 
 
@@ -55,6 +57,14 @@ class SyncConfig:
     interval: float = 300.0
     pull: PullConfig | None = None
     claim_timeout: float = 120.0
+    #: Requests per second to the server (None: no limit), shared out among the job's workers.
+    rate_limit: float | None = None
+    #: The name of the job's state within a shared database (default: the study).
+    namespace: str = ""
+
+    @property
+    def state_namespace(self) -> str:
+        return self.namespace or self.study
 
 
 def load_sync_config(
@@ -64,7 +74,24 @@ def load_sync_config(
     state: str | os.PathLike[str] | None = None,
     output: str | os.PathLike[str] | None = None,
 ) -> SyncConfig:
-    """Read a sync job file; ``state`` / ``output`` (e.g. from the command line) override the file's."""
+    """Read a sync job file; ``state`` / ``output`` (e.g. from the command line) override the file's.
+
+    With several servers (``[[target.servers]]``), the job of the first (see :func:`load_sync_jobs`)."""
+    return load_sync_jobs(path, environ, state=state, output=output)[0]
+
+
+def load_sync_jobs(
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    state: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+) -> list[SyncConfig]:
+    """One job per target server of a sync job file: ``[target] server = "r4"`` (one), or a
+    ``[[target.servers]]`` table per server (several hospitals), each with its own state -- outbox,
+    checkpoints, dead letter: a SQLite file ``<state>.<server>.sqlite`` or a PostgreSQL schema of its
+    own --, its own pull output directory (``<output>/<server>``), rate limit and credentials (those
+    of the server in ``TRIALBRIDGE_CONFIG``)."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -91,7 +118,8 @@ def load_sync_config(
     if mrn_system is not None and not isinstance(mrn_system, str):
         raise ConfigError("source.mrn_system must be a string (a URI)")
 
-    server = load_config(environ=environ).server(_string("target.server", target.get("server", "r4")))
+    targets = _targets(target, environ)
+    server = targets[0][0]
     pull = None
     if pull_table is not None or output is not None:
         pull_table = _table("pull", pull_table or {}, _PULL)
@@ -104,7 +132,7 @@ def load_sync_config(
     create = doc.get("create_patients", False)
     if not isinstance(create, bool):
         raise ConfigError("create_patients must be true or false")
-    return SyncConfig(
+    job = SyncConfig(
         study=study,
         state=str(state_value) if is_postgresql(state_value) else _resolve(base, state_value),
         server=server,
@@ -116,7 +144,50 @@ def load_sync_config(
         interval=_number("interval", doc.get("interval", 300), 0),
         pull=pull,
         claim_timeout=_number("claim_timeout", doc.get("claim_timeout", 120), 1),
+        rate_limit=targets[0][1],
     )
+    if "servers" not in target:
+        return [job]
+    return [_per_server(job, server, rate) for server, rate in targets]
+
+
+Target = tuple[ServerConfig, float | None]
+
+
+def _targets(target: Mapping[str, Any], environ: Mapping[str, str] | None) -> list[Target]:
+    """(server, requests/s or None) of each target server."""
+    servers = load_config(environ=environ)
+    if "servers" in target:
+        if "server" in target or "rate_limit" in target:
+            raise ConfigError("target: give server (and rate_limit), or [[target.servers]], not both")
+        tables = target["servers"]
+        if not isinstance(tables, list) or not tables:
+            raise ConfigError("target.servers must be a list of tables ([[target.servers]] name = ...)")
+    else:
+        tables = [{"name": target.get("server", "r4"), **({"rate_limit": target["rate_limit"]}
+                                                           if "rate_limit" in target else {})}]
+    out: list[Target] = []
+    for n, table in enumerate(tables):
+        where = f"target.servers[{n}]" if "servers" in target else "target"
+        table = _table(where, table, _SERVER)
+        name = _string(f"{where}.name" if "servers" in target else "target.server", table.get("name"))
+        rate = table.get("rate_limit")
+        limit = None if rate is None else _number(f"{where}.rate_limit", rate, 0.01)
+        out.append((servers.server(name), limit))
+    names = [server.name for server, _ in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"target.servers: a server named twice ({', '.join(names)})")
+    return out
+
+
+def _per_server(job: SyncConfig, server: ServerConfig, rate: float | None) -> SyncConfig:
+    """The job of one of several servers: its own state, pull output, namespace and rate limit."""
+    state = job.state
+    if isinstance(state, Path):
+        state = state.with_name(f"{state.stem}.{server.name}{state.suffix or '.sqlite'}")
+    pull = None if job.pull is None else dataclasses.replace(job.pull, output=job.pull.output / server.name)
+    return dataclasses.replace(job, server=server, rate_limit=rate, state=state, pull=pull,
+                               namespace=f"{job.study}_{server.name}")
 
 
 def _keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:

@@ -37,12 +37,13 @@ from .heal import check_sample
 from .outbox import Counts
 from .progress import Progress
 from .pull import PullStats, pull_study_changes
+from .ratelimit import open_client
 from .records import TrialRecords
 from .sources import IngestStats, Reader, ingest
 from .state import State, is_postgresql, open_state
 from .workers import push_parallel, worker_locks
 
-__all__ = ["PassResult", "StopFlag", "handle_signals", "run", "run_pass"]
+__all__ = ["PassResult", "StopFlag", "handle_signals", "run", "run_pass", "run_servers"]
 
 log = logging.getLogger("trialbridge.sync")
 
@@ -130,7 +131,7 @@ def run_pass(
     stop = stop or StopFlag()
     progress = progress or Progress(False)
     result = PassResult()
-    with client_factory(config.server) as client:
+    with open_client(config.server, config.rate_limit, factory=client_factory) as client:
         client.check_version()
         study = _study(client, config)
         readers = readers or _trial_readers(config, outbox, _protocol(study, config))
@@ -243,7 +244,7 @@ def run(
         raise ConfigError("--workers needs a PostgreSQL state (state = \"postgresql://...\")")
     backend = worker_locks(config)  # PostgreSQL: advisory locks, shared with every other host
     try:
-        with open_state(config.state, config.study, claim_timeout=config.claim_timeout) as outbox, \
+        with open_state(config.state, config.state_namespace, claim_timeout=config.claim_timeout) as outbox, \
                 handle_signals(stop):
             result = _loop(config, outbox, once, wait, passes, stop, progress, readers, workers)
     finally:
@@ -275,3 +276,39 @@ def _loop(config: SyncConfig, outbox: State, once: bool, wait: float, passes: in
         if stop.wait(wait):
             break
     return result
+
+
+def run_servers(
+    jobs: list[SyncConfig],
+    *,
+    once: bool = True,
+    interval: float | None = None,
+    passes: int | None = None,
+    stop: StopFlag | None = None,
+    progress: Progress | None = None,
+    workers: int = 1,
+) -> list[PassResult]:
+    """The jobs of a file that lists several servers (hospitals), a pass of each in turn, once or every
+    ``interval`` seconds; a job whose pass fails does not hold up the others.  The last result of each."""
+    stop = stop or StopFlag()
+    wait = jobs[0].interval if interval is None else interval
+    results = [PassResult() for _ in jobs]
+    dead = [0] * len(jobs)
+    done = 0
+    with handle_signals(stop):
+        while not stop():
+            for n, job in enumerate(jobs):
+                if stop():
+                    break
+                try:
+                    results[n] = run(job, once=True, stop=stop, progress=progress, workers=workers)
+                except TrialbridgeError as exc:
+                    results[n] = PassResult(error=_loggable(exc))
+                    log.error("%s on %s: pass failed: %s", job.study, job.server.name, results[n].error)
+                push = results[n].push
+                dead[n] += push.dead if push is not None else 0
+                results[n].dead_in_run = dead[n]
+            done += 1
+            if once or (passes is not None and done >= passes) or stop.wait(wait):
+                break
+    return results

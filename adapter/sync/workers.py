@@ -16,10 +16,10 @@ import queue
 from typing import Any
 
 from adapter import locks
-from adapter.client import FhirClient
 
 from .config import SyncConfig
 from .engine import PushStats, push_pending
+from .ratelimit import open_client
 from .state import is_postgresql
 
 __all__ = ["push_parallel", "worker_locks"]
@@ -37,13 +37,14 @@ def worker_locks(config: SyncConfig) -> Any:
     return backend
 
 
-def _work(config: SyncConfig, stop: Any, results: Any) -> None:
+def _work(config: SyncConfig, workers: int, stop: Any, results: Any) -> None:
     from .pgstate import PgState
 
     backend = worker_locks(config)
     try:
-        with PgState(str(config.state), config.study, claim_timeout=config.claim_timeout) as state, \
-                FhirClient(config.server) as client:
+        with PgState(str(config.state), config.state_namespace,
+                     claim_timeout=config.claim_timeout) as state, \
+                open_client(config.server, config.rate_limit, workers) as client:
             stats = push_pending(client, state, chunk_size=config.chunk_size, should_stop=stop.is_set,
                                  pause=stop.wait)
         results.put(dataclasses.asdict(stats))
@@ -58,7 +59,7 @@ def push_parallel(config: SyncConfig, workers: int, stop: Any) -> PushStats:
     context = multiprocessing.get_context("spawn")
     event = context.Event()
     results = context.Queue()
-    processes = [context.Process(target=_work, args=(config, event, results), daemon=True)
+    processes = [context.Process(target=_work, args=(config, workers, event, results), daemon=True)
                  for _ in range(workers)]
     for process in processes:
         process.start()
