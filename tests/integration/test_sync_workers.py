@@ -30,10 +30,12 @@ import pytest
 from adapter.client import FhirClient
 from adapter.config import ServerConfig
 from adapter.errors import FhirClientError
-from adapter.sync.config import load_sync_config
+from adapter.push import push_protocol
+from adapter.sync.config import load_sync_config, load_sync_jobs
 from adapter.sync.pgstate import PgState
-from adapter.sync.runner import run
-from tests.conftest import ROOT
+from adapter.sync.runner import run, run_servers
+from mappings.sources import read_protocol
+from tests.conftest import ROOT, SEED
 from tests.faults import FaultProxy
 from tests.faults.census import count_keys, entry_key
 from tests.integration.test_sync_faults import (
@@ -82,9 +84,9 @@ def pg_study(root: Path, direct: FhirClient, pg_url: str, *, create_patients: bo
     return study
 
 
-def census(direct: FhirClient, pg_url: str, study: SyncStudy) -> dict[str, Any]:
+def census(direct: FhirClient, pg_url: str, study: SyncStudy, namespace: str = "") -> dict[str, Any]:
     """The facts of test_sync_faults.check_study, read from the PostgreSQL state; asserts them."""
-    with PgState(pg_url, study.nct) as state:
+    with PgState(pg_url, namespace or study.nct) as state:
         counts = state.counts()
         letters = list(state.dead_letters())
         sent = list(state.records("sent"))
@@ -212,3 +214,30 @@ def test_a_worker_killed_mid_chunk_leaves_its_chunk_to_another(hapi_servers, dir
     facts = census(direct, pg_url, study)
     print({"killed": victim, "its_chunk": len(keys), "study": facts})
     clean_up(direct, [study])
+
+
+def test_one_job_two_hospitals_each_with_its_own_state(hapi_servers, direct, pg_url, tmp_path):
+    """[[target.servers]]: the study's records to R4 and R5 in one run, 2 workers each; each server
+    has its own outbox, checkpoints and pull output, and gets every resource once."""
+    study = pg_study(tmp_path, direct, pg_url, create_patients=True)
+    r5 = ServerConfig(name="r5-direct", base_url=hapi_servers["R5"], fhir_version="R5", timeout=(5.0, 120.0))
+    with FhirClient(r5) as direct_r5:
+        push_protocol(direct_r5, dataclasses.replace(read_protocol(SEED.read_bytes()).protocol,
+                                                     nct_id=study.nct))
+        text = study.config_path.read_text("utf-8").replace('[target]\nserver = "r4"\n', "")
+        text += '[[target.servers]]\nname = "r4"\nrate_limit = 50\n[[target.servers]]\nname = "r5"\n'
+        study.config_path.write_text(text, "utf-8")
+        env = {"TRIALBRIDGE_R4_URL": hapi_servers["R4"], "TRIALBRIDGE_R5_URL": hapi_servers["R5"]}
+        jobs = load_sync_jobs(study.config_path, env)
+        results = run_servers(jobs, once=True, workers=2)
+        assert [r.ok for r in results] == [True, True], [str(r) for r in results]
+        facts = {job.server.name: census(client, pg_url, study, job.state_namespace)
+                 for job, client in zip(jobs, (direct, direct_r5), strict=True)}
+        assert facts["r4"]["resources_sent"] == facts["r5"]["resources_sent"] > 0, facts
+        assert all((study.dir / "pull" / name).is_dir() for name in ("r4", "r5"))
+        with PgState(pg_url, jobs[0].state_namespace) as a, PgState(pg_url, jobs[1].state_namespace) as b:
+            assert a.schema != b.schema and a.checkpoint("pull:Observation") is not None
+            assert b.checkpoint("pull:Observation") is not None
+        print(facts)
+        clean_up(direct, [study])
+        clean_up(direct_r5, [study])
