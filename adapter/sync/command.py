@@ -71,7 +71,7 @@ def add_sync_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="put every record the server refused back in the outbox, with the sent records they "
         "reference (a server that lost them gets them again), then exit",
     )
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--workers", type=_count, default=1, metavar="N",
                    help="worker processes sharing the push (needs a PostgreSQL state; default 1)")
     p.add_argument("--passes", type=int, metavar="N", help="with --interval: stop after N passes")
     p.add_argument("--state", metavar="FILE", help="state database (overrides the config)")
@@ -83,6 +83,17 @@ def add_sync_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="also log each HTTP request (method, path)")
     p.set_defaults(func=cmd_sync)
     return p
+
+
+def _count(text: str) -> int:
+    """A worker count: a whole number from 1 (argparse answers anything else with exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

@@ -93,3 +93,14 @@ def test_workers_need_a_postgresql_state(tmp_path):
     config = load_sync_config(job(tmp_path, HEAD + 'state = "s.sqlite"\n' + SOURCE), {})
     with pytest.raises(ConfigError, match="PostgreSQL"):
         run(config, workers=2)
+
+
+@pytest.mark.parametrize("count", ["0", "-2", "two"])
+def test_a_bad_worker_count_is_exit_2(tmp_path, capsys, count):
+    from adapter.cli import main
+
+    path = job(tmp_path, HEAD + 'state = "s.sqlite"\n' + SOURCE)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sync", "--once", "--config", str(path), "--workers", count])
+    assert exit_info.value.code == 2
+    assert "--workers" in capsys.readouterr().err
