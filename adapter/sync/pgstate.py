@@ -185,7 +185,7 @@ class PgState:
         digest = entries_hash(text)
         stamp = now()
         with self.transaction():
-            self._x("SELECT pg_advisory_xact_lock(%s)", (_lock_id(_INGEST_LOCK),))
+            self._x("SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"{_INGEST_LOCK}:{self.schema}"),))
             row = self._x("SELECT hash, sent_hash FROM outbox WHERE key = %s FOR UPDATE",
                           (record.key,)).fetchone()
             if row is not None and row[0] == digest:

@@ -59,7 +59,7 @@ def soak() -> bool:
 
 
 #: Lab rows kept (plus the fixture's deliberate error rows) in ``make test``; all with the soak.
-LAB_ROWS = 10_000 if soak() else 240
+LAB_ROWS = 10_000 if soak() else 120
 
 
 @pytest.fixture(scope="module")
