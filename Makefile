@@ -44,7 +44,7 @@ soak: install
 	TRIALBRIDGE_SOAK=1 TRIALBRIDGE_FAULT_REPORT=out/faults/push.json \
 	TRIALBRIDGE_SYNC_FAULT_REPORT=out/faults/sync.json \
 	$(PY) -m pytest -rP --show-capture=stdout tests/integration/test_faults.py \
-	tests/integration/test_sync_faults.py $(PYTEST_ARGS)
+	tests/integration/test_sync_faults.py tests/integration/test_sync_workers.py $(PYTEST_ARGS)
 	TRIALBRIDGE_SOAK=1 $(PY) -m pytest -rP --show-capture=stdout tests/integration/test_slow_clients.py $(PYTEST_ARGS)
 	TRIALBRIDGE_FUZZ_EXAMPLES=1000 TRIALBRIDGE_FUZZ_REPORT=out/faults/fuzz.json \
 	$(PY) -m pytest -rP --show-capture=stdout tests/integration/test_fuzz_service.py $(PYTEST_ARGS)

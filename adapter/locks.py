@@ -2,8 +2,9 @@
 resource key (server + ``Type?identifier=...``) to a FHIR server at the same time.
 
 ``fcntl.flock`` on lock files hashed into :data:`STRIPES`, in a directory private to the user
-(``TRIALBRIDGE_LOCK_DIR``).  Taken by :mod:`adapter.writes`; why and how:
-``docs/design/conditional-writes.md``.
+(``TRIALBRIDGE_LOCK_DIR``); or, once :func:`use` installed one, another backend with the same key
+normalisation (the sync job's PostgreSQL advisory locks, shared by every host: :func:`lock_id`).
+Taken by :mod:`adapter.writes`; why and how: ``docs/design/conditional-writes.md``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import random
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mappings.errors import TrialbridgeError
 
-__all__ = ["LOCK_TIMEOUT", "STRIPES", "LockTimeout", "hold", "lock_dir", "normal_key", "normal_scope",
-           "stripes"]
+__all__ = ["LOCK_TIMEOUT", "STRIPES", "Backend", "LockTimeout", "hold", "lock_dir", "lock_id", "normal_key",
+           "normal_scope", "stripes", "use"]
 
 #: Number of lock files keys are hashed into.
 STRIPES = 1024
@@ -39,6 +42,28 @@ class LockTimeout(TrialbridgeError):
     def __init__(self, message: str, retry_after: float = 5.0) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class Backend(Protocol):
+    """Locks shared beyond this host: ``hold(scope, keys, timeout)`` as :func:`hold` does."""
+
+    def hold(self, scope: str, keys: Iterable[str], timeout: float) -> AbstractContextManager[None]: ...
+
+
+_backend: Backend | None = None
+
+
+def use(backend: Backend | None) -> Backend | None:
+    """Take the locks from ``backend`` from now on (None: this host's lock files); returns the previous."""
+    global _backend
+    previous, _backend = _backend, backend
+    return previous
+
+
+def lock_id(scope: str, key: str) -> int:
+    """A signed 64-bit number for ``key`` within ``scope`` (as :func:`stripes` normalises them)."""
+    digest = hashlib.sha256(f"{normal_scope(scope)}\n{normal_key(key)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def lock_dir() -> Path:
@@ -92,6 +117,10 @@ def normal_key(key: str) -> str:
 def hold(scope: str, keys: Iterable[str], timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Hold the locks of ``keys`` within ``scope`` for the ``with`` block; :class:`LockTimeout` when
     they cannot all be had within ``timeout`` seconds (nothing is held then)."""
+    if _backend is not None:
+        with _backend.hold(scope, list(keys), timeout):
+            yield
+        return
     numbers = stripes(scope, keys)
     if not numbers:
         yield

@@ -20,3 +20,21 @@ def seed_text() -> str:
 
 def record_bytes(name: str) -> bytes:
     return (CTGOV / name).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """The URL of a real PostgreSQL server for this session (tests/pg.py: Debian's binaries, a fresh
+    cluster in a temporary directory, stopped at the end)."""
+    from tests.pg import server
+
+    with server() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_namespace(request) -> str:
+    """A schema name of this test alone (every test gets a fresh PostgreSQL state)."""
+    import secrets
+
+    return f"t{secrets.token_hex(6)}"

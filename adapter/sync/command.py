@@ -7,6 +7,8 @@
     trialbridge sync --report --config FILE               the dead-letter table and outbox counts
     trialbridge sync --retry-dead --config FILE           records the server refused: pending again
                                                           (with the sent records they reference)
+    trialbridge sync --once --workers N --config FILE     the push shared by N processes
+                                                          (a PostgreSQL state: state = "postgresql://...")
 
 Progress goes to standard error (a bar on a terminal, log lines otherwise); the final outbox
 counts to standard output.  Exit status (:data:`EXIT_CODES`): 0 when the (last) pass completed
@@ -21,15 +23,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from adapter.errors import ConfigError
 
-from .config import load_sync_config
+from .config import SyncConfig, load_sync_jobs
 from .heal import retry_dead
-from .outbox import Outbox
 from .progress import configure_logging
 from .report import write_report
-from .runner import run
+from .runner import run, run_servers
+from .state import is_postgresql, open_state
 
 __all__ = ["EXIT_CODES", "EXIT_DEAD_LETTERS", "add_sync_parser", "cmd_sync"]
 
@@ -68,6 +71,8 @@ def add_sync_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="put every record the server refused back in the outbox, with the sent records they "
         "reference (a server that lost them gets them again), then exit",
     )
+    p.add_argument("--workers", type=_count, default=1, metavar="N",
+                   help="worker processes sharing the push (needs a PostgreSQL state; default 1)")
     p.add_argument("--passes", type=int, metavar="N", help="with --interval: stop after N passes")
     p.add_argument("--state", metavar="FILE", help="state database (overrides the config)")
     p.add_argument("--output", metavar="DIR", help="pull output directory (overrides the config)")
@@ -80,26 +85,51 @@ def add_sync_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def _count(text: str) -> int:
+    """A worker count: a whole number from 1 (argparse answers anything else with exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
-    """Run the ``sync`` sub-command."""
-    config = load_sync_config(args.config, state=args.state, output=args.output)
+    """Run the ``sync`` sub-command (a job per target server: one, or several hospitals)."""
+    jobs = load_sync_jobs(args.config, state=args.state, output=args.output)
     if args.report or args.retry_dead:
-        if not config.state.exists():
-            raise ConfigError(f"no state database at {config.state}: nothing has run yet")
-        # --report only reads: it takes no lock, so it works while a sync runs (WAL readers never block).
-        with Outbox(config.state, lock=not args.report) as outbox:
-            if args.report:
-                write_report(outbox, sys.stdout, include_superseded=args.all)
-            else:
-                dead, deps = retry_dead(outbox)
-                print(f"{dead} record(s) back in the outbox, and {deps} sent record(s) they reference")
+        for config in jobs:
+            if len(jobs) > 1:
+                print(f"# server {config.server.name}")
+            _report_or_retry(config, args)
         return 0
     progress = configure_logging(
         args.verbose, bars=False if args.no_progress else None, log_format=args.log_format
     )
-    last = run(config, once=args.once, interval=args.interval, passes=args.passes, progress=progress)
-    if last.counts is not None:
-        print(f"{config.study}: {last.counts}")
-    if not last.ok:
+    if len(jobs) == 1:
+        results = [run(jobs[0], once=args.once, interval=args.interval, passes=args.passes,
+                       progress=progress, workers=args.workers)]
+    else:
+        results = run_servers(jobs, once=args.once, interval=args.interval, passes=args.passes,
+                              progress=progress, workers=args.workers)
+    for config, last in zip(jobs, results, strict=True):
+        if last.counts is not None:
+            where = f" on {config.server.name}" if len(jobs) > 1 else ""
+            print(f"{config.study}{where}: {last.counts}")
+    if not all(last.ok for last in results):
         return 1
-    return EXIT_DEAD_LETTERS if last.dead_in_run else 0
+    return EXIT_DEAD_LETTERS if any(last.dead_in_run for last in results) else 0
+
+
+def _report_or_retry(config: SyncConfig, args: argparse.Namespace) -> None:
+    if not is_postgresql(config.state) and not Path(config.state).exists():
+        raise ConfigError(f"no state database at {config.state}: nothing has run yet")
+    # --report only reads: it takes no lock, so it works while a sync runs (WAL readers never block).
+    with open_state(config.state, config.state_namespace, lock=not args.report) as outbox:
+        if args.report:
+            write_report(outbox, sys.stdout, include_superseded=args.all)
+        else:
+            dead, deps = retry_dead(outbox)
+            print(f"{dead} record(s) back in the outbox, and {deps} sent record(s) they reference")

@@ -8,6 +8,7 @@ Relative paths are relative to the directory of the config file.  The target ser
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -20,13 +21,16 @@ from adapter.errors import ConfigError
 from adapter.registry import RegistryConfig
 from mappings.model import NCT_ID
 
+from .state import is_postgresql
 from .studies import read_study_list
 
-__all__ = ["PullConfig", "SyncConfig", "load_sync_config"]
+__all__ = ["PullConfig", "SyncConfig", "load_sync_config", "load_sync_jobs"]
 
-_TOP = {"study", "state", "chunk_size", "interval", "create_patients", "source", "target", "pull", "registry"}
+_TOP = {"study", "state", "chunk_size", "interval", "create_patients", "source", "target", "pull",
+        "claim_timeout", "registry"}
 _SOURCE = {"enrolments", "labs", "mrn_system"}
-_TARGET = {"server"}
+_TARGET = {"server", "servers", "rate_limit"}
+_SERVER = {"name", "rate_limit"}
 _PULL = {"output", "safety_margin", "page_size"}
 
 
@@ -41,10 +45,11 @@ class PullConfig:
 
 @dataclass(frozen=True)
 class SyncConfig:
-    """One sync job: a study, its sources, the target server, the state database."""
+    """One sync job: a study, its sources, the target server, the state database (a SQLite file, or
+    a ``postgresql://`` URL shared by several workers, whose claims expire after ``claim_timeout`` s)."""
 
     study: str
-    state: Path
+    state: Path | str
     server: ServerConfig
     enrolments: Path | None = None
     labs: Path | None = None
@@ -56,6 +61,15 @@ class SyncConfig:
     #: Registry studies kept current on the server (``[registry] studies``; adapter/sync/studies.py).
     studies: tuple[str, ...] = ()
     registry: RegistryConfig = RegistryConfig()
+    claim_timeout: float = 120.0
+    #: Requests per second to the server (None: no limit), shared out among the job's workers.
+    rate_limit: float | None = None
+    #: The name of the job's state within a shared database (default: the study).
+    namespace: str = ""
+
+    @property
+    def state_namespace(self) -> str:
+        return self.namespace or self.study
 
 
 def load_sync_config(
@@ -65,7 +79,24 @@ def load_sync_config(
     state: str | os.PathLike[str] | None = None,
     output: str | os.PathLike[str] | None = None,
 ) -> SyncConfig:
-    """Read a sync job file; ``state`` / ``output`` (e.g. from the command line) override the file's."""
+    """Read a sync job file; ``state`` / ``output`` (e.g. from the command line) override the file's.
+
+    With several servers (``[[target.servers]]``), the job of the first (see :func:`load_sync_jobs`)."""
+    return load_sync_jobs(path, environ, state=state, output=output)[0]
+
+
+def load_sync_jobs(
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    state: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+) -> list[SyncConfig]:
+    """One job per target server of a sync job file: ``[target] server = "r4"`` (one), or a
+    ``[[target.servers]]`` table per server (several hospitals), each with its own state -- outbox,
+    checkpoints, dead letter: a SQLite file ``<state>.<server>.sqlite`` or a PostgreSQL schema of its
+    own --, its own pull output directory (``<output>/<server>``), rate limit and credentials (those
+    of the server in ``TRIALBRIDGE_CONFIG``)."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -94,7 +125,8 @@ def load_sync_config(
         raise ConfigError("source.mrn_system must be a string (a URI)")
 
     service = load_config(environ=environ)
-    server = service.server(_string("target.server", target.get("server", "r4")))
+    targets = _targets(target, environ)
+    server = targets[0][0]
     pull = None
     if pull_table is not None or output is not None:
         pull_table = _table("pull", pull_table or {}, _PULL)
@@ -107,9 +139,9 @@ def load_sync_config(
     create = doc.get("create_patients", False)
     if not isinstance(create, bool):
         raise ConfigError("create_patients must be true or false")
-    return SyncConfig(
+    job = SyncConfig(
         study=study,
-        state=_resolve(base, state_value),
+        state=str(state_value) if is_postgresql(state_value) else _resolve(base, state_value),
         server=server,
         enrolments=enrolments,
         labs=labs,
@@ -120,7 +152,51 @@ def load_sync_config(
         pull=pull,
         studies=studies,
         registry=service.registry,
+        claim_timeout=_number("claim_timeout", doc.get("claim_timeout", 120), 1),
+        rate_limit=targets[0][1],
     )
+    if "servers" not in target:
+        return [job]
+    return [_per_server(job, server, rate) for server, rate in targets]
+
+
+Target = tuple[ServerConfig, float | None]
+
+
+def _targets(target: Mapping[str, Any], environ: Mapping[str, str] | None) -> list[Target]:
+    """(server, requests/s or None) of each target server."""
+    servers = load_config(environ=environ)
+    if "servers" in target:
+        if "server" in target or "rate_limit" in target:
+            raise ConfigError("target: give server (and rate_limit), or [[target.servers]], not both")
+        tables = target["servers"]
+        if not isinstance(tables, list) or not tables:
+            raise ConfigError("target.servers must be a list of tables ([[target.servers]] name = ...)")
+    else:
+        tables = [{"name": target.get("server", "r4"), **({"rate_limit": target["rate_limit"]}
+                                                           if "rate_limit" in target else {})}]
+    out: list[Target] = []
+    for n, table in enumerate(tables):
+        where = f"target.servers[{n}]" if "servers" in target else "target"
+        table = _table(where, table, _SERVER)
+        name = _string(f"{where}.name" if "servers" in target else "target.server", table.get("name"))
+        rate = table.get("rate_limit")
+        limit = None if rate is None else _number(f"{where}.rate_limit", rate, 0.01)
+        out.append((servers.server(name), limit))
+    names = [server.name for server, _ in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"target.servers: a server named twice ({', '.join(names)})")
+    return out
+
+
+def _per_server(job: SyncConfig, server: ServerConfig, rate: float | None) -> SyncConfig:
+    """The job of one of several servers: its own state, pull output, namespace and rate limit."""
+    state = job.state
+    if isinstance(state, Path):
+        state = state.with_name(f"{state.stem}.{server.name}{state.suffix or '.sqlite'}")
+    pull = None if job.pull is None else dataclasses.replace(job.pull, output=job.pull.output / server.name)
+    return dataclasses.replace(job, server=server, rate_limit=rate, state=state, pull=pull,
+                               namespace=f"{job.study}_{server.name}")
 
 
 def _keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:

@@ -22,7 +22,8 @@ from adapter.client import FhirClient
 from adapter.errors import FhirClientError, FhirHttpError, Unauthorized, refuses_content, summarize_outcome
 
 from .heal import Healer
-from .outbox import Outbox, StoredRecord
+from .outbox import StoredRecord
+from .state import State
 
 __all__ = ["PushStats", "SendStopped", "classify", "push_pending"]
 
@@ -34,6 +35,8 @@ Failure = Literal["permanent", "transient", "fatal"]
 POISON_ATTEMPTS = 5
 #: Below every ``seq``: records re-queued by adapter/sync/heal.py go before all others (negative seqs).
 FRONT = -(2**63)
+#: Seconds a worker waits before it looks again for records other workers hold (PostgreSQL state).
+WAIT = 0.2
 
 
 @dataclass
@@ -73,7 +76,7 @@ def classify(error: FhirClientError) -> Failure:
 
 def push_pending(
     client: FhirClient,
-    outbox: Outbox,
+    outbox: State,
     *,
     chunk_size: int,
     should_stop: Callable[[], bool] = lambda: False,
@@ -91,9 +94,14 @@ def push_pending(
     sender = _Sender(client, outbox, stats, on_sent, pause or _sleep, healer.heal)
     last_seq = FRONT
     while not should_stop():
-        chunk = outbox.pending(chunk_size, after_seq=last_seq)
+        chunk = outbox.claim(chunk_size, after_seq=last_seq)
         if not chunk:
-            break
+            # other workers hold the rest (or it waits for their kind to be done): wait, then look
+            # again from the front (a claim that expired, or a record changed while it was sent)
+            if not outbox.waiting() or (pause or _sleep)(WAIT):
+                break
+            last_seq = FRONT
+            continue
         last_seq = chunk[-1].seq
         try:
             sender.send(chunk)
@@ -125,7 +133,7 @@ class _Sender:
     def __init__(
         self,
         client: FhirClient,
-        outbox: Outbox,
+        outbox: State,
         stats: PushStats,
         on_sent: Callable[[int], None],
         pause: Callable[[float], bool],

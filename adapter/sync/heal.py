@@ -27,7 +27,8 @@ from urllib.parse import parse_qsl
 from adapter.client import FhirClient, conditional_urls
 from adapter.errors import FhirClientError, Unauthorized
 
-from .outbox import Outbox, StoredRecord
+from .outbox import StoredRecord
+from .state import State
 
 __all__ = ["Healer", "check_sample", "dangling", "references", "retry_dead"]
 
@@ -72,7 +73,7 @@ def written(entries: Sequence[dict[str, Any]]) -> set[UrlKey]:
 class Healer:
     """Decides, for one push, whether a refusal is the server's loss (see the module docstring)."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: State) -> None:
         self.outbox = outbox
         self.requeued = 0
         self._healed: set[str] = set()
@@ -117,7 +118,7 @@ class Healer:
         return rewind
 
 
-def check_sample(client: FhirClient, outbox: Outbox, size: int = SAMPLE_SIZE) -> int:
+def check_sample(client: FhirClient, outbox: State, size: int = SAMPLE_SIZE) -> int:
     """Count a few sent records' conditional URLs on the server; if one is missing, re-queue every
     sent record.  Returns how many were re-queued (0 when the sample is there, or on an error:
     the push that follows meets the same server and reports it)."""
@@ -141,7 +142,7 @@ def check_sample(client: FhirClient, outbox: Outbox, size: int = SAMPLE_SIZE) ->
     return count
 
 
-def retry_dead(outbox: Outbox) -> tuple[int, int]:
+def retry_dead(outbox: State) -> tuple[int, int]:
     """The dead letter back to pending, preceded by the sent records it depends on (re-sent too).
 
     Returns (dead records re-queued, sent records re-queued)."""

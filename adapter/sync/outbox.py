@@ -337,6 +337,14 @@ class Outbox:
             total += len(entries)
         return out
 
+    def claim(self, max_entries: int, after_seq: int = -(2**63)) -> list[StoredRecord]:
+        """As :meth:`pending`: this state has one sender (the ``flock``), nothing to claim."""
+        return self.pending(max_entries, after_seq)
+
+    def waiting(self) -> bool:
+        """False: no other worker holds records that a later :meth:`claim` could return."""
+        return False
+
     def begin_attempt(self, records: Iterable[StoredRecord]) -> None:
         """Count one send attempt for each record (committed before the request goes out)."""
         with self.transaction():

@@ -23,7 +23,7 @@ from mappings import fhirjson
 from mappings.fhir.observations import STUDY_LINK
 from mappings.fhir.systems import NCT_SYSTEM
 
-from .outbox import Outbox
+from .state import State
 
 __all__ = ["PullStats", "SearchResult", "checkpoint_after", "pull_study_changes", "search_into"]
 
@@ -106,7 +106,7 @@ def search_into(
 
 def pull_study_changes(
     client: FhirClient,
-    outbox: Outbox,
+    outbox: State,
     study_id: str,
     nct: str,
     output: Path,

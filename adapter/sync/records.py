@@ -28,8 +28,9 @@ from mappings.lab_results import LabResult
 from mappings.model import Protocol, from_dict, to_dict
 from mappings.sources.trial_csv import RowError, iter_enrolments, iter_labs
 
-from .outbox import Outbox, Record
+from .outbox import Record
 from .sources import Rejected
+from .state import State
 
 __all__ = ["TrialRecords", "patient_ref", "study_ref"]
 
@@ -53,7 +54,7 @@ class TrialRecords:
 
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: State,
         study: str,
         version: str,
         *,

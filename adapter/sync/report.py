@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from .outbox import Outbox
+from .state import State
 
 __all__ = ["write_report"]
 
 
-def write_report(outbox: Outbox, out: TextIO, *, include_superseded: bool = False) -> int:
+def write_report(outbox: State, out: TextIO, *, include_superseded: bool = False) -> int:
     """Write the report; returns the number of dead-letter lines written."""
     lines = 0
     print("# dead letter: key\tsource\treason", file=out)

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from adapter import locks
 from adapter.client import FhirClient
-from adapter.errors import FhirClientError, NotFound
+from adapter.errors import ConfigError, FhirClientError, NotFound
 from adapter.pull import find_study
 from adapter.registry import RegistryClient
 from mappings.errors import TrialbridgeError
@@ -34,14 +35,17 @@ from mappings.model import Protocol
 from .config import SyncConfig
 from .engine import PushStats, push_pending
 from .heal import check_sample
-from .outbox import Counts, Outbox
+from .outbox import Counts
 from .progress import Progress
 from .pull import PullStats, pull_study_changes
+from .ratelimit import open_client
 from .records import TrialRecords
 from .sources import IngestStats, Reader, ingest
 from .studies import RegistryStats, refresh_studies
+from .state import State, is_postgresql, open_state
+from .workers import push_parallel, worker_locks
 
-__all__ = ["PassResult", "StopFlag", "handle_signals", "run", "run_pass"]
+__all__ = ["PassResult", "StopFlag", "handle_signals", "run", "run_pass", "run_servers"]
 
 log = logging.getLogger("trialbridge.sync")
 
@@ -118,18 +122,21 @@ def handle_signals(stop: StopFlag) -> Iterator[None]:
 
 def run_pass(
     config: SyncConfig,
-    outbox: Outbox,
+    outbox: State,
     *,
     stop: StopFlag | None = None,
     progress: Progress | None = None,
     readers: Mapping[str, Reader] | None = None,
     client_factory: Callable[..., FhirClient] = FhirClient,
+    workers: int = 1,
 ) -> PassResult:
-    """One pass (see the module docstring); raises only for what the operator must fix."""
+    """One pass (see the module docstring); raises only for what the operator must fix.
+
+    ``workers`` > 1 (a PostgreSQL state only): the push is shared by that many processes."""
     stop = stop or StopFlag()
     progress = progress or Progress(False)
     result = PassResult()
-    with client_factory(config.server) as client:
+    with open_client(config.server, config.rate_limit, factory=client_factory) as client:
         client.check_version()
         if config.studies and not stop():  # registry studies first: the job's own may be among them
             with RegistryClient(config.registry) as registry:
@@ -145,14 +152,17 @@ def run_pass(
         if not stop():
             healed = check_sample(client, outbox)  # did the server lose what was sent? then send it again
             with progress.meter("push", total=outbox.counts().pending) as step:
-                result.push = push_pending(
-                    client,
-                    outbox,
-                    chunk_size=config.chunk_size,
-                    should_stop=stop,
-                    on_sent=step,
-                    pause=stop.wait,
-                )
+                if workers > 1:  # worker processes, each with its own connection and client
+                    result.push = push_parallel(config, workers, stop)
+                else:
+                    result.push = push_pending(
+                        client,
+                        outbox,
+                        chunk_size=config.chunk_size,
+                        should_stop=stop,
+                        on_sent=step,
+                        pause=stop.wait,
+                    )
             result.push.healed += healed
             log.info("push: %s", result.push)
         if config.pull is not None and not stop() and not (result.push and result.push.fatal):
@@ -176,7 +186,7 @@ def run_pass(
     return result
 
 
-def _trial_readers(config: SyncConfig, outbox: Outbox, protocol: Protocol | None) -> dict[str, Reader]:
+def _trial_readers(config: SyncConfig, outbox: State, protocol: Protocol | None) -> dict[str, Reader]:
     records = TrialRecords(
         outbox,
         config.study,
@@ -229,6 +239,7 @@ def run(
     stop: StopFlag | None = None,
     progress: Progress | None = None,
     readers: Mapping[str, Reader] | None = None,
+    workers: int = 1,
 ) -> PassResult:
     """One pass (``once``) or passes every ``interval`` seconds until stopped (or ``passes`` done);
     returns the last pass's result (a loop keeps no history: memory stays flat for weeks).
@@ -238,22 +249,75 @@ def run(
     """
     stop = stop or StopFlag()
     wait = config.interval if interval is None else interval
+    if workers > 1 and not is_postgresql(config.state):
+        raise ConfigError("--workers needs a PostgreSQL state (state = \"postgresql://...\")")
+    backend = worker_locks(config)  # PostgreSQL: advisory locks, shared with every other host
+    try:
+        with open_state(config.state, config.state_namespace, claim_timeout=config.claim_timeout) as outbox, \
+                handle_signals(stop):
+            result = _loop(config, outbox, once, wait, passes, stop, progress, readers, workers)
+    finally:
+        if backend is not None:
+            locks.use(None)
+            backend.close()
+    return result
+
+
+def _loop(config: SyncConfig, outbox: State, once: bool, wait: float, passes: int | None, stop: StopFlag,
+      progress: Progress | None, readers: Mapping[str, Reader] | None, workers: int) -> PassResult:
+    """The passes of :func:`run` on an open state."""
     result = PassResult()
     done = dead = 0
-    with Outbox(config.state) as outbox, handle_signals(stop):
-        while True:
-            try:
-                result = run_pass(config, outbox, stop=stop, progress=progress, readers=readers)
-            except TrialbridgeError as exc:
-                if once:
-                    raise
-                result = PassResult(error=_loggable(exc), counts=outbox.counts())
-                log.error("pass failed: %s; next pass in %gs", result.error, wait)
-            done += 1
-            dead += result.push.dead if result.push else 0
-            result.dead_in_run = dead
-            if once or stop() or (passes is not None and done >= passes):
-                break
-            if stop.wait(wait):
-                break
+    while True:
+        try:
+            result = run_pass(config, outbox, stop=stop, progress=progress, readers=readers,
+                              workers=workers)
+        except TrialbridgeError as exc:
+            if once:
+                raise
+            result = PassResult(error=_loggable(exc), counts=outbox.counts())
+            log.error("pass failed: %s; next pass in %gs", result.error, wait)
+        done += 1
+        dead += result.push.dead if result.push else 0
+        result.dead_in_run = dead
+        if once or stop() or (passes is not None and done >= passes):
+            break
+        if stop.wait(wait):
+            break
     return result
+
+
+def run_servers(
+    jobs: list[SyncConfig],
+    *,
+    once: bool = True,
+    interval: float | None = None,
+    passes: int | None = None,
+    stop: StopFlag | None = None,
+    progress: Progress | None = None,
+    workers: int = 1,
+) -> list[PassResult]:
+    """The jobs of a file that lists several servers (hospitals), a pass of each in turn, once or every
+    ``interval`` seconds; a job whose pass fails does not hold up the others.  The last result of each."""
+    stop = stop or StopFlag()
+    wait = jobs[0].interval if interval is None else interval
+    results = [PassResult() for _ in jobs]
+    dead = [0] * len(jobs)
+    done = 0
+    with handle_signals(stop):
+        while not stop():
+            for n, job in enumerate(jobs):
+                if stop():
+                    break
+                try:
+                    results[n] = run(job, once=True, stop=stop, progress=progress, workers=workers)
+                except TrialbridgeError as exc:
+                    results[n] = PassResult(error=_loggable(exc))
+                    log.error("%s on %s: pass failed: %s", job.study, job.server.name, results[n].error)
+                push = results[n].push
+                dead[n] += push.dead if push is not None else 0
+                results[n].dead_in_run = dead[n]
+            done += 1
+            if once or (passes is not None and done >= passes) or stop.wait(wait):
+                break
+    return results

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from mappings.errors import TrialbridgeError
 
-from .outbox import Outbox, Record
+from .outbox import Record
+from .state import State
 
 __all__ = ["IngestStats", "Reader", "Rejected", "file_sha256", "ingest", "source_files"]
 
@@ -86,7 +87,7 @@ def file_sha256(path: Path) -> str:
 
 
 def ingest(
-    outbox: Outbox,
+    outbox: State,
     kind: str,
     path: Path,
     reader: Reader,
@@ -111,7 +112,7 @@ def ingest(
 
 
 def _ingest_file(
-    outbox: Outbox,
+    outbox: State,
     kind: str,
     file: Path,
     resolved: str,

@@ -1,5 +1,8 @@
 """adapter.sync.outbox: enqueue/dequeue/mark, content-hash dedupe, dead letter, checkpoints, WAL
-recovery after a SIGKILL, the single-process lock; adapter.sync.sources: files read once each."""
+recovery after a SIGKILL, the single-process lock; adapter.sync.sources: files read once each.
+
+The contract tests (those taking the ``outbox`` fixture) run against both forms of
+:class:`adapter.sync.state.State`: the SQLite outbox and a real PostgreSQL server (tests/pg.py)."""
 
 from __future__ import annotations
 
@@ -21,10 +24,16 @@ from tests.adapter.sync_helpers import basic, basic_entry, basic_reader
 from tests.conftest import ROOT
 
 
-@pytest.fixture
-def outbox(tmp_path: Path):
-    with Outbox(tmp_path / "state.sqlite") as box:
-        yield box
+@pytest.fixture(params=["sqlite", "postgresql"])
+def outbox(request, tmp_path: Path):
+    if request.param == "sqlite":
+        with Outbox(tmp_path / "state.sqlite") as box:
+            yield box
+    else:
+        from adapter.sync.pgstate import PgState
+
+        with PgState(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_namespace")) as box:
+            yield box
 
 
 def status_of(box: Outbox, key: str) -> str:
@@ -33,7 +42,8 @@ def status_of(box: Outbox, key: str) -> str:
     return record["status"]
 
 
-def test_the_database_is_in_wal_mode_with_the_schema(outbox, tmp_path):
+def test_the_database_is_in_wal_mode_with_the_schema(tmp_path):
+    Outbox(tmp_path / "state.sqlite").close()
     db = sqlite3.connect(tmp_path / "state.sqlite")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
