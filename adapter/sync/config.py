@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapter.config import ServerConfig, load_config
+from adapter.config import ServerConfig, ServiceConfig, load_config
 from adapter.errors import ConfigError
 from adapter.registry import RegistryConfig
 from mappings.model import NCT_ID
@@ -125,7 +125,7 @@ def load_sync_jobs(
         raise ConfigError("source.mrn_system must be a string (a URI)")
 
     service = load_config(environ=environ)
-    targets = _targets(target, environ)
+    targets = _targets(target, service)
     server = targets[0][0]
     pull = None
     if pull_table is not None or output is not None:
@@ -163,9 +163,8 @@ def load_sync_jobs(
 Target = tuple[ServerConfig, float | None]
 
 
-def _targets(target: Mapping[str, Any], environ: Mapping[str, str] | None) -> list[Target]:
+def _targets(target: Mapping[str, Any], servers: ServiceConfig) -> list[Target]:
     """(server, requests/s or None) of each target server."""
-    servers = load_config(environ=environ)
     if "servers" in target:
         if "server" in target or "rate_limit" in target:
             raise ConfigError("target: give server (and rate_limit), or [[target.servers]], not both")

@@ -41,8 +41,8 @@ from .pull import PullStats, pull_study_changes
 from .ratelimit import open_client
 from .records import TrialRecords
 from .sources import IngestStats, Reader, ingest
-from .studies import RegistryStats, refresh_studies
 from .state import State, is_postgresql, open_state
+from .studies import RegistryStats, refresh_studies
 from .workers import push_parallel, worker_locks
 
 __all__ = ["PassResult", "StopFlag", "handle_signals", "run", "run_pass", "run_servers"]

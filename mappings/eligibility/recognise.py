@@ -216,14 +216,17 @@ def _judge(text: str) -> tuple[Status, str, Test | None, tuple[str, ...], bool]:
     return Status.COMPUTABLE, "computable: " + test.describe(), test, tuple(notes), False
 
 
-def recognise(item: CriterionItem) -> Criterion:
-    """Judge one parsed criterion item (its sub-items too)."""
+def recognise(item: CriterionItem, with_parts: bool = True) -> Criterion:
+    """Judge one parsed criterion item (its sub-items too).  ``with_parts=False`` leaves out the
+    facts within an item (``Criterion.parts``: evidence and search hints), for callers that only
+    write the criteria's tests (the FHIR writers): they are most of the cost."""
     if item.children:
-        return _parent(item)
+        return _parent(item, with_parts)
     status, reason, test, notes, screening = _judge(item.text)
+    parts: tuple[Test, ...] = ()
     if status is Status.COMPUTABLE:  # the facts its test does not carry: 'men and women' (always met)
-        parts: tuple[Test, ...] = (SexTest(ALL_SEXES),) if "any sex" in notes else ()
-    else:
+        parts = (SexTest(ALL_SEXES),) if "any sex" in notes else ()
+    elif with_parts:
         parts = facts_within(item.text)
     return Criterion(
         item.text, item.kind, status, reason, test, notes, screening, "criteria", item.position, parts=parts
@@ -235,8 +238,8 @@ def recognise_text(text: str, kind: Kind = Kind.INCLUSION) -> Criterion:
     return recognise(CriterionItem(text, kind, 1))
 
 
-def _parent(item: CriterionItem) -> Criterion:
-    kids = tuple(recognise(c) for c in item.children)
+def _parent(item: CriterionItem, with_parts: bool) -> Criterion:
+    kids = tuple(recognise(c, with_parts) for c in item.children)
     head = norm(item.text)
     if _PAREN_ANY.search(head):
         written = "any"
@@ -280,13 +283,15 @@ def _parent(item: CriterionItem) -> Criterion:
         position=item.position,
         children=kids,
         combine=combine,
-        parts=facts_within(item.text),  # the lead-in's own words ('Men and women aged 20 to 80:')
+        # the lead-in's own words ('Men and women aged 20 to 80:')
+        parts=facts_within(item.text) if with_parts else (),
     )
 
 
-def recognise_all(criteria: CriteriaList) -> list[Criterion]:
-    """Judge every top-level item of a parsed criteria list (inclusion first)."""
-    return [recognise(item) for item in criteria.items()]
+def recognise_all(criteria: CriteriaList, with_parts: bool = True) -> list[Criterion]:
+    """Judge every top-level item of a parsed criteria list (inclusion first); ``with_parts``: see
+    :func:`recognise`."""
+    return [recognise(item, with_parts) for item in criteria.items()]
 
 
 #: The registry's age unit words (``age_units.json``), lower case -> UCUM code.

@@ -263,7 +263,7 @@ def computable_items(eligibility: Eligibility | None, codes: JSON) -> list[Compu
     if eligibility is None or not eligibility.criteria:
         return []
     out: list[ComputableItem] = []
-    for c in recognise_all(parse_criteria(eligibility.criteria)):
+    for c in recognise_all(parse_criteria(eligibility.criteria), with_parts=False):  # tests only
         out += _items(c, f"{c.kind.value}-{c.position}", codes)
     return out
 

@@ -41,9 +41,18 @@ def slug(*parts: str | None) -> str:
     return value
 
 
+_URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
+
+
 def full_url(system: str, value: str) -> str:
-    """The deterministic ``urn:uuid:`` fullUrl of the resource with business identifier system|value."""
-    return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{system}|{value}"))
+    """The deterministic ``urn:uuid:`` fullUrl of the resource with business identifier system|value:
+    ``uuid5(NAMESPACE_URL, "system|value")``, computed as RFC 9562 says (SHA-1 of namespace and name,
+    version and variant bits set) without building a UUID object (a third of the cost)."""
+    digest = bytearray(hashlib.sha1(_URL_NAMESPACE + f"{system}|{value}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _search_escape(text: str) -> str:

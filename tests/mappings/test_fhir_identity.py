@@ -3,6 +3,11 @@ determinism, conditional URLs and identifier values from names (:mod:`mappings.f
 
 from __future__ import annotations
 
+import uuid
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mappings import fhirjson
 from mappings.fhir import r4, r5
 from mappings.fhir.identity import conditional_url, full_url, parse_conditional_url, slug
@@ -71,3 +76,8 @@ def test_identifier_values_from_names():
     assert slug("???").startswith("h-") and slug("???") != slug("!!!")
     long = slug("The " + "Very " * 40 + "Long University Hospital")
     assert len(long) <= 64 and long != slug("The " + "Very " * 41 + "Long University Hospital")
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_full_url_is_uuid5_of_the_identifier(system, value):
+    assert full_url(system, value) == "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{system}|{value}"))
