@@ -132,7 +132,7 @@ def cmd_push(args: argparse.Namespace) -> int:
             result = push_bundle(client, bundle)
         else:
             read = read_protocol(text)
-            result = push_protocol(client, read.protocol)
+            result = push_protocol(client, read.protocol, replace=args.replace)
             result.issues[:0] = read.issues
     _warn(result.issues)
     for entry in result.entries:
@@ -140,6 +140,8 @@ def cmd_push(args: argparse.Namespace) -> int:
             f"{entry.outcome:9} {entry.reference or entry.resource_type}"
             + (f" (version {entry.version})" if entry.version else "")
         )
+    for kept in result.kept:
+        print(f"kept      {kept}")
     print(
         f"{server.name}: {result.count('created')} created, {result.count('updated')} updated, "
         f"{result.count('unchanged') + result.count('matched')} matched"
@@ -359,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("push", parents=[server],
                        help="push a protocol record or a transaction Bundle to a FHIR server")
     p.add_argument("source", metavar="SOURCE", help="record or Bundle file, or - for standard input")
+    p.add_argument("--replace", action="store_true",
+                   help="take over the server's study (by default the record is merged into it and what "
+                   "the record does not own is kept)")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("pull", parents=[nct, server, out],

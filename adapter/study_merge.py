@@ -71,8 +71,8 @@ def _search(client: FhirClient, url: str) -> list[JSON]:
 
 def _our_references(client: FhirClient, entries: list[JSON]) -> frozenset[str]:
     """``Type/id`` of the server's resources that our other conditional writes would update."""
-    urls = [str((e.get("request") or {}).get("url", "")) for e in entries
-            if (e.get("request") or {}).get("method") == "PUT" and "?" in str((e.get("request") or {}).get("url"))]
+    requests = [e.get("request") or {} for e in entries]
+    urls = [str(r.get("url")) for r in requests if r.get("method") == "PUT" and "?" in str(r.get("url"))]
     if not urls:
         return frozenset()
     answer = client.batch({"resourceType": "Bundle", "type": "batch",

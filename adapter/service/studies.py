@@ -41,7 +41,8 @@ def _record_body() -> bytes:
 
 @bp.post("/studies")
 def post_study() -> Response:
-    """Map the posted record for the named server's FHIR version; push it unless ``dryRun``."""
+    """Map the posted record for the named server's FHIR version; push it unless ``dryRun``, merged
+    into the server's study unless ``replace``."""
     server = state().server(request.args.get("server"))
     dry_run = flag_param("dryRun")
     read = read_protocol(_record_body())
@@ -49,7 +50,7 @@ def post_study() -> Response:
         written = write_bundle(read.protocol, server.fhir_version)
         headers = {"X-Trialbridge-Issues": str(len(read.issues) + len(written.issues))}
         return fhir_response(written.bundle, 200, headers)
-    result = push_protocol(state().client(server.name), read.protocol)
+    result = push_protocol(state().client(server.name), read.protocol, replace=flag_param("replace"))
     result.issues[:0] = read.issues
     body = {"nctId": read.protocol.nct_id, "server": server.name, **result.to_json()}
     return fhir_response(body, 201 if result.changed else 200)

@@ -101,6 +101,7 @@ def web() -> Any:
 @responses.activate
 def test_service_answers_a_lasting_conflict_with_409(web: Any) -> None:
     responses.post(BASE, status=409, json=CONFLICT)
+    responses.get(f"{BASE}/ResearchStudy", json={"resourceType": "Bundle", "type": "searchset", "entry": []})
     resp = web.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
     assert resp.status_code == 409
     body = resp.get_json(force=True)

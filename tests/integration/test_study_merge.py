@@ -15,7 +15,9 @@ import uuid
 
 import pytest
 
-from adapter.push import push_protocol
+from adapter.push import push_bundle, push_protocol
+from adapter.study_merge import StudyMerge
+from mappings.fhir import write_bundle
 from mappings.fhir.merge import references_in
 from mappings.fhir.systems import NCT_SYSTEM
 from mappings.sources import read_protocol
@@ -50,8 +52,10 @@ def _hospital_study(client, nct: str) -> dict:
     else:
         study.update(
             associatedParty=[
-                {"role": {"coding": [{"system": PARTY_ROLE, "code": "primary-investigator"}]}, "party": {"reference": pi}},
-                {"role": {"coding": [{"system": PARTY_ROLE, "code": "sponsor"}]}, "party": {"reference": sponsor}},
+                {"role": {"coding": [{"system": PARTY_ROLE, "code": "primary-investigator"}]},
+                 "party": {"reference": pi}},
+                {"role": {"coding": [{"system": PARTY_ROLE, "code": "sponsor"}]},
+                 "party": {"reference": sponsor}},
             ],
             recruitment={"actualGroup": {"reference": group}},
         )
@@ -105,3 +109,29 @@ def test_replace_takes_the_hospital_study_over(client):
     after = client.read("ResearchStudy", before["id"])
     assert _foreign(after) == set()
     assert result.kept == []
+
+
+def test_a_hospital_write_between_our_read_and_our_write_is_merged_again_not_lost(client):
+    """The hospital writes a new version after the merge read the study: HAPI refuses our If-Match
+    write, the merge reads the new version and merges again; the hospital's change stays."""
+    nct = f"NCT9{uuid.uuid4().int % 10**7:07d}"
+    before = _hospital_study(client, nct)
+    written = write_bundle(_protocol(nct), client.config.fhir_version)
+    merge = StudyMerge(client)
+    calls = []
+
+    def racing_merge(bundle):
+        sent = merge(bundle)
+        if not calls:
+            study = client.read("ResearchStudy", before["id"])
+            client.update({**study, "note": [*study["note"], {"text": "written meanwhile"}]})
+        calls.append(sent)
+        return sent
+
+    result = push_bundle(client, written.bundle, merge=racing_merge, sleep=lambda _: None)
+
+    assert len(calls) == 2
+    after = client.read("ResearchStudy", before["id"])
+    assert [n["text"] for n in after["note"]] == ["registered by the EHR", "written meanwhile"]
+    assert _foreign(before) < _foreign(after)
+    assert next(e for e in result.entries if e.resource_type == "ResearchStudy").outcome == "updated"
