@@ -254,7 +254,8 @@ def cmd_observations(args: argparse.Namespace) -> int:
         client.check_version()
         plan = observations.plan_pull(client, args.nct, tests=tests, window=window,
                                       grace_days=args.grace_days)
-        items = observations.iter_outcome_observations(client, plan)
+        skipped: list[observations.Skipped] = []
+        items = observations.iter_outcome_observations(client, plan, skipped=skipped)
         if args.out is None or args.out == "-":
             count = observations.write_observations(items, sys.stdout, args.format)
         else:
@@ -264,8 +265,10 @@ def cmd_observations(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise TrialbridgeError(f"cannot write {args.out}: {exc.strerror}") from exc
     window_text = f"{plan.window} + {plan.grace_days} days" if plan.window else "no end"
-    print(f"trialbridge: {count} observations of {', '.join(plan.tests)} (window {window_text})",
-          file=sys.stderr)
+    for skip in skipped:
+        print(f"trialbridge: warning: {skip}; skipped", file=sys.stderr)
+    print(f"trialbridge: {count} observations of {', '.join(plan.tests)} (window {window_text})"
+          + (f", {len(skipped)} could not be read" if skipped else ""), file=sys.stderr)
     return 0
 
 
