@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from .. import values
 from ..errors import InputError, MappingIssue
 from ..model import Protocol
 
@@ -29,15 +30,16 @@ class ReadResult:
 
 
 def decode(data: bytes | str, max_bytes: int = MAX_INPUT_BYTES) -> str:
-    """Return ``data`` as text: UTF-8 (BOM allowed) only, refusing oversize input."""
+    """Return ``data`` as text: UTF-8 (BOM allowed) only, refusing oversize input and characters no
+    FHIR string may hold (:func:`mappings.values.check_text`)."""
     if isinstance(data, str):
         if len(data) > max_bytes:
             raise InputError(f"input is larger than the limit of {max_bytes} bytes")
-        return data
+        return values.check_text(data)
     if len(data) > max_bytes:
         raise InputError(f"input is {len(data)} bytes, larger than the limit of {max_bytes} bytes")
     try:
-        return data.decode("utf-8-sig")
+        return values.check_text(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise InputError(
             f"input is not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r})"
@@ -62,5 +64,6 @@ def read_protocol(data: bytes | str, max_bytes: int = MAX_INPUT_BYTES) -> ReadRe
     fmt = detect_format(text)
     reader = importlib.import_module(f".{_READERS[fmt]}", __package__)
     result = reader.read(text)
+    values.check_protocol(result.protocol)  # what a FHIR string, integer, date may hold: one rule
     result.source_format = fmt
     return result

@@ -175,3 +175,28 @@ def test_enrol_prints_each_rows_mapping_issue_once_without_patient_data(capsys, 
         "kept as text",
     ]
     assert "Liver" not in err and "MRN" not in err
+
+
+def _record_with(old: str, new: str) -> bytes:
+    text = record_bytes("NCT00763412.json").decode("utf-8")
+    assert old in text
+    return text.replace(old, new, 1).encode("utf-8")
+
+
+BAD_VALUES = [  # issue 11: each passed into a bundle, or crashed with a traceback (exit 1)
+    (('"briefTitle": "', '"briefTitle": "\\ud800'), "briefTitle: a lone surrogate"),
+    (('"count": 31', '"count": ' + "9" * 5000), "enrollmentInfo.count: a number of 5000 characters"),
+    (('"count": 31', '"count": 3000000000'), "enrollment.count: 3000000000 does not fit a FHIR integer"),
+    (('"briefTitle": "', '"briefTitle": "\\u0000'), "briefTitle: a control character (U+0000)"),
+    (('"date": "2006-11"', '"date": "2021-02-30"'),
+     "start_date.date: '2021-02-30' is not a date that exists"),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), BAD_VALUES)
+def test_a_value_fhir_cannot_hold_is_one_line_naming_the_field(capsys, tmp_path, edit, expected):
+    source = tmp_path / "record.json"
+    source.write_bytes(_record_with(*edit))
+    code, out, err = run(capsys, "map", str(source))
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("trialbridge: error: ") and expected in err
