@@ -200,3 +200,23 @@ def test_a_value_fhir_cannot_hold_is_one_line_naming_the_field(capsys, tmp_path,
     code, out, err = run(capsys, "map", str(source))
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and err.startswith("trialbridge: error: ") and expected in err
+
+
+@pytest.mark.parametrize(("argv", "replace"), [([], False), (["--replace"], True)])
+def test_push_merges_unless_replace_and_prints_what_was_kept(capsys, monkeypatch, argv, replace):
+    from adapter import cli
+    from adapter.push import EntryResult, PushResult
+
+    seen = {}
+
+    def fake_push(client, protocol, *, replace):
+        seen["replace"] = replace
+        return PushResult([EntryResult("ResearchStudy", "ResearchStudy/h1", "updated", "2")],
+                          kept=[] if replace else ["identifier urn:oid:1.2.3|S-1"])
+
+    monkeypatch.setattr(cli, "push_protocol", fake_push)
+    monkeypatch.setattr(cli.FhirClient, "check_version", lambda self: "R4")
+    code, out, _ = run(capsys, "push", str(SEED), "--server", "http://fhir.test/fhir", "--fhir-version",
+                       "R4", *argv)
+    assert code == 0 and seen == {"replace": replace}
+    assert ("kept      identifier urn:oid:1.2.3|S-1" in out) is not replace
