@@ -119,7 +119,8 @@ def test_service_answers_a_lock_timeout_with_503_and_retry_after(web: Any, monke
     assert resp.get_json(force=True)["resourceType"] == "OperationOutcome"
 
 
-@pytest.mark.parametrize(("query", "replace"), [("", False), ("&replace=true", True), ("&replace=false", False)])
+@pytest.mark.parametrize(("query", "replace"),
+                         [("", False), ("&replace=true", True), ("&replace=false", False)])
 def test_the_service_merges_unless_replace_and_answers_what_was_kept(web: Any, monkeypatch, query: str,
                                                                        replace: bool) -> None:
     from adapter.push import EntryResult, PushResult
