@@ -1,7 +1,7 @@
 """What a FHIR string, integer and date may hold: the one rule every value entering trialbridge is
 checked against, where it enters.
 
-* any input text (:func:`mappings.sources.decode`): :func:`check_text` -- no forbidden character;
+* a study page as text: :func:`check_text` -- no forbidden character, by line and column;
 * JSON (records, Bundles): :func:`loads` -- every string and key, and every number's length;
 * numbers read from XML or text: :func:`whole_number`;
 * a protocol read from any source (JSON, XML, text): :func:`check_protocol` -- its strings, its
@@ -10,8 +10,8 @@ checked against, where it enters.
 
 A value that breaks the rule raises :class:`InputError` naming the field (a 400 from the service, one
 line and exit 2 from the CLI), never a traceback or a 500 further on.  The rule, per FHIR's
-datatypes: a string holds no lone surrogate (not Unicode) and no control character but tab, line
-feed and carriage return; an integer is within -2,147,483,648..2,147,483,647; a date is ``YYYY``,
+datatypes: a string holds no lone surrogate (not Unicode) and no character below U+0020 but tab,
+line feed and carriage return; an integer is within -2,147,483,648..2,147,483,647; a date is ``YYYY``,
 ``YYYY-MM`` or ``YYYY-MM-DD`` naming a day that exists.  A JSON number longer than
 :data:`MAX_NUMBER_CHARS` is refused before Python reads it (a 5,000-digit integer exceeds Python's
 own limit and no lab or registry number comes near it).
@@ -35,10 +35,11 @@ __all__ = ["INTEGER_MAX", "INTEGER_MIN", "MAX_NUMBER_CHARS", "check_date", "chec
 INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
 #: Longest JSON number (characters) read.
 MAX_NUMBER_CHARS = 40
-#: What a FHIR string may not hold: C0 controls but tab, LF, CR; DEL; lone surrogates.
-_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+#: What a FHIR string may not hold: characters below U+0020 but tab, LF, CR (FHIR's rule for string);
+#: lone surrogates (not Unicode characters, so not encodable).
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 #: Raw JSON text that may decode to a forbidden character (an escape of one, or one as it is).
-_SUSPICIOUS_JSON = re.compile(r"\\u(?:00[01]|007f|d[89a-f])|[\x7f\ud800-\udfff]", re.IGNORECASE)
+_SUSPICIOUS_JSON = re.compile(r"\\u(?:00[01]|d[89a-f])|[\ud800-\udfff]", re.IGNORECASE)
 _PARTIAL_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?")
 #: Names of the protocol model's date fields (``DateStruct.date`` and the plain ones).
 _DATE_FIELDS = frozenset({"date", "status_verified_date", "first_submitted"})

@@ -30,16 +30,15 @@ class ReadResult:
 
 
 def decode(data: bytes | str, max_bytes: int = MAX_INPUT_BYTES) -> str:
-    """Return ``data`` as text: UTF-8 (BOM allowed) only, refusing oversize input and characters no
-    FHIR string may hold (:func:`mappings.values.check_text`)."""
+    """Return ``data`` as text: UTF-8 (BOM allowed) only, refusing oversize input."""
     if isinstance(data, str):
         if len(data) > max_bytes:
             raise InputError(f"input is larger than the limit of {max_bytes} bytes")
-        return values.check_text(data)
+        return data
     if len(data) > max_bytes:
         raise InputError(f"input is {len(data)} bytes, larger than the limit of {max_bytes} bytes")
     try:
-        return values.check_text(data.decode("utf-8-sig"))
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(
             f"input is not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r})"
@@ -62,6 +61,8 @@ def read_protocol(data: bytes | str, max_bytes: int = MAX_INPUT_BYTES) -> ReadRe
     if not text.strip():
         raise InputError("input is empty")
     fmt = detect_format(text)
+    if fmt == "ctgov-text":  # JSON and XML parsers refuse raw control characters themselves
+        values.check_text(text)
     reader = importlib.import_module(f".{_READERS[fmt]}", __package__)
     result = reader.read(text)
     values.check_protocol(result.protocol)  # what a FHIR string, integer, date may hold: one rule
