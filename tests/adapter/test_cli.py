@@ -220,3 +220,23 @@ def test_push_merges_unless_replace_and_prints_what_was_kept(capsys, monkeypatch
                        "R4", *argv)
     assert code == 0 and seen == {"replace": replace}
     assert ("kept      identifier urn:oid:1.2.3|S-1" in out) is not replace
+
+
+def test_observations_names_each_observation_that_could_not_be_read(capsys, monkeypatch):
+    """Issue 11: "an Observation could not be read; skipped", with no id, no reason and no count."""
+    from adapter import cli, observations
+
+    plan = observations.PullPlan(study={}, tests=("ALB",), loinc_codes=("1751-7",), window=None, grace_days=7)
+    monkeypatch.setattr(cli.FhirClient, "check_version", lambda self: "R4")
+    monkeypatch.setattr(observations, "plan_pull", lambda *a, **k: plan)
+
+    def pulled(client, plan, *, skipped):
+        skipped.append(observations.Skipped("o-7", "valueQuantity has no value"))
+        return iter(())
+
+    monkeypatch.setattr(observations, "iter_outcome_observations", pulled)
+    code, out, err = run(capsys, "observations", "NCT03945487", "--server", "http://fhir.test/fhir",
+                         "--fhir-version", "R4", "--format", "csv")
+    assert code == 0 and out.startswith("subject,arm,code,value,unit,")
+    assert "trialbridge: warning: Observation o-7 could not be read: valueQuantity has no value" in err
+    assert "0 observations of ALB (window no end), 1 could not be read" in err
