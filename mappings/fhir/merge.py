@@ -65,15 +65,16 @@ def _merge_level(ours: JSON, current: JSON, rules: JSON, refs: frozenset[str], p
         rule = rules.get(name)
         if name not in current:
             merged[name] = ours[name]
-        elif rule is None or name not in ours:
+        elif name not in ours:
             if name not in ("id", "meta", "resourceType"):
                 targets = "".join(f" {t}" for t in references_in(current[name]))
                 kept.append(f"{where}{targets} (not set by the record)")
             merged[name] = current[name]
-        elif isinstance(rule, dict):
+        elif isinstance(rule, dict) and isinstance(ours[name], dict) and isinstance(current[name], dict):
             merged[name] = _merge_level(ours[name], current[name], rule, refs, f"{where}.", kept)
-        else:
-            merged[name] = _RULES[rule](ours[name], current[name], refs, where, kept)
+        else:  # an element missing from the table is the record's (the table test keeps it complete)
+            merged[name] = _RULES.get(rule if isinstance(rule, str) else "record", _record)(
+                ours[name], current[name], refs, where, kept)
     return {k: v for k, v in merged.items() if v not in (None, [], {})}
 
 
