@@ -153,7 +153,7 @@ def cmd_push(args: argparse.Namespace) -> int:
             result = push_bundle(client, bundle)
         else:
             read = read_protocol(text)
-            result = push_protocol(client, read.protocol)
+            result = push_protocol(client, read.protocol, replace=args.replace)
             result.issues = combine_issues(read.issues, result.issues)
     _warn(result.issues)
     for entry in result.entries:
@@ -161,6 +161,8 @@ def cmd_push(args: argparse.Namespace) -> int:
             f"{entry.outcome:9} {entry.reference or entry.resource_type}"
             + (f" (version {entry.version})" if entry.version else "")
         )
+    for kept in result.kept:
+        print(f"kept      {kept}")
     print(
         f"{server.name}: {result.count('created')} created, {result.count('updated')} updated, "
         f"{result.count('unchanged') + result.count('matched')} matched"
@@ -278,7 +280,8 @@ def cmd_observations(args: argparse.Namespace) -> int:
         client.check_version()
         plan = observations.plan_pull(client, args.nct, tests=tests, window=window,
                                       grace_days=args.grace_days)
-        items = observations.iter_outcome_observations(client, plan)
+        skipped: list[observations.Skipped] = []
+        items = observations.iter_outcome_observations(client, plan, skipped=skipped)
         if args.out is None or args.out == "-":
             count = observations.write_observations(items, sys.stdout, args.format)
         else:
@@ -288,8 +291,10 @@ def cmd_observations(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise TrialbridgeError(f"cannot write {args.out}: {exc.strerror}") from exc
     window_text = f"{plan.window} + {plan.grace_days} days" if plan.window else "no end"
-    print(f"trialbridge: {count} observations of {', '.join(plan.tests)} (window {window_text})",
-          file=sys.stderr)
+    for skip in skipped:
+        print(f"trialbridge: warning: {skip}; skipped", file=sys.stderr)
+    print(f"trialbridge: {count} observations of {', '.join(plan.tests)} (window {window_text})"
+          + (f", {len(skipped)} could not be read" if skipped else ""), file=sys.stderr)
     return 0
 
 
@@ -412,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="push a protocol record or a transaction Bundle to a FHIR server")
     p.add_argument("source", metavar="SOURCE",
                    help="record or Bundle file, - for standard input, or an NCT number (from the registry)")
+    p.add_argument("--replace", action="store_true",
+                   help="take over the server's study (by default the record is merged into it and what "
+                   "the record does not own is kept)")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("pull", parents=[nct, server, out],

@@ -5,7 +5,10 @@ primary outcomes) and the window (given, else the longest primary outcome time f
 ``grace_days`` for the visit window).  :func:`iter_outcome_observations` walks the study's subjects and
 their Observations page by page; :func:`write_observations` / :func:`pull_lines` write each one as it
 comes, so memory stays flat.  CSV columns: :data:`CSV_COLUMNS`, the value in the test's canonical
-UCUM unit (:mod:`mappings.units`).  How the searches were chosen: ``docs/design/observation-pull.md``.
+UCUM unit (:mod:`mappings.units`); a value that cannot be converted (unknown unit, no molar mass) is
+never put there but in ``unconverted_value``/``unconverted_unit`` with the reason in ``flag``.  An
+Observation that cannot be read is skipped and counted with its id and reason (:class:`Skipped`).
+How the searches were chosen: ``docs/design/observation-pull.md``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TextIO
 from mappings import fhirjson, lab_results
 from mappings.errors import InputError, MappingError
 from mappings.fhir import read_bundle, read_observation
-from mappings.fhir.observations import loinc_codes
+from mappings.fhir.observations import loinc_codes, unit_problem
 from mappings.lab_results import LabResult
 from mappings.outcomes import TimeFrame, outcome_tests, outcome_window
 
@@ -30,7 +33,7 @@ from .enrolments import study_subjects
 from .pull import find_study, pull_study
 from .row_results import JSON
 
-__all__ = ["CSV_COLUMNS", "DEFAULT_GRACE_DAYS", "PullPlan", "PulledObservation", "SubjectWindow",
+__all__ = ["CSV_COLUMNS", "DEFAULT_GRACE_DAYS", "PullPlan", "PulledObservation", "Skipped", "SubjectWindow",
            "csv_lines", "csv_row", "iter_outcome_observations", "ndjson_lines", "plan_pull", "pull_lines",
            "subject_windows", "write_observations"]
 
@@ -42,7 +45,8 @@ PAGE_SIZE = 200
 #: read, so it is kept small (one more request per 20 subjects).
 SUBJECT_PAGE_SIZE = 20
 
-CSV_COLUMNS = ("subject", "arm", "code", "value", "unit", "time", "days_since_enrolment", "comparator")
+CSV_COLUMNS = ("subject", "arm", "code", "value", "unit", "time", "days_since_enrolment", "comparator",
+               "unconverted_value", "unconverted_unit", "flag")
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,17 @@ class PulledObservation:
         return (self.day - self.subject.start).days
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """An Observation of a pull that could not be read: its server id and why."""
+
+    id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"Observation {self.id} could not be read: {self.reason}"
+
+
 def subject_windows(client: FhirClient, plan: PullPlan) -> Iterator[SubjectWindow]:
     """The study's subjects with an enrolment date, each with its window (page by page)."""
     for record in study_subjects(client, plan.study, page_size=SUBJECT_PAGE_SIZE):
@@ -126,9 +141,10 @@ def _local_day(resource: JSON) -> date | None:
         return None
 
 
-def iter_outcome_observations(client: FhirClient, plan: PullPlan, *,
-                              page_size: int = PAGE_SIZE) -> Iterator[PulledObservation]:
-    """Every outcome Observation of every subject, in its window, one page in memory at a time."""
+def iter_outcome_observations(client: FhirClient, plan: PullPlan, *, page_size: int = PAGE_SIZE,
+                              skipped: list[Skipped] | None = None) -> Iterator[PulledObservation]:
+    """Every outcome Observation of every subject, in its window, one page in memory at a time; those
+    that cannot be read are appended to ``skipped`` (and logged with their id and reason)."""
     version = client.config.fhir_version
     codes = ",".join(f"{lab_results.system('loinc')}|{c}" for c in plan.loinc_codes)
     for subject in subject_windows(client, plan):
@@ -145,8 +161,12 @@ def iter_outcome_observations(client: FhirClient, plan: PullPlan, *,
                 continue
             try:
                 result = read_observation(resource, version, subject_id=subject.subject_id)
-            except MappingError:
-                log.warning("pull: an Observation could not be read; skipped")
+            except MappingError as exc:
+                oid = str(resource.get("id") or "(no id)")
+                skip = Skipped(oid, str(exc).removeprefix(f"Observation {oid}: "))
+                log.warning("pull: %s; skipped", skip)
+                if skipped is not None:
+                    skipped.append(skip)
                 continue
             yield PulledObservation(subject=subject, resource=resource, result=result, day=day)
 
@@ -158,11 +178,20 @@ def ndjson_lines(items: Iterable[PulledObservation]) -> Iterator[str]:
 
 
 def csv_row(item: PulledObservation) -> list[str]:
-    """The tidy CSV row of one Observation (value in the canonical unit, code its LOINC term)."""
+    """The tidy CSV row of one Observation (value in the canonical unit, code its LOINC term); a value
+    that could not be converted goes to the ``unconverted_*`` columns, flagged, never to ``value``."""
     r, n = item.result, item.result.normalized
-    value, unit, code = (n.value, n.unit, n.loinc_code) if n else (r.value, r.unit or "", r.loinc_code)
-    return [item.subject.subject_id, item.subject.arm or "", code, str(value), unit, r.effective,
-            str(item.days_since_enrolment), r.comparator or ""]
+    problem = unit_problem(r)
+    apart = ["", "", ""]
+    if n:
+        value, unit, code = str(n.value), n.unit, n.loinc_code
+    elif problem:
+        value, unit, code = "", "", r.loinc_code
+        apart = [str(r.value), r.unit or r.unit_text or "", problem]
+    else:
+        value, unit, code = str(r.value), r.unit or "", r.loinc_code
+    return [item.subject.subject_id, item.subject.arm or "", code, value, unit, r.effective,
+            str(item.days_since_enrolment), r.comparator or "", *apart]
 
 
 def csv_lines(items: Iterable[PulledObservation]) -> Iterator[str]:

@@ -1,6 +1,8 @@
 """Push a study protocol (or any transaction Bundle) to a FHIR server and say what happened to each
 entry: created, updated, unchanged (matched by its identifier, nothing written), or matched.
 The write itself -- this host's locks, the 409 policy -- is :func:`adapter.writes.transaction`.
+A protocol pushed onto a study already on the server is merged into it (:mod:`adapter.study_merge`):
+what the record does not own is kept and listed in ``kept``; ``replace=True`` takes the study over.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mappings.model import Protocol
 from . import locks, pull, writes
 from .client import FhirClient
 from .errors import PreconditionFailed
+from .study_merge import StudyMerge
 
 #: HAPI FHIR's storage-response codes saying a conditional update found nothing to change.
 _NO_CHANGE_CODES = frozenset({"SUCCESSFUL_UPDATE_NO_CHANGE", "SUCCESSFUL_CONDITIONAL_UPDATE_NO_CHANGE",
@@ -35,10 +38,12 @@ class EntryResult:
 
 @dataclass
 class PushResult:
-    """What a push did, entry by entry, plus the mapping issues of the record pushed."""
+    """What a push did, entry by entry, plus the mapping issues of the record pushed and what of the
+    server's study was kept (foreign content the record does not own)."""
 
     entries: list[EntryResult] = field(default_factory=list)
     issues: list[MappingIssue] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -53,18 +58,22 @@ class PushResult:
             "changed": self.changed,
             "entries": [e.__dict__ for e in self.entries],
             "issues": [str(i) for i in self.issues],
+            "kept": list(self.kept),
         }
 
 
-def push_protocol(client: FhirClient, protocol: Protocol) -> PushResult:
-    """Map ``protocol`` for the client's FHIR version and push it as one transaction
-    (:class:`AmbiguousStudy` when several studies on the server already carry its NCT id)."""
+def push_protocol(client: FhirClient, protocol: Protocol, *, replace: bool = False) -> PushResult:
+    """Map ``protocol`` for the client's FHIR version and push it as one transaction, merged into the
+    server's study unless ``replace`` (then the record's study replaces the server's);
+    :class:`AmbiguousStudy` when several studies on the server already carry its NCT id."""
     written = write_bundle(protocol, client.config.fhir_version)
+    merge = None if replace else StudyMerge(client)
     try:
-        result = push_bundle(client, written.bundle)
+        result = push_bundle(client, written.bundle, merge=merge)
     except PreconditionFailed as refused:  # HAPI's answer to a conditional update matching several
         raise pull.ambiguity(client, protocol.nct_id) or refused from None
     result.issues = list(written.issues)
+    result.kept = list(merge.kept) if merge is not None else []
     return result
 
 
@@ -74,10 +83,12 @@ def push_bundle(
     *,
     lock_timeout: float = locks.LOCK_TIMEOUT,
     sleep: Callable[[float], None] = time.sleep,
+    merge: writes.Merge | None = None,
 ) -> PushResult:
     """Send a transaction Bundle (:func:`adapter.writes.transaction`: this host's locks, the 409
-    policy); return each entry's outcome (in request order).  ``sleep`` waits between conflict retries."""
-    response = writes.transaction(client, bundle, lock_timeout=lock_timeout, pause=sleep)
+    policy, ``merge``); return each entry's outcome (in request order).  ``sleep`` waits between
+    conflict retries."""
+    response = writes.transaction(client, bundle, lock_timeout=lock_timeout, pause=sleep, merge=merge)
     requests = bundle.get("entry") or []
     answers = response.get("entry") or []
     result = PushResult()

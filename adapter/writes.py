@@ -4,7 +4,10 @@ protocols, enrolments, lab results and the sync job.
 One policy, one place: hold this host's locks of the bundle's conditional URLs (:mod:`adapter.locks`),
 send, and answer a 409 by sending again after a pause (``conflict_retries`` / ``conflict_pause`` of
 :class:`~adapter.config.ServerConfig`); a lasting 409 is raised as :class:`~adapter.errors.FhirHttpError`
-(status 409), never taken as a refusal of the content.  Why: ``docs/design/conditional-writes.md``.
+(status 409), never taken as a refusal of the content.  A transaction built by a ``merge`` (the push
+onto a study someone else registered, :mod:`adapter.study_merge`) carries ``ifMatch``: its version
+conflict (409/412) is answered by reading and merging again, under the same locks.
+Why: ``docs/design/conditional-writes.md``, ``docs/design/merge.md``.
 """
 
 from __future__ import annotations
@@ -19,23 +22,23 @@ from . import locks
 from .client import FhirClient, bundle_replay_safe, conditional_urls
 from .errors import FhirHttpError
 
-__all__ = ["Pause", "batch", "conflict_delay", "retries_conflicts", "transaction"]
+__all__ = ["Merge", "Pause", "batch", "conflict_delay", "retries_conflicts", "transaction"]
 
 log = logging.getLogger("trialbridge.writes")
 
 JSON = dict[str, Any]
 #: Waits before a write refused with 409 is sent again; a true answer means "stop waiting, give up".
 Pause = Callable[[float], object]
+#: Builds the transaction to send from the one asked for, reading the server (a merge); called again
+#: after a version conflict.
+Merge = Callable[[JSON], JSON]
 
 
 def retries_conflicts(bundle: JSON) -> bool:
     """May a bundle refused with 409 be sent again?  Yes when every entry is idempotent or a
     conditional create (sent again, it writes once) and none carries ``ifMatch`` (that 409 is a
     version check: sending it again cannot help)."""
-    return bundle_replay_safe(bundle) and not any(
-        ((entry.get("request") if isinstance(entry, dict) else None) or {}).get("ifMatch")
-        for entry in bundle.get("entry") or []
-    )
+    return bundle_replay_safe(bundle) and not _has_if_match(bundle)
 
 
 def conflict_delay(client: FhirClient, attempt: int) -> float:
@@ -45,23 +48,26 @@ def conflict_delay(client: FhirClient, attempt: int) -> float:
 
 
 def transaction(client: FhirClient, bundle: JSON, *, lock_timeout: float = locks.LOCK_TIMEOUT,
-                pause: Pause = time.sleep, on_attempt: Callable[[], None] | None = None) -> JSON:
+                pause: Pause = time.sleep, on_attempt: Callable[[], None] | None = None,
+                merge: Merge | None = None) -> JSON:
     """Send a transaction Bundle under this host's locks, with the 409 policy; the transaction-response.
 
-    ``on_attempt`` is called before each request (the sync job counts attempts with it).  Raises
+    ``on_attempt`` is called before each request (the sync job counts attempts with it).  With
+    ``merge``, what is sent is ``merge(bundle)``, built again after a version conflict of its
+    ``ifMatch`` entries (the same entries in the same order).  Raises
     :class:`~adapter.locks.LockTimeout` when the locks are not had within ``lock_timeout`` seconds,
     and the client's errors otherwise (a 409 once the retries are spent or ``pause`` said stop).
     """
-    retry = retries_conflicts(bundle)
     with locks.hold(client.config.base_url, conditional_urls(bundle), timeout=lock_timeout):
         attempt = 0
         while True:
             if on_attempt is not None:
                 on_attempt()
+            sent = merge(bundle) if merge is not None else bundle
             try:
-                return client.transaction(bundle)
+                return client.transaction(sent)
             except FhirHttpError as exc:
-                if exc.status != 409 or not retry or attempt >= client.config.conflict_retries:
+                if not _sends_again(exc, sent, merge) or attempt >= client.config.conflict_retries:
                     raise
                 delay = conflict_delay(client, attempt)
                 log.info("transaction of %d entries: conflict (409), again in %.2fs",
@@ -69,6 +75,18 @@ def transaction(client: FhirClient, bundle: JSON, *, lock_timeout: float = locks
                 if pause(delay):
                     raise
                 attempt += 1
+
+
+def _sends_again(exc: FhirHttpError, sent: JSON, merge: Merge | None) -> bool:
+    """A 409 of a replay-safe bundle, or a version conflict of a merged one (read and merged again)."""
+    if exc.status == 409 and retries_conflicts(sent):
+        return True
+    return merge is not None and exc.status in (409, 412) and _has_if_match(sent)
+
+
+def _has_if_match(bundle: JSON) -> bool:
+    return any(((entry.get("request") if isinstance(entry, dict) else None) or {}).get("ifMatch")
+               for entry in bundle.get("entry") or [])
 
 
 def batch(client: FhirClient, bundle: JSON, *, lock_timeout: float = locks.LOCK_TIMEOUT,

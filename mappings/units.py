@@ -11,6 +11,8 @@ Public API:
 
 * :func:`convert` -- convert or raise :class:`UnitError`; :func:`try_convert` -- the same, ``None``
   instead of the error (for callers that treat "not convertible" as an answer, e.g. "unknown").
+* :func:`quantity_text` -- a quantity written as text (``"32 g/L"``, ``"<0.5 mg/dL"``: a foreign
+  ``Observation.valueString``) -> comparator, exact value and UCUM code, or ``None`` unless unambiguous.
 * :func:`normalize_unit` -- a unit as written (``x10^9/L``, ``mg/dl``, ``µmol/l``: criteria text,
   ``Observation.valueQuantity.unit``) -> its UCUM code, from the table's ``spellings``; ``None`` for
   a text not listed (even valid UCUM is not guessed).  :func:`unit_spellings` gives them all.
@@ -70,7 +72,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from functools import cache, lru_cache
 from importlib import resources
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InputError
 
@@ -148,6 +150,32 @@ def normalize_unit(text: str | None) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return None
     return _spellings().get(" ".join(text.lower().split()))
+
+
+#: A quantity as text: an optional comparator, one decimal number, blanks, one unit (nothing else).
+_QUANTITY_TEXT = re.compile(
+    r"^\s*(?P<cmp><=|>=|<|>)?\s*(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?P<unit>\S.*?)\s*$")
+
+
+class TextQuantity(NamedTuple):
+    """A quantity read from text: comparator (``<``, ``<=``, ``>=``, ``>`` or None), exact value, UCUM
+    code and the unit as written."""
+
+    comparator: str | None
+    value: Decimal
+    unit: str
+    unit_text: str
+
+
+def quantity_text(text: str | None) -> TextQuantity | None:
+    """The quantity written as text (``"32 g/L"``, ``"< 0.5 mg/dl"``), or ``None`` unless unambiguous:
+    one number (at most 30 digits) and one unit text the table lists (:func:`normalize_unit`);
+    ``"32"``, ``"32 g/L or 3.2 g/dL"``, ``"about 32 g/L"`` are not."""
+    match = _QUANTITY_TEXT.match(text) if isinstance(text, str) and len(text) <= 100 else None
+    if match is None or len(match["num"]) > 30:
+        return None
+    unit = normalize_unit(match["unit"])
+    return None if unit is None else TextQuantity(match["cmp"], Decimal(match["num"]), unit, match["unit"])
 
 
 @cache

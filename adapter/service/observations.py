@@ -63,6 +63,19 @@ def _grace_days() -> int:
     return int(value)
 
 
+def _skipped_lines(skipped: list[observations.Skipped], fmt: str) -> Iterator[str]:
+    """After the data: the Observations that could not be read, each with its id and reason (an
+    OperationOutcome of warnings in NDJSON, ``#`` lines in CSV); nothing when there are none."""
+    if not skipped:
+        return
+    if fmt == "ndjson":
+        issues = [{"severity": "warning", "code": "processing", "diagnostics": str(s)} for s in skipped]
+        yield fhirjson.dumps({"resourceType": "OperationOutcome", "issue": issues}) + "\n"
+    else:
+        for skip in skipped:
+            yield f"# trialbridge warning: {skip}\n"
+
+
 @bp.get("/studies/<nct>/observations")
 def get_observations(nct: str) -> Response:
     """The study's outcome labs, streamed as NDJSON (FHIR) or tidy CSV."""
@@ -82,8 +95,11 @@ def get_observations(nct: str) -> Response:
     plan = observations.plan_pull(client, nct, tests=tests, window=window, grace_days=grace)
 
     def body() -> Iterator[str]:
+        skipped: list[observations.Skipped] = []
         try:
-            yield from observations.pull_lines(observations.iter_outcome_observations(client, plan), fmt)
+            yield from observations.pull_lines(
+                observations.iter_outcome_observations(client, plan, skipped=skipped), fmt)
+            yield from _skipped_lines(skipped, fmt)
         except TrialbridgeError as exc:
             log.warning("pull of %s failed after the answer started: %s", nct, type(exc).__name__)
             message = "the pull failed part way; the data above is incomplete"

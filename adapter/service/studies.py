@@ -44,7 +44,8 @@ def _record_body() -> bytes:
 
 @bp.post("/studies")
 def post_study() -> Response:
-    """Map the posted record for the named server's FHIR version; push it unless ``dryRun``."""
+    """Map the posted record for the named server's FHIR version; push it unless ``dryRun``, merged
+    into the server's study unless ``replace``."""
     server = state().server(request.args.get("server"))
     dry_run = flag_param("dryRun")
     return _map_and_push(read_protocol(_record_body()), server, dry_run)
@@ -56,7 +57,7 @@ def _map_and_push(read: ReadResult, server: ServerConfig, dry_run: bool, **extra
         written = write_bundle(read.protocol, server.fhir_version)
         headers = {"X-Trialbridge-Issues": str(len(combine_issues(read.issues, written.issues)))}
         return fhir_response(written.bundle, 200, headers)
-    result = push_protocol(state().client(server.name), read.protocol)
+    result = push_protocol(state().client(server.name), read.protocol, replace=flag_param("replace"))
     result.issues = combine_issues(read.issues, result.issues)
     body = {"nctId": read.protocol.nct_id, "server": server.name, **extra, **result.to_json()}
     return fhir_response(body, 201 if result.changed else 200)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from .. import values
 from ..errors import MappingError, MappingIssue
 from .systems import JSON, Ext
 from .tables import Coder
@@ -76,7 +77,7 @@ def check_date(value: str, field_name: str) -> str:
     """A partial ISO date (``2019``, ``2019-05``, ``2019-05-20``) as FHIR accepts it."""
     if not _PARTIAL_DATE.fullmatch(value):
         raise MappingError(f"{field_name}: {value!r} is not a partial ISO date (YYYY[-MM[-DD]])")
-    return value
+    return values.check_date(value, field_name)  # and a day that exists: the one rule
 
 
 def date_type_parts(date_type: str | None, coder: Coder, issues: list[MappingIssue],

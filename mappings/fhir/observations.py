@@ -9,9 +9,12 @@ study reference, the patient's MRN and the conditional entry are the ones of :mo
 
 The Observation is keyed by ``.../sid/lab-result`` | result id (conditional update) and linked to the
 study by the ``workflow-researchStudy`` extension; the value is an exact ``valueQuantity`` (UCUM) or,
-for an ordinal answer, a ``valueCodeableConcept`` (SNOMED CT).  Reading back never guesses: a number
-without a UCUM unit, or a code the catalogue does not know, raises :class:`MappingError`.  The element
-table and what reads back empty: ``docs/design/trial-data-fhir.md``.
+for an ordinal answer, a ``valueCodeableConcept`` (SNOMED CT).  Reading back never guesses: a code
+the catalogue does not know raises :class:`MappingError`.  Observations others wrote are read too: a
+``valueQuantity`` with a unit text but no UCUM code (the text through the unit table), a
+``valueString`` such as ``"32 g/L"`` (:func:`mappings.units.quantity_text`, when unambiguous); a
+value whose unit is unknown or cannot be converted is read unconverted, and :func:`unit_problem` says
+why.  The element table and what reads back empty: ``docs/design/trial-data-fhir.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 from ..errors import MappingError
 from ..lab_results import LabAnalyte, LabResult, lab_test, lab_tests
 from ..lab_results import system as code_system
-from ..units import UnitError
+from ..units import UnitError, normalize_unit, quantity_text
 from .elements import exact, exts, prune
 from .subjects import conditional_entry, nct_of, patient_identifier, study_reference
 from .systems import JSON, UCUM
@@ -169,23 +172,7 @@ def read_observation(resource: JSON, *, subject_id: str | None = None) -> LabRes
                      idents[0]["value"] if idents else "")
     test, loinc = _analyte_of(resource.get("code") or {})
     link = next((x.get("valueReference") for x in exts(resource, STUDY_LINK)), None)
-    values: dict[str, Any] = {}
-    if "valueQuantity" in resource:
-        q = resource["valueQuantity"]
-        if q.get("value") is None or q.get("system") != UCUM or not q.get("code"):
-            raise MappingError(f"Observation {where}: valueQuantity without a value and UCUM code")
-        values = {"value": exact(q["value"]), "comparator": q.get("comparator"), "unit": q["code"],
-                  "unit_text": q.get("unit")}
-    elif "valueCodeableConcept" in resource:
-        cc = resource["valueCodeableConcept"]
-        codings = cc.get("coding") or []
-        snomed: JSON = next((c for c in codings if c.get("system") == code_system("snomed")), {})
-        values = {"value": cc.get("text") or snomed.get("display") or snomed.get("code") or "",
-                  "value_code": snomed.get("code")}
-    elif "valueString" in resource:
-        values = {"value": resource["valueString"]}
-    else:
-        raise MappingError(f"Observation {where}: no valueQuantity, valueCodeableConcept or valueString")
+    values = _values(resource, where)
     ranges = resource.get("referenceRange") or [{}]
     low, high = (exact((ranges[0].get(k) or {}).get("value")) for k in ("low", "high"))
     interpretation = _interpretation_of(resource)
@@ -210,3 +197,59 @@ def read_observation(resource: JSON, *, subject_id: str | None = None) -> LabRes
         except UnitError:
             result.normalized = None
     return result
+
+
+def _values(resource: JSON, where: str) -> dict[str, Any]:
+    """The value elements of a LabResult from ``value[x]``."""
+    if "valueQuantity" in resource:
+        return _quantity_values(resource["valueQuantity"], where)
+    if "valueCodeableConcept" in resource:
+        cc = resource["valueCodeableConcept"]
+        if not isinstance(cc, dict):
+            raise MappingError(f"Observation {where}: valueCodeableConcept is not an object")
+        codings = [c for c in cc.get("coding") or [] if isinstance(c, dict)]
+        snomed: JSON = next((c for c in codings if c.get("system") == code_system("snomed")), {})
+        return {"value": cc.get("text") or snomed.get("display") or snomed.get("code") or "",
+                "value_code": snomed.get("code")}
+    if "valueString" in resource:
+        text = resource["valueString"]
+        if not isinstance(text, str):
+            raise MappingError(f"Observation {where}: valueString is not a string")
+        parsed = quantity_text(text)
+        if parsed is None:
+            return {"value": text}
+        return {"value": parsed.value, "comparator": parsed.comparator, "unit": parsed.unit,
+                "unit_text": parsed.unit_text}
+    raise MappingError(f"Observation {where}: no valueQuantity, valueCodeableConcept or valueString")
+
+
+def _quantity_values(q: Any, where: str) -> dict[str, Any]:
+    """A valueQuantity: its UCUM code, else its unit text or code through the unit table, else read
+    without a unit (``unit_text`` kept: :func:`unit_problem` flags it)."""
+    if not isinstance(q, dict) or q.get("value") is None:
+        raise MappingError(f"Observation {where}: valueQuantity has no value")
+    try:
+        value = exact(q["value"])
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise MappingError(f"Observation {where}: valueQuantity.value is not a number") from exc
+    code, text = q.get("code"), q.get("unit")
+    unit = code if q.get("system") == UCUM and code else normalize_unit(code) or normalize_unit(text)
+    return {"value": value, "comparator": q.get("comparator"), "unit": unit,
+            "unit_text": text if text is not None else (None if unit else code)}
+
+
+def unit_problem(result: LabResult) -> str | None:
+    """Why a numeric result was not converted to its test's canonical unit, or None (converted, or
+    nothing to convert: an answer text, a test without a canonical unit)."""
+    test = lab_test(result.test_code)
+    if not isinstance(result.value, Decimal) or result.normalized is not None or test is None \
+            or not test.canonical_unit:
+        return None
+    if not result.unit:
+        shown = f"unit {result.unit_text!r}" if result.unit_text else "no unit"
+        return f"{shown} is not in the unit table"
+    try:
+        test.normalize(result.value, result.unit)
+    except UnitError as exc:
+        return str(exc).removeprefix("unit: ")
+    return None

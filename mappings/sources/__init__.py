@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from .. import values
 from ..errors import InputError, MappingIssue
 from ..model import Protocol
 
@@ -60,7 +61,10 @@ def read_protocol(data: bytes | str, max_bytes: int = MAX_INPUT_BYTES) -> ReadRe
     if not text.strip():
         raise InputError("input is empty")
     fmt = detect_format(text)
+    if fmt == "ctgov-text":  # JSON and XML parsers refuse raw control characters themselves
+        values.check_text(text)
     reader = importlib.import_module(f".{_READERS[fmt]}", __package__)
     result = reader.read(text)
+    values.check_protocol(result.protocol)  # what a FHIR string, integer, date may hold: one rule
     result.source_format = fmt
     return result

@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import fhirjson, schema, vocabulary
 from .. import model as m
+from .. import schema, values, vocabulary
 from ..errors import InputError, MappingIssue
 from . import ReadResult
 
 
 def parse_json(text: str) -> Any:
-    """``json.loads`` with errors turned into a one-line :class:`InputError`."""
+    """``json.loads`` with errors turned into a one-line :class:`InputError`; strings and numbers
+    checked as they enter (:func:`mappings.values.loads`)."""
     try:
-        return fhirjson.loads(text)
+        return values.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     except RecursionError as exc:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import TypedDict
 
 from .. import model as m
-from .. import vocabulary
+from .. import values, vocabulary
 from ..errors import InputError, MappingError, MappingIssue
 from . import ReadResult
 from .display_forms import (
@@ -547,7 +547,7 @@ class _TextReader:
             self.issues.append(MappingIssue(label, "no participant count; left out", value))
             return None
         kind = date_type(found[0]["type"], self.issues, label)
-        return m.Enrollment(int(count.group().replace(",", "")), kind)
+        return m.Enrollment(values.whole_number(count.group().replace(",", ""), label), kind)
 
     def arms(self, row: list[tuple[str, str]]) -> tuple[list[m.Arm], list[m.Intervention]]:
         """The ``Arm | Intervention/treatment`` table: an arm line, then its description lines."""
@@ -709,7 +709,7 @@ class _TextReader:
 # Section parsers without reader state
 # --------------------------------------------------------------------------------------------------
 
-_OUTCOME_ITEM = re.compile(r"^\s*(?P<number>\d+)\.\s+(?P<body>.*)$")
+_OUTCOME_ITEM = re.compile(r"^\s*(?P<number>\d{1,6})\.\s+(?P<body>.*)$")  # 6 digits: no int() of a huge one
 _TIME_FRAME = re.compile(r"^(?P<measure>.*?)\s*\[\s*Time\s+Frame:\s*(?P<frame>.*?)\s*\]$")
 
 

@@ -23,7 +23,7 @@ from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 
 from .. import model as m
-from .. import vocabulary
+from .. import values, vocabulary
 from ..errors import InputError, MappingError, MappingIssue
 from . import ReadResult
 from .display_forms import (
@@ -270,7 +270,8 @@ class _XmlReader:
         if not value.isdigit():
             self.issues.append(MappingIssue("enrollment", "not a whole number; left out", value))
             return None
-        return m.Enrollment(int(value), date_type(el.get("type"), self.issues, "enrollment/@type"))
+        count = values.whole_number(value, "enrollment")
+        return m.Enrollment(count, date_type(el.get("type"), self.issues, "enrollment/@type"))
 
     def arms_interventions(self) -> tuple[list[m.Arm], list[m.Intervention]]:
         arms = {

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from .. import enrolments, lab_results, units
+from .. import enrolments, lab_results, units, values
 from ..enrolments import Enrolment, PatientIdentifier, SubjectStatus
 from ..errors import InputError, MappingIssue
 from ..lab_results import LabAnalyte, LabResult, NormalizedValue
@@ -107,6 +107,12 @@ def _study_id(study: str | Protocol) -> str:
     return nct.strip()
 
 
+def _check_cells(cells: list[str], header: list[str], row: int) -> None:
+    """What a FHIR string may hold (:mod:`mappings.values`): a cell that breaks it refuses the file."""
+    for i, cell in enumerate(cells):
+        values.check_string(cell, f"row {row}, column {header[i] if i < len(header) else i + 1}")
+
+
 def _rows(lines: Iterable[str], required: tuple[str, ...], optional: tuple[str, ...],
           issues: list[MappingIssue] | None) -> Iterator[tuple[int, dict[str, str], _Problems]]:
     """Yield (row number, cells by column, problems) per non-blank data row, after checking the header.
@@ -144,6 +150,7 @@ def _rows(lines: Iterable[str], required: tuple[str, ...], optional: tuple[str, 
         except csv.Error as exc:
             raise InputError(f"malformed CSV at line {reader.line_num}: {exc}") from exc
         row += 1
+        _check_cells(cells, header, row)
         if not any(c.strip() for c in cells):
             continue
         raw = {name: (cells[i] if i < len(cells) else "") for i, name in enumerate(header)}

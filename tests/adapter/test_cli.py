@@ -187,3 +187,68 @@ def test_map_warnings_say_their_severity_once_and_each_fact_once(capsys, tmp_pat
     lines = err.splitlines()
     assert lines == ["trialbridge: warning: designInfo.allocation: not a known allocation value; "
                      "kept as text ('SOMETIMES')"]
+
+
+def _record_with(old: str, new: str) -> bytes:
+    text = record_bytes("NCT00763412.json").decode("utf-8")
+    assert old in text
+    return text.replace(old, new, 1).encode("utf-8")
+
+
+BAD_VALUES = [  # issue 11: each passed into a bundle, or crashed with a traceback (exit 1)
+    (('"briefTitle": "', '"briefTitle": "\\ud800'), "briefTitle: a lone surrogate"),
+    (('"count": 31', '"count": ' + "9" * 5000), "enrollmentInfo.count: a number of 5000 characters"),
+    (('"count": 31', '"count": 3000000000'), "enrollment.count: 3000000000 does not fit a FHIR integer"),
+    (('"briefTitle": "', '"briefTitle": "\\u0000'), "briefTitle: a control character (U+0000)"),
+    (('"date": "2006-11"', '"date": "2021-02-30"'),
+     "start_date.date: '2021-02-30' is not a date that exists"),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), BAD_VALUES)
+def test_a_value_fhir_cannot_hold_is_one_line_naming_the_field(capsys, tmp_path, edit, expected):
+    source = tmp_path / "record.json"
+    source.write_bytes(_record_with(*edit))
+    code, out, err = run(capsys, "map", str(source))
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("trialbridge: error: ") and expected in err
+
+
+@pytest.mark.parametrize(("argv", "replace"), [([], False), (["--replace"], True)])
+def test_push_merges_unless_replace_and_prints_what_was_kept(capsys, monkeypatch, argv, replace):
+    from adapter import cli
+    from adapter.push import EntryResult, PushResult
+
+    seen = {}
+
+    def fake_push(client, protocol, *, replace):
+        seen["replace"] = replace
+        return PushResult([EntryResult("ResearchStudy", "ResearchStudy/h1", "updated", "2")],
+                          kept=[] if replace else ["identifier urn:oid:1.2.3|S-1"])
+
+    monkeypatch.setattr(cli, "push_protocol", fake_push)
+    monkeypatch.setattr(cli.FhirClient, "check_version", lambda self: "R4")
+    code, out, _ = run(capsys, "push", str(SEED), "--server", "http://fhir.test/fhir", "--fhir-version",
+                       "R4", *argv)
+    assert code == 0 and seen == {"replace": replace}
+    assert ("kept      identifier urn:oid:1.2.3|S-1" in out) is not replace
+
+
+def test_observations_names_each_observation_that_could_not_be_read(capsys, monkeypatch):
+    """Issue 11: "an Observation could not be read; skipped", with no id, no reason and no count."""
+    from adapter import cli, observations
+
+    plan = observations.PullPlan(study={}, tests=("ALB",), loinc_codes=("1751-7",), window=None, grace_days=7)
+    monkeypatch.setattr(cli.FhirClient, "check_version", lambda self: "R4")
+    monkeypatch.setattr(observations, "plan_pull", lambda *a, **k: plan)
+
+    def pulled(client, plan, *, skipped):
+        skipped.append(observations.Skipped("o-7", "valueQuantity has no value"))
+        return iter(())
+
+    monkeypatch.setattr(observations, "iter_outcome_observations", pulled)
+    code, out, err = run(capsys, "observations", "NCT03945487", "--server", "http://fhir.test/fhir",
+                         "--fhir-version", "R4", "--format", "csv")
+    assert code == 0 and out.startswith("subject,arm,code,value,unit,")
+    assert "trialbridge: warning: Observation o-7 could not be read: valueQuantity has no value" in err
+    assert "0 observations of ALB (window no end), 1 could not be read" in err

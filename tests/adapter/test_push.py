@@ -101,6 +101,7 @@ def web() -> Any:
 @responses.activate
 def test_service_answers_a_lasting_conflict_with_409(web: Any) -> None:
     responses.post(BASE, status=409, json=CONFLICT)
+    responses.get(f"{BASE}/ResearchStudy", json={"resourceType": "Bundle", "type": "searchset", "entry": []})
     resp = web.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
     assert resp.status_code == 409
     body = resp.get_json(force=True)
@@ -116,3 +117,28 @@ def test_service_answers_a_lock_timeout_with_503_and_retry_after(web: Any, monke
     resp = web.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
     assert resp.get_json(force=True)["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(("query", "replace"),
+                         [("", False), ("&replace=true", True), ("&replace=false", False)])
+def test_the_service_merges_unless_replace_and_answers_what_was_kept(web: Any, monkeypatch, query: str,
+                                                                       replace: bool) -> None:
+    from adapter.push import EntryResult, PushResult
+    from adapter.service import studies
+
+    seen = {}
+
+    def fake_push(client: Any, protocol: Any, *, replace: bool) -> PushResult:
+        seen["replace"] = replace
+        return PushResult([EntryResult("ResearchStudy", "ResearchStudy/h1", "updated", "2")],
+                          kept=[] if replace else ["note (not set by the record)"])
+
+    monkeypatch.setattr(studies, "push_protocol", fake_push)
+    resp = web.post(f"/studies?server=r4{query}", data=SEED.read_bytes(), content_type="text/plain")
+    assert resp.status_code == 201 and seen == {"replace": replace}
+    assert resp.get_json(force=True)["kept"] == ([] if replace else ["note (not set by the record)"])
+
+
+def test_the_service_refuses_a_replace_that_is_not_true_or_false(web: Any) -> None:
+    resp = web.post("/studies?server=r4&replace=yes", data=SEED.read_bytes(), content_type="text/plain")
+    assert resp.status_code == 400 and "replace" in resp.get_data(as_text=True)

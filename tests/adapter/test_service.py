@@ -145,6 +145,9 @@ def test_unknown_route_and_method(client):
     assert_outcome(client.delete("/studies"), 405)
 
 
+NO_STUDY = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+
+
 @responses.activate
 def test_upstream_rejection_is_422_with_the_servers_outcome(client):
     outcome = {
@@ -152,6 +155,7 @@ def test_upstream_rejection_is_422_with_the_servers_outcome(client):
         "issue": [{"severity": "error", "code": "processing", "diagnostics": "HAPI-0000: refused"}],
     }
     responses.post(BASE, json=outcome, status=400)
+    responses.get(f"{BASE}/ResearchStudy", json=NO_STUDY)  # the push reads the server's study first
     resp = client.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
     body = assert_outcome(resp, 422)
     assert any(i.get("diagnostics") == "HAPI-0000: refused" for i in body["issue"])
@@ -164,6 +168,7 @@ def test_an_upstream_answer_that_is_no_verdict_on_the_content_is_not_422(client,
     headers = {"Retry-After": "7"} if upstream == 429 else {}
     responses.post(BASE, json={"resourceType": "OperationOutcome", "issue": []}, status=upstream,
                    headers=headers)
+    responses.get(f"{BASE}/ResearchStudy", json=NO_STUDY)
     resp = client.post("/studies?server=r4", data=SEED.read_bytes(), content_type="text/plain")
     assert_outcome(resp, status)
     if upstream == 429:

@@ -135,13 +135,52 @@ def test_pull_as_csv_converts_units_and_keeps_the_window(client):
     assert resp.headers["X-Trialbridge-Window"] == "96 weeks + 7 days"
     lines = resp.get_data(as_text=True).splitlines()
     assert lines == [
-        "subject,arm,code,value,unit,time,days_since_enrolment,comparator",
-        f"S001,{CONTROL},14631-6,20.5,umol/L,2019-06-08T07:00:00+08:00,0,",
-        f"S001,{CONTROL},14631-6,3.50,umol/L,2021-04-12T08:00:00+08:00,674,",
+        "subject,arm,code,value,unit,time,days_since_enrolment,comparator,unconverted_value,unconverted_unit,flag",
+        f"S001,{CONTROL},14631-6,20.5,umol/L,2019-06-08T07:00:00+08:00,0,,,,",
+        f"S001,{CONTROL},14631-6,3.50,umol/L,2021-04-12T08:00:00+08:00,674,,,,",
     ]
     query = responses.calls[-1].request.url
     assert "date=ge2019-06-07" in query and "date=le2021-04-18" in query and "_sort=date" in query
     assert "code=http%3A%2F%2Floinc.org%7C14631-6%2Chttp%3A%2F%2Floinc.org%7C1975-2" in query
+
+def _foreign_pull_fixture():
+    """Albumin written by a laboratory system: in umol/L (no molar mass in the table), as text, with a
+    unit but no UCUM code, and one without a value."""
+    responses.get(f"{BASE}/ResearchStudy", json=searchset(STUDY))
+    responses.get(f"{BASE}/ResearchSubject", json=searchset(subject_resource("S001", "p1", "MRN-900105")))
+    code = {"coding": [{"system": "http://loinc.org", "code": "1751-7"}]}
+
+    def lab(oid, day, **value):
+        return {"resourceType": "Observation", "id": oid, "status": "final", "code": code,
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": f"2019-07-{day}", **value}
+
+    page = searchset(lab("a1", "01", valueQuantity={"value": 480, "unit": "umol/L",
+                                                    "system": "http://unitsofmeasure.org", "code": "umol/L"}),
+                     lab("a2", "02", valueString="32 g/L"),
+                     lab("a3", "03", valueQuantity={"value": 3.1, "unit": "g/dL"}),
+                     lab("a4", "04", valueQuantity={"unit": "g/L"}))
+    responses.get(f"{BASE}/Observation", body=fhirjson.dumps(page), content_type="application/fhir+json")
+
+
+@responses.activate
+def test_foreign_labs_never_mix_units_and_unreadable_ones_are_reported(client):
+    """Issue 11: "32 g/L" as a value with an empty unit, 480 umol/L in the g/L column, a quantity
+    without a UCUM code skipped as "an Observation could not be read" with no id or reason."""
+    _foreign_pull_fixture()
+    resp = client.get(f"/studies/{NCT}/observations?server=r4&format=csv&tests=ALB&timeFrame=96 weeks")
+    lines = resp.get_data(as_text=True).splitlines()
+    assert lines[1:] == [
+        f"S001,{CONTROL},1751-7,,,2019-07-01,23,,480,umol/L,"
+        "cannot convert 'umol/L' to 'g/L': no molar mass known for LOINC 1751-7",
+        f"S001,{CONTROL},1751-7,32,g/L,2019-07-02,24,,,,",
+        f"S001,{CONTROL},1751-7,31,g/L,2019-07-03,25,,,,",
+        "# trialbridge warning: Observation a4 could not be read: valueQuantity has no value",
+    ]
+    resp = client.get(f"/studies/{NCT}/observations?server=r4&tests=ALB&timeFrame=96 weeks")
+    last = json.loads(resp.get_data(as_text=True).splitlines()[-1])
+    assert last["resourceType"] == "OperationOutcome"
+    assert [i["severity"] for i in last["issue"]] == ["warning"] and "a4" in last["issue"][0]["diagnostics"]
+
 
 @responses.activate
 def test_pull_as_ndjson_keeps_exact_decimals(client):

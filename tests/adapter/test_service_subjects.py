@@ -17,6 +17,7 @@ from tests.adapter.trial_service_helpers import (
     BASE,
     CONTROL,
     HEADER,
+    LAB_HEADER,
     MRN,
     NCT,
     S001,
@@ -79,6 +80,18 @@ def test_missing_column_names_it(client):
     bad_header = HEADER.replace("mrn_system,", "")
     assert_outcome(post(client, f"/studies/{NCT}/subjects", csv_body(bad_header, S001)), 400, "mrn_system",
                    expression="mrn_system")
+
+@responses.activate
+@pytest.mark.parametrize("path", [f"/studies/{NCT}/subjects", f"/studies/{NCT}/observations"])
+def test_a_cell_with_a_nul_character_is_400_naming_row_and_column(client, path):
+    """Issue 11: subject id ``S0\x0001`` made a second ResearchSubject that looks like S001 on screen."""
+    responses.get(f"{BASE}/ResearchStudy", json=searchset(STUDY))
+    responses.get(f"{BASE}/ResearchSubject", json=searchset(subject_resource("S001", "p1", "MRN-900105")))
+    header = HEADER if path.endswith("subjects") else LAB_HEADER
+    lab = "S001,MRN-900105,TBIL,57.6,umol/L,3.4,17.1,2019-06-08,final,L1"
+    row = S001 if path.endswith("subjects") else lab
+    resp = post(client, path, csv_body(header, row.replace("S001", "S0\x0001", 1)))
+    assert_outcome(resp, 400, "row 2, column subject_id: a control character (U+0000) at position 3")
 
 @responses.activate
 def test_body_not_utf8(client):

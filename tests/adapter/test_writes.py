@@ -133,3 +133,33 @@ def test_a_batch_without_conflicts_is_answered_as_is(client: FhirClient) -> None
     response = writes.batch(client, bundle("batch", PUT, PUT_Y))
     assert [e["response"]["status"] for e in response["entry"]] == ["201 Created", "422 Bad"]
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_version_conflict_of_a_merged_transaction_is_read_and_merged_again(client: FhirClient) -> None:
+    """The If-Match write lost to another writer: the merge runs again (it reads the new version),
+    and its bundle is what is sent -- the other writer's change is never overwritten blindly."""
+    responses.post(BASE, status=409, json=CONFLICT)
+    responses.post(BASE, status=412, json=CONFLICT)
+    responses.post(BASE, body=answer("transaction", "200 OK")[2])
+    versions = iter(["3", "4", "5"])
+    sent_versions = []
+
+    def merge(asked: dict[str, Any]) -> dict[str, Any]:
+        version = next(versions)
+        sent_versions.append(version)
+        return bundle("transaction", {**IF_MATCH, "ifMatch": f'W/"{version}"'})
+
+    response = writes.transaction(client, bundle("transaction", PUT), merge=merge, pause=lambda _: None)
+    assert response["type"] == "transaction-response"
+    assert sent_versions == ["3", "4", "5"]
+    assert [json.loads(c.request.body)["entry"][0]["request"]["ifMatch"] for c in responses.calls] == [
+        'W/"3"', 'W/"4"', 'W/"5"']
+
+
+@responses.activate
+def test_a_version_conflict_without_a_merge_is_not_sent_again(client: FhirClient) -> None:
+    responses.post(BASE, status=409, json=CONFLICT)
+    with pytest.raises(FhirHttpError):
+        writes.transaction(client, bundle("transaction", IF_MATCH), pause=lambda _: None)
+    assert len(responses.calls) == 1

@@ -14,7 +14,13 @@ from mappings import fhirjson
 from mappings.errors import MappingError
 from mappings.fhir import observation_entry, read_observation
 from mappings.fhir.identity import full_url
-from mappings.fhir.observations import LAB_RESULT_SYSTEM, LAB_TEST_SYSTEM, STUDY_LINK, loinc_codes
+from mappings.fhir.observations import (
+    LAB_RESULT_SYSTEM,
+    LAB_TEST_SYSTEM,
+    STUDY_LINK,
+    loinc_codes,
+    unit_problem,
+)
 from mappings.sources.trial_csv import read_enrolments, read_labs
 from tests.conftest import ROOT
 
@@ -198,10 +204,63 @@ def test_reading_an_unknown_code_is_refused(labs):
         read_observation(o, "R4")
 
 
-def test_reading_a_quantity_without_ucum_is_refused(labs):
+def test_a_quantity_with_a_unit_text_but_no_ucum_code_is_read_through_the_unit_table(labs):
+    """Issue 11: a valid valueQuantity with a unit but no UCUM code was skipped as unreadable."""
     o = obs(labs[0])
-    o["valueQuantity"] = {"value": Decimal("29.4"), "unit": "g/L"}
-    with pytest.raises(MappingError, match="UCUM"):
+    o["valueQuantity"] = {"value": Decimal("2.94"), "unit": "g/dl"}
+    back = read_observation(o, "R4")
+    assert (back.value, back.unit, back.unit_text) == (Decimal("2.94"), "g/dL", "g/dl")
+    assert (back.normalized.value, back.normalized.unit) == (Decimal("29.4"), "g/L")
+    assert unit_problem(back) is None
+
+
+def test_a_quantity_in_a_unit_the_table_does_not_list_is_read_unconverted_and_flagged(labs):
+    o = obs(labs[0])
+    o["valueQuantity"] = {"value": Decimal("29.4"), "unit": "grams per litre"}
+    back = read_observation(o, "R4")
+    assert (back.value, back.unit, back.unit_text, back.normalized) == (
+        Decimal("29.4"), None, "grams per litre", None)
+    assert unit_problem(back) == "unit 'grams per litre' is not in the unit table"
+
+
+def test_albumin_in_umol_per_litre_is_not_converted_without_a_molar_mass(labs):
+    """Issue 11: 480 umol/L albumin stayed in a column of g/L."""
+    o = obs(labs[0])
+    o["valueQuantity"] = {"value": 480, "unit": "umol/L", "system": UCUM, "code": "umol/L"}
+    back = read_observation(o, "R4")
+    assert (back.value, back.unit, back.normalized) == (Decimal("480"), "umol/L", None)
+    assert "no molar mass known for LOINC 1751-7" in unit_problem(back)
+
+
+@pytest.mark.parametrize(("text", "value", "unit", "comparator"), [
+    ("32 g/L", Decimal("32"), "g/L", None), ("3.2 g/dl", Decimal("3.2"), "g/dL", None),
+    ("< 20 g/L", Decimal("20"), "g/L", "<")])
+def test_a_value_string_with_a_unit_is_parsed_when_unambiguous(labs, text, value, unit, comparator):
+    """Issue 11: a foreign valueString "32 g/L" became value '32 g/L' with an empty unit."""
+    o = obs(labs[0])
+    del o["valueQuantity"]
+    o["valueString"] = text
+    back = read_observation(o, "R5")
+    assert (back.value, back.unit, back.comparator) == (value, unit, comparator)
+    assert back.normalized.unit == "g/L"
+
+
+@pytest.mark.parametrize("text", ["32", "about 32 g/L", "32 g/L or 3.2 g/dL", "32 furlongs", "positive"])
+def test_an_ambiguous_value_string_stays_text(labs, text):
+    o = obs(labs[0])
+    del o["valueQuantity"]
+    o["valueString"] = text
+    back = read_observation(o, "R5")
+    assert (back.value, back.unit) == (text, None)
+
+
+@pytest.mark.parametrize(("quantity", "reason"), [
+    ({"unit": "g/L"}, "valueQuantity has no value"), ({"value": "abc", "unit": "g/L"}, "is not a number"),
+    ("29 g/L", "valueQuantity has no value")])
+def test_an_unreadable_quantity_says_why(labs, quantity, reason):
+    o = obs(labs[0])
+    o["valueQuantity"] = quantity
+    with pytest.raises(MappingError, match=reason):
         read_observation(o, "R4")
 
 
