@@ -14,40 +14,35 @@ Display forms become v2 codes and dates partial ISO dates through the helpers sh
 :mod:`.ctgov_xml`; unknown coded values are kept verbatim and reported.  Free text is kept verbatim,
 only dedented (per paragraph, since the indentation is the page's list layout) and trimmed.
 
-Heuristics (the page leaves these facts implicit):
-
-* Flattened table rows are split at the intervention-type prefixes (``Drug:``, ``Biological:``,
-  ``Other:``...), arm-type prefixes (``Experimental:``...) and a trailing ``Phase N`` run.  A row
-  holding several conditions separated only by spaces cannot be split: it is kept as one condition.
-* An official's line (``Study Chair: Fu-Sheng Wang Beijing 302 Hospital``) is split where a known
-  organisation name (sponsor, collaborators, facilities, the responsible party's affiliation) ends
-  the line; failing that, the name is the first two capitalised words plus any middle initials,
-  name particles and degrees (``Jane K van Dam, MD PhD``) and the rest is the affiliation.
-* The responsible party (``Name, Affiliation``) is split at the first comma (degrees after it stay
-  with the name).  Its type is not printed, so it is left ``None``, except that a responsible party
-  printed as exactly the lead sponsor's name is the registry's rendering of type ``SPONSOR``.
-* A location line is a country heading (``China``, ``United States, Alabama``), a facility (the
-  line before an address ending in the heading's country) with an optional trailing recruitment
-  status, its address ``City[, State], Country[, ZIP]``, or a ``Contact:`` / investigator line.
-* "Additional relevant MeSH terms" are read as condition MeSH terms without ids; the page mixes in
-  ancestor terms and cannot tell condition from intervention terms.
-* In the arms table, an arm line is a non-indented line after a blank line (or the heading) that
-  carries an arm-type or intervention-type prefix; ``Other Name(s):`` lines under it go to the arm's
-  last intervention; every other line is the arm's description.
-* Posted dates carry no ACTUAL/ESTIMATED on the page: the type is ``None`` unless marked ``[Estimate]``.
+The heuristics the page forces (how rows, officials, locations are split):
+``docs/design/ctgov-page.md``.  The page's structure: :mod:`.ctgov_page`; names, affiliations and
+contacts: :mod:`.people_text`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TypedDict
 
 from .. import model as m
 from .. import values, vocabulary
 from ..errors import InputError, MappingError, MappingIssue
 from . import ReadResult
+from .ctgov_page import (
+    ARM_TYPE_PREFIX,
+    DISCLAIMER,
+    FACILITY_STATUS,
+    IPD_INFO_TYPE,
+    OFFICIAL_LINE,
+    OTHER_NAMES,
+    PMID,
+    ArmBlock,
+    Page,
+    indent,
+    nonblank,
+    split_interventions,
+    text_block,
+)
 from .display_forms import (
     age,
     clean,
@@ -62,78 +57,7 @@ from .display_forms import (
     sampling_method,
     yes_no,
 )
-
-# --------------------------------------------------------------------------------------------------
-# Vocabulary-driven patterns
-# --------------------------------------------------------------------------------------------------
-
-
-def _alternation(kind: str) -> str:
-    """A regex alternation of the display forms of a code list, longest first."""
-    forms = sorted((vocabulary.display(kind, c) for c in vocabulary.codes(kind)), key=len, reverse=True)
-    return "|".join(re.escape(f) for f in forms)
-
-
-_INTERVENTION_PREFIX = re.compile(rf"(?<!\S)({_alternation('intervention_type')}):\s+")
-_ARM_TYPE_PREFIX = re.compile(rf"^({_alternation('arm_type')}):\s+")
-_FACILITY_STATUS = re.compile(rf"^(?P<facility>.+?)\s+(?P<status>{_alternation('overall_status')})$",
-                              re.IGNORECASE)
-_IPD_INFO_TYPE = re.compile(_alternation("ipd_info_type"), re.IGNORECASE)
-_OFFICIAL_LINE = re.compile(rf"^\s*(?P<role>{_alternation('official_role')})\s*:\s*(?P<value>.*)$")
-
-# --------------------------------------------------------------------------------------------------
-# Page structure
-# --------------------------------------------------------------------------------------------------
-
-#: Section headings (whole stripped lines) -> section name.  ``skip`` sections are boilerplate.
-_HEADINGS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), name) for p, name in [
-    (r"Brief Summary:", "summary"),
-    (r"Detailed Description:", "detailed"),
-    (r"Condition or disease(?P<interventions>\s+Intervention/treatment)?(?P<phase>\s+Phase)?", "conditions"),
-    (r"Layout table for study information", "design"),
-    (r"Resource links provided by .*", "skip"),
-    (r"Arm\s+Intervention/treatment", "arms"),
-    (r"(?P<kind>Primary|Secondary|Other) Outcome Measures\s*:", "outcomes"),
-    (r"Information from the National Library of Medicine", "skip"),
-    (r"Layout table for eligibility information", "eligibility"),
-    (r"Study Population", "population"),
-    (r"Criteria", "criteria"),
-    (r"Contacts and Locations", "skip"),
-    (r"Contacts", "contacts"),
-    (r"Locations", "locations"),
-    (r"Sponsors and Collaborators", "sponsors"),
-    (r"Investigators", "investigators"),
-    (r"Layout table for addit(?:i)?onal information", "additional"),  # the page spells it "additonal"
-    (r"Individual Participant Data \(IPD\) Sharing Statement:", "ipd"),
-    (r"Keywords provided by .*:", "keywords"),
-    (r"Additional relevant MeSH terms:", "mesh"),
-    (r"Publications of Results:", "publications-result"),
-    (r"Publications automatically indexed to this study.*", "publications-derived"),
-    (r"Publications:?", "publications-background"),
-    (r"More Information|Publications.*|Study Results|Go to", "skip"),
-]]
-_LABEL_SECTIONS = {"top", "design", "eligibility", "additional", "ipd"}
-#: The ``Label: value`` lines the reader knows; any other line in a label section continues a value.
-_LABELS = re.compile("|".join([
-    r"ClinicalTrials\.gov Identifier", r"Recruitment Status", r"(?:Results )?First Posted",
-    r"Last Update Posted", r"Sponsor", r"Collaborators?", r"Information provided by \(Responsible Party\)",
-    r"Study Type", r"(?:Estimated|Actual|Anticipated) Enrollment", r"Allocation", r"Intervention Model",
-    r"Intervention Model Description", r"Masking", r"Masking Description", r"Primary Purpose",
-    r"Official Title", r"Acronym", r"Phase", r"Observational Model", r"Time Perspective",
-    r"Target Follow-Up Duration", r"Biospecimen Retention", r"Biospecimen Description",
-    r"(?:(?:Estimated|Actual|Anticipated) )?(?:Study Start|Primary Completion|Study Completion) Date",
-    r"Ages Eligible for Study", r"Sexes Eligible for Study", r"Gender Based",
-    r"Gender Eligibility Description", r"Accepts Healthy Volunteers", r"Sampling Method",
-    r"Responsible Party", r"Other Study ID Numbers", r"Last Verified",
-    r"(?:Has )?Data Monitoring Committee", r"Studies a U\.S\. FDA-regulated (?:Drug|Device) Product",
-    r"Product Manufactured in and Exported from the U\.S\.",
-    r"Plan to Share IPD", r"Plan Description", r"Supporting Materials", r"Time Frame", r"Access Criteria",
-    r"URL",
-]))
-_PMID = re.compile(r"\b(?:PMID|PubMed ID):?\s*(\d+)", re.IGNORECASE)
-_OTHER_NAMES = re.compile(r"^\s*Other Names?:\s*(.+)$")
-_LABEL_LINE = re.compile(r"^\s*(?P<label>[^:]+?)\s*:\s*(?P<value>.*)$")
-_DISCLAIMER = "The safety and scientific validity of this study"
+from .people_text import contact, split_name_affiliation, split_official
 
 
 class _Status(TypedDict):
@@ -152,198 +76,6 @@ class _Outcomes(TypedDict):
     other_outcomes: list[m.OutcomeMeasure]
 
 
-@dataclass
-class _Section:
-    name: str
-    heading: re.Match[str] | None
-    lines: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _ArmBlock:
-    """An arm line of the arms table, the interventions it names and the description lines under it."""
-
-    arm: m.Arm
-    interventions: list[m.Intervention]
-    description: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Label:
-    value: str | None
-    more: list[str] = field(default_factory=list)
-
-    @property
-    def lines(self) -> list[str]:
-        return [v for v in [self.value, *self.more] if v]
-
-
-class _Page:
-    """The page split into sections, with its ``Label: value`` lines indexed."""
-
-    def __init__(self, text: str) -> None:
-        self.sections: list[_Section] = [_Section("top", None)]
-        for line in text.splitlines():
-            stripped = line.strip()
-            heading = next(((h.fullmatch(stripped), name) for h, name in _HEADINGS if h.fullmatch(stripped)),
-                           None)
-            if heading:
-                self.sections.append(_Section(heading[1], heading[0]))
-            elif not stripped.startswith("Layout table for"):
-                self.sections[-1].lines.append(line.rstrip())
-        self.labels: dict[str, _Label] = {}
-        for section in self.sections:
-            if section.name in _LABEL_SECTIONS:
-                self._index_labels(section.lines)
-
-    def _index_labels(self, lines: list[str]) -> None:
-        current: _Label | None = None
-        for line in lines:
-            match = _LABEL_LINE.match(line)
-            label = " ".join(match["label"].split()) if match else ""
-            if match and _LABELS.fullmatch(label):
-                current = _Label(clean(match["value"]))
-                self.labels.setdefault(label, current)  # the first occurrence wins
-            elif not line.strip():
-                current = None
-            elif current is not None:
-                current.more.append(" ".join(line.split()))
-
-    def section(self, name: str) -> _Section | None:
-        return next((s for s in self.sections if s.name == name), None)
-
-    def lines(self, name: str) -> list[str]:
-        section = self.section(name)
-        return section.lines if section else []
-
-    def entry(self, pattern: str) -> tuple[re.Match[str], _Label] | None:
-        """The first label fully matching ``pattern`` (the match gives access to its groups)."""
-        regex = re.compile(pattern)
-        return next(((mt, lab) for key, lab in self.labels.items() if (mt := regex.fullmatch(key))), None)
-
-    def value(self, pattern: str) -> str | None:
-        found = self.entry(pattern)
-        return found[1].value if found else None
-
-
-# --------------------------------------------------------------------------------------------------
-# Small text helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def _dedent(lines: list[str]) -> list[str]:
-    indents = [len(ln) - len(ln.lstrip(" ")) for ln in lines if ln.strip()]
-    cut = min(indents, default=0)
-    return [ln[cut:] for ln in lines]
-
-
-def _block(lines: Iterable[str]) -> str | None:
-    """Free text: each paragraph dedented, lines trimmed, paragraphs separated by one blank line."""
-    paragraphs: list[list[str]] = [[]]
-    for line in lines:
-        if line.strip():
-            paragraphs[-1].append(line.rstrip())
-        elif paragraphs[-1]:
-            paragraphs.append([])
-    text = "\n\n".join("\n".join(_dedent(p)) for p in paragraphs if p)
-    return text or None
-
-
-def _nonblank(lines: Iterable[str]) -> list[str]:
-    return [c for c in (clean(ln) for ln in lines) if c]
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip())
-
-
-def _split_interventions(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """``Liver Cirrhosis Drug: a Other: b`` -> ``("Liver Cirrhosis", [("Drug", "a"), ("Other", "b")])``."""
-    parts = _INTERVENTION_PREFIX.split(text)
-    pairs = [(kind, name.strip()) for kind, name in zip(parts[1::2], parts[2::2]) if name.strip()]
-    return parts[0].strip(), pairs
-
-
-# --------------------------------------------------------------------------------------------------
-# People and organisations
-# --------------------------------------------------------------------------------------------------
-
-_DEGREES = {"md", "phd", "mph", "msc", "ms", "mbbs", "mbchb", "rn", "do", "dds", "dmd", "pharmd", "mba",
-            "bsn", "np", "pa", "drph", "frcp", "frcpc", "facp", "ma", "bs", "ba", "msn", "dnp", "jr", "sr",
-            "ii", "iii", "iv", "mpharm", "dphil", "mrcp", "facs", "scd"}
-_TITLES = {"dr", "prof", "professor", "mr", "mrs", "ms", "miss"}
-_PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "del", "della", "du", "la", "le", "bin", "al",
-              "el"}
-
-
-def _bare(token: str) -> str:
-    return token.replace(".", "").rstrip(",").lower()
-
-
-def _is_degree(token: str) -> bool:
-    return _bare(token) in _DEGREES
-
-
-def _split_person(text: str) -> tuple[str, str | None]:
-    """Heuristic split of ``Jane K van Dam, MD PhD Some Hospital`` into name and affiliation.
-
-    The name is: leading titles, then the first two capitalised words plus any single-letter initials
-    and lowercase name particles between them, then degrees; whatever follows is the affiliation.
-    """
-    tokens = text.split()
-    taken, words = 0, 0
-    for token in tokens:
-        bare = _bare(token)
-        title = taken == words == 0 and bare in _TITLES
-        filler = words < 2 and (bare in _PARTICLES or re.fullmatch(r"[A-Z]\.?", token) is not None)
-        if words < 2 and not (title or filler) and token[:1].isupper():
-            words += 1
-        elif not (title or filler or (words >= 2 and _is_degree(token))):
-            break
-        taken += 1
-    name, rest = " ".join(tokens[:taken]).rstrip(","), " ".join(tokens[taken:])
-    return name or text, rest or None
-
-
-def _split_official(text: str, organisations: list[str]) -> tuple[str, str | None]:
-    """``Fu-Sheng Wang Beijing 302 Hospital`` -> name and affiliation, preferring a known organisation."""
-    for org in sorted(organisations, key=len, reverse=True):
-        if text.endswith(" " + org) and text[: -len(org)].strip():
-            return text[: -len(org)].strip().rstrip(","), org
-    return _split_person(text)
-
-
-def _split_name_affiliation(text: str) -> tuple[str, str | None]:
-    """``Name, Degree, Affiliation, Department`` -> (``Name, Degree``, ``Affiliation, Department``)."""
-    parts = [p.strip() for p in text.split(",")]
-    cut = 1
-    while cut < len(parts) and parts[cut] and all(_is_degree(t) for t in parts[cut].split()):
-        cut += 1
-    return ", ".join(parts[:cut]), ", ".join(parts[cut:]) or None
-
-
-_EMAIL = re.compile(r"\S+@\S+\.\w+")
-_PHONE_EXT = re.compile(r"\bext(?:ension)?\.?\s*:?\s*(\d+)", re.IGNORECASE)
-_PHONE = re.compile(r"\+?\(?\d[\d ().\-/]*\d\)?$")
-
-
-def _contact(text: str, role: str) -> m.Contact | None:
-    """``Ming Shi 86-10-63879735 shiming302@sina.com`` -> name, phone and e-mail split by pattern."""
-    rest = clean(text) or ""
-    email = _EMAIL.search(rest)
-    rest = _EMAIL.sub("", rest).strip()
-    ext = _PHONE_EXT.search(rest)
-    rest = _PHONE_EXT.sub("", rest).strip()
-    phone = _PHONE.search(rest)
-    if phone and len(re.sub(r"\D", "", phone.group())) < 6:
-        phone = None
-    name = (rest[: phone.start()] if phone else rest).strip(" ,")
-    if not name:
-        return None
-    return m.Contact(name, role, phone.group().strip() if phone else None,
-                     ext[1] if ext else None, email.group() if email else None)
-
-
 # --------------------------------------------------------------------------------------------------
 # The reader
 # --------------------------------------------------------------------------------------------------
@@ -354,13 +86,13 @@ def read(text: str) -> ReadResult:
     if "ClinicalTrials.gov Identifier" not in text:
         raise InputError("text is not a ClinicalTrials.gov study page: "
                          "it has no 'ClinicalTrials.gov Identifier' line")
-    return _TextReader(_Page(text)).result()
+    return _TextReader(Page(text)).result()
 
 
 class _TextReader:
-    """Reads the facts of one :class:`_Page`; collects issues on the way."""
+    """Reads the facts of one :class:`Page`; collects issues on the way."""
 
-    def __init__(self, page: _Page) -> None:
+    def __init__(self, page: Page) -> None:
         self.page = page
         self.issues: list[MappingIssue] = []
 
@@ -412,11 +144,11 @@ class _TextReader:
             has_dmc=self.flag(r"(?:Has )?Data Monitoring Committee"),
             is_fda_regulated_drug=self.flag(r"Studies a U\.S\. FDA-regulated Drug Product"),
             is_fda_regulated_device=self.flag(r"Studies a U\.S\. FDA-regulated Device Product"),
-            brief_summary=_block(page.lines("summary")),
-            detailed_description=_block(page.lines("detailed")),
+            brief_summary=text_block(page.lines("summary")),
+            detailed_description=text_block(page.lines("detailed")),
             conditions=conditions,
-            keywords=_nonblank(page.lines("keywords")),
-            condition_meshes=[m.MeshTerm(t) for t in _nonblank(page.lines("mesh"))],
+            keywords=nonblank(page.lines("keywords")),
+            condition_meshes=[m.MeshTerm(t) for t in nonblank(page.lines("mesh"))],
             study_type=self.coded("study_type", "Study Type"),
             phases=row_phases or phases(page.value("Phase"), self.issues, "Phase"),
             allocation=self.coded("allocation", "Allocation"),
@@ -457,7 +189,7 @@ class _TextReader:
 
     def brief_title(self) -> str | None:
         top = self.page.lines("top")
-        cut = next((i for i, ln in enumerate(top) if ln.strip().startswith(_DISCLAIMER)), None)
+        cut = next((i for i, ln in enumerate(top) if ln.strip().startswith(DISCLAIMER)), None)
         before = top[:cut] if cut is not None else []
         title = next((clean(ln) for ln in reversed(before) if clean(ln)), None)
         if title is None:
@@ -500,7 +232,7 @@ class _TextReader:
     # sponsors ------------------------------------------------------------------------------------
 
     def sponsors(self) -> tuple[m.Organization | None, list[m.Organization]]:
-        names = _nonblank(self.page.lines("sponsors")) or _nonblank([self.page.value("Sponsor") or ""])
+        names = nonblank(self.page.lines("sponsors")) or nonblank([self.page.value("Sponsor") or ""])
         orgs = [m.Organization(n) for n in names]
         return (orgs[0] if orgs else None), orgs[1:]
 
@@ -513,7 +245,7 @@ class _TextReader:
             return None
         if lead is not None and value == lead.name:
             return m.ResponsibleParty(type="SPONSOR")
-        name, affiliation = _split_name_affiliation(value)
+        name, affiliation = split_name_affiliation(value)
         return m.ResponsibleParty(investigator_name=name, investigator_affiliation=affiliation)
 
     # conditions, design, arms --------------------------------------------------------------------
@@ -525,14 +257,14 @@ class _TextReader:
             return [], [], []
         has_phase = bool(section.heading and section.heading["phase"])
         conditions, interventions, found_phases = [], [], []
-        for line in _nonblank(section.lines):
+        for line in nonblank(section.lines):
             if has_phase:
                 tail = re.search(r"(?:^|\s)((?:Early Phase 1|Phase [0-4]|Not Applicable)"
                                  r"(?:\s*/?\s*(?:Early Phase 1|Phase [0-4]))*)$", line)
                 if tail:
                     found_phases += phases(tail[1], self.issues, "Phase")
                     line = line[: tail.start()].strip()
-            condition, pairs = _split_interventions(line)
+            condition, pairs = split_interventions(line)
             conditions += [condition] if condition else []
             interventions += pairs
         return conditions, interventions, found_phases
@@ -560,31 +292,31 @@ class _TextReader:
 
         for kind, name in row:
             intervention(kind, name)
-        blocks: list[_ArmBlock] = []
+        blocks: list[ArmBlock] = []
         at_start = True  # after the heading or a blank line
         for line in self.page.lines("arms"):
-            head = self.arm_line(line) if at_start and _indent(line) == 0 else None
+            head = self.arm_line(line) if at_start and indent(line) == 0 else None
             at_start = not line.strip()
             if head is not None or (not blocks and line.strip()):
                 arm, pairs = head or (m.Arm(clean(line) or ""), [])
-                block = _ArmBlock(arm, [intervention(k, n) for k, n in pairs])
+                block = ArmBlock(arm, [intervention(k, n) for k, n in pairs])
                 arm.intervention_names = [intervention_name(i.type, i.name) for i in block.interventions]
                 for i in block.interventions:
                     i.arm_labels.append(arm.label)
                 blocks.append(block)
-            elif blocks and (other := _OTHER_NAMES.match(line)) and blocks[-1].interventions:
-                blocks[-1].interventions[-1].other_names += _nonblank(other[1].split(";"))
+            elif blocks and (other := OTHER_NAMES.match(line)) and blocks[-1].interventions:
+                blocks[-1].interventions[-1].other_names += nonblank(other[1].split(";"))
             elif blocks:
                 blocks[-1].description.append(line)
         for block in blocks:
-            block.arm.description = _block(block.description)
+            block.arm.description = text_block(block.description)
         return [b.arm for b in blocks], list(interventions.values())
 
     def arm_line(self, line: str) -> tuple[m.Arm, list[tuple[str, str]]] | None:
         """``Experimental: label Biological: name`` -> the arm and its interventions; None if not an arm."""
         text = clean(line) or ""
-        typed = _ARM_TYPE_PREFIX.match(text)
-        label, pairs = _split_interventions(text[typed.end():] if typed else text)
+        typed = ARM_TYPE_PREFIX.match(text)
+        label, pairs = split_interventions(text[typed.end():] if typed else text)
         if not label or not (typed or pairs):
             return None
         return m.Arm(label, self.code("arm_type", typed[1], "Arm") if typed else None), pairs
@@ -612,7 +344,7 @@ class _TextReader:
             minimum_age=minimum,
             maximum_age=maximum,
             std_ages=std_ages,
-            study_population=_block(page.lines("population")),
+            study_population=text_block(page.lines("population")),
             sampling_method=sampling_method(page.value("Sampling Method"), self.issues, "Sampling Method"),
         )
         return e if m.to_dict(e) else None
@@ -636,16 +368,16 @@ class _TextReader:
 
     def contact_line(self, line: str) -> m.Contact | None:
         found = re.match(r"^\s*Contact:\s*(.*)$", line)
-        return _contact(found[1], "CONTACT") if found else None
+        return contact(found[1], "CONTACT") if found else None
 
     def locations(self) -> list[m.Location]:
         """Country headings, ``Facility [Status]`` lines, addresses, contacts and site investigators."""
-        lines = _nonblank(self.page.lines("locations"))
+        lines = nonblank(self.page.lines("locations"))
         result: list[m.Location] = []
         heading: str | None = None
         for i, line in enumerate(lines):
             following = lines[i + 1] if i + 1 < len(lines) else ""
-            official = _OFFICIAL_LINE.match(line)
+            official = OFFICIAL_LINE.match(line)
             if result and (contact := self.contact_line(line)):
                 result[-1].contacts.append(contact)
             elif result and official:
@@ -654,7 +386,7 @@ class _TextReader:
             elif heading and result and result[-1].country is None and (place := _address(line, heading)):
                 result[-1].city, result[-1].state, result[-1].zip, result[-1].country = place
             elif heading and _address(following, heading):
-                status = _FACILITY_STATUS.match(line)
+                status = FACILITY_STATUS.match(line)
                 result.append(m.Location(
                     facility=status["facility"] if status else line,
                     status=self.code("overall_status", status["status"], "Location") if status else None,
@@ -666,9 +398,9 @@ class _TextReader:
     def officials(self, organisations: list[str]) -> list[m.Official]:
         result = []
         for line in self.page.lines("investigators"):
-            found = _OFFICIAL_LINE.match(line)
+            found = OFFICIAL_LINE.match(line)
             if found and (value := clean(found["value"])):
-                name, affiliation = _split_official(value, organisations)
+                name, affiliation = split_official(value, organisations)
                 result.append(m.Official(name, self.code("official_role", found["role"], "Investigators"),
                                          affiliation))
         return result
@@ -680,8 +412,8 @@ class _TextReader:
         (``PMID: 12345678`` or ``PubMed ID: 12345678``), typed by the section it is in."""
         out = []
         for kind in ("BACKGROUND", "RESULT", "DERIVED"):
-            for line in _nonblank(self.page.lines(f"publications-{kind.lower()}")):
-                pmid = _PMID.search(line)
+            for line in nonblank(self.page.lines(f"publications-{kind.lower()}")):
+                pmid = PMID.search(line)
                 out.append(m.Citation(citation=" ".join(line.split()), pmid=pmid[1] if pmid else None,
                                       type=kind))
         return out
@@ -691,7 +423,7 @@ class _TextReader:
         materials = page.entry("Supporting Materials")
         info_types: list[str] = []
         for line in materials[1].lines if materials else []:
-            found = [*_IPD_INFO_TYPE.findall(line), _IPD_INFO_TYPE.sub(" ", line)]  # known ones, the rest
+            found = [*IPD_INFO_TYPE.findall(line), IPD_INFO_TYPE.sub(" ", line)]  # known ones, the rest
             info_types += normalize_all("ipd_info_type", found, self.issues, "Supporting Materials")
         description = page.entry("Plan Description")
         ipd = m.IpdSharing(
@@ -720,8 +452,8 @@ def _outcome_items(lines: list[str]) -> list[m.OutcomeMeasure]:
     for line in lines:
         numbered = _OUTCOME_ITEM.match(line)
         if numbered and int(numbered["number"]) == len(items) + 1 and (
-                item_indent is None or _indent(line) <= item_indent):
-            item_indent = _indent(line)
+                item_indent is None or indent(line) <= item_indent):
+            item_indent = indent(line)
             items.append([numbered["body"]])
         elif items:
             items[-1].append(line)
@@ -741,14 +473,14 @@ def _outcome(body: str, rest: list[str]) -> m.OutcomeMeasure:
     head = clean(head) or ""
     frame = _TIME_FRAME.match(head)
     if frame is None:
-        return m.OutcomeMeasure(head, None, _block(description))
-    return m.OutcomeMeasure(frame["measure"], frame["frame"], _block(description))
+        return m.OutcomeMeasure(head, None, text_block(description))
+    return m.OutcomeMeasure(frame["measure"], frame["frame"], text_block(description))
 
 
 def _criteria(lines: list[str]) -> str | None:
     """The criteria text from ``Inclusion Criteria:`` (when present) to its end, dedented."""
     start = next((i for i, ln in enumerate(lines) if ln.strip().lower().startswith("inclusion criteria")), 0)
-    return _block(lines[start:])
+    return text_block(lines[start:])
 
 
 def _address(line: str, heading: str) -> tuple[str, str | None, str | None, str] | None:
