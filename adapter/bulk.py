@@ -199,9 +199,9 @@ class Export:
             progress = response.headers.get("X-Progress", "")
             if progress:
                 self._on_progress(_PRINTABLE.sub("", progress)[:200])
-            wanted = retry_after(response, time.time)
-            wait = delay if wanted is None else wanted
-            delay = min(delay * 2, max(config.max_delay, FIRST_POLL))
+            wait = retry_after(response, time.time)
+            if wait is None:  # no Retry-After: our own backoff
+                wait, delay = delay, min(delay * 2, max(config.max_delay, FIRST_POLL))
             if time.monotonic() + wait > deadline:
                 raise FhirTimeout(f"export not complete within bulk_deadline={config.bulk_deadline:g}s",
                                   method="GET", url=self.status_url)

@@ -1,7 +1,7 @@
 """Run every benchmark, print one table, write it as JSON under bench/results/.
 
 ``python -m bench [suite ...]`` runs only the named suites (``mapping``, ``eligibility``,
-``trial_data``, ``service``); without names, all of them.
+``lab_results``, ``bulk``, ``service``); without names, all of them.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import gc
 import sys
 
-from . import eligibility, lab_results, mapping, service
+from . import bulk, eligibility, lab_results, mapping, service
 from .report import print_table, write_json
 
 SUITES = [
     ("mapping", mapping.run),
     ("eligibility", eligibility.run),
     ("lab_results", lab_results.run),
+    ("bulk", bulk.run),
     ("service", service.run),
 ]
 
