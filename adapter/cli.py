@@ -262,7 +262,7 @@ def cmd_observations(args: argparse.Namespace) -> int:
         client.check_version()
         plan = observations.plan_pull(client, args.nct, tests=tests, window=window,
                                       grace_days=args.grace_days)
-        items = observations.iter_outcome_observations(client, plan)
+        items = observations.iter_outcome_observations(client, plan, bulk=args.bulk)
         if args.out is None or args.out == "-":
             count = observations.write_observations(items, sys.stdout, args.format)
         else:
@@ -409,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window, e.g. '96 weeks' (default: the primary outcomes' time frame)")
     p.add_argument("--grace-days", type=int, default=observations.DEFAULT_GRACE_DAYS, metavar="N",
                    help="days added to the window for the last visit (default %(default)s)")
+    p.add_argument("--bulk", choices=("auto", "never", "always"), default=None,
+                   help="read by Bulk Data $export: where offered (auto), never, always "
+                        "(default: the server's 'bulk' setting, else auto)")
     p.set_defaults(func=cmd_observations)
 
     add_sync_parser(sub)  # trialbridge sync: adapter/sync/command.py
