@@ -117,7 +117,12 @@ def test_a_result_the_server_holds_corrected_is_not_overwritten(client):
     assert "status=amended%2Ccorrected%2Ccancelled%2Centered-in-error" in query
     assert "subject=Patient%2Fp1" in query
 
+def _no_bulk_export():
+    """The server's CapabilityStatement offers no Bulk Data $export: the pull pages (adapter/bulk.py)."""
+    responses.get(f"{BASE}/metadata", json={"resourceType": "CapabilityStatement", "rest": [{"mode": "server"}]})
+
 def _pull_fixture():
+    _no_bulk_export()
     responses.get(f"{BASE}/ResearchStudy", json=searchset(STUDY))
     responses.get(f"{BASE}/ResearchSubject", json=searchset(subject_resource("S001", "p1", "MRN-900105")))
     inside = _lab("LIS-1", "1.2", "mg/dL", "mg/dL", "2019-06-08T07:00:00+08:00", loinc="1975-2")
@@ -154,6 +159,7 @@ def test_pull_as_ndjson_keeps_exact_decimals(client):
 
 @responses.activate
 def test_a_failure_mid_stream_ends_with_an_error_line(client):
+    _no_bulk_export()
     responses.get(f"{BASE}/ResearchStudy", json=searchset(STUDY))
     responses.get(f"{BASE}/ResearchSubject", json=searchset(subject_resource("S001", "p1", "MRN-900105")))
     responses.get(f"{BASE}/Observation", status=500, body="boom")
