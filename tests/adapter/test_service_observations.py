@@ -119,7 +119,8 @@ def test_a_result_the_server_holds_corrected_is_not_overwritten(client):
 
 def _no_bulk_export():
     """The server's CapabilityStatement offers no Bulk Data $export: the pull pages (adapter/bulk.py)."""
-    responses.get(f"{BASE}/metadata", json={"resourceType": "CapabilityStatement", "rest": [{"mode": "server"}]})
+    responses.get(f"{BASE}/metadata", json={"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1",
+                                            "rest": [{"mode": "server"}]})
 
 def _pull_fixture():
     _no_bulk_export()
