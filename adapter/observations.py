@@ -157,7 +157,8 @@ def iter_outcome_observations(client: FhirClient, plan: PullPlan, *, page_size: 
         log.warning("pull: the server refused the Bulk Data export; paged searches instead")
         yield from _paged(client, plan, subjects, page_size)
         return
-    yield from _exported(client, plan, subjects, export.resources())
+    with export:  # deleted at the server however this generator ends (Export.close runs once)
+        yield from _exported(client, plan, subjects, export.resources())
 
 
 def export_request(plan: PullPlan, subjects: Sequence[SubjectWindow]) -> ExportRequest:

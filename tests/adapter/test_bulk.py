@@ -411,3 +411,15 @@ def test_the_export_window_spans_every_subjects_window() -> None:
     request = observations.export_request(PLAN, closed)
     assert request.type_filters == ("Observation?date=ge2019-12-31&date=le2021-03-02",)
     assert request.patients == ("Patient/p1", "Patient/p3") and request.types == ("Observation",)
+
+
+@responses.activate
+def test_a_pull_closed_after_its_first_row_cancels_the_export(client: FhirClient, subjects: None) -> None:
+    metadata(responses.mock, offered=True)
+    kick_off(responses.mock)
+    complete(responses.mock, (FILE1, ndjson(observation("o1"), observation("o2", day="2020-04-01"))))
+    responses.add(responses.DELETE, STATUS, status=202)
+    pull = observations.iter_outcome_observations(client, PLAN)
+    assert next(pull).resource["id"] == "o1"
+    pull.close()
+    assert len(deletes(responses.mock)) == 1
