@@ -281,7 +281,7 @@ def cmd_observations(args: argparse.Namespace) -> int:
         plan = observations.plan_pull(client, args.nct, tests=tests, window=window,
                                       grace_days=args.grace_days)
         skipped: list[observations.Skipped] = []
-        items = observations.iter_outcome_observations(client, plan, skipped=skipped)
+        items = observations.iter_outcome_observations(client, plan, bulk=args.bulk, skipped=skipped)
         if args.out is None or args.out == "-":
             count = observations.write_observations(items, sys.stdout, args.format)
         else:
@@ -465,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window, e.g. '96 weeks' (default: the primary outcomes' time frame)")
     p.add_argument("--grace-days", type=int, default=observations.DEFAULT_GRACE_DAYS, metavar="N",
                    help="days added to the window for the last visit (default %(default)s)")
+    p.add_argument("--bulk", choices=("auto", "never", "always"), default=None,
+                   help="read by Bulk Data $export: where offered (auto), never, always "
+                        "(default: the server's 'bulk' setting, else auto)")
     p.set_defaults(func=cmd_observations)
 
     p = sub.add_parser("definitions", parents=[_parent(_definitions_server_options)],

@@ -44,7 +44,7 @@ from adapter.logs import redact_library_loggers
 from mappings import fhirjson
 from mappings.errors import InputError
 
-__all__ = ["FhirClient", "Params", "Resource", "Response"]
+__all__ = ["FhirClient", "Params", "Resource", "Response", "retry_after"]
 
 log = logging.getLogger("trialbridge.client")
 redact_library_loggers()  # urllib3 logs request URLs, query strings (identifiers) included, at DEBUG
@@ -124,6 +124,8 @@ class _Call:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: A POST that writes nothing (an operation such as ``$validate``): safe to send again.
     writes_nothing: bool = False
+    #: A 2xx answer is left unread for the caller to stream (:meth:`FhirClient.send`).
+    stream: bool = False
 
     @cached_property
     def data(self) -> bytes | None:
@@ -269,6 +271,14 @@ class FhirClient:
         its answer, a ``resource_type`` resource."""
         return self._resource(_Call("GET", f"{self.base_url}/{path}", params=params), resource_type)
 
+    def send(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+             body: Resource | None = None, stream: bool = False) -> requests.Response:
+        """A request outside the REST verbs above (Bulk Data kick-off, status, files: adapter/bulk.py),
+        retried, bounded and checked like every call; ``url`` must have the base URL's origin.  With
+        ``stream`` a 2xx answer is returned unread (read it with :func:`adapter.limits.iter_body` and
+        close it); any other answer is read and raised as usual."""
+        return self._request(_Call(method, url, body=body, headers=dict(headers or {}), stream=stream))
+
     # -- search -------------------------------------------------------------------------------
 
     def search(self, resource_type: str, params: Params = None) -> Iterator[Resource]:
@@ -397,6 +407,9 @@ class FhirClient:
                 allow_redirects=False,
                 stream=True,
             )
+        if call.stream and response.status_code < 300:
+            log.info("%s %s -> %s (streamed)", call.method, _path(call.url), response.status_code)
+            return response
         try:
             response._content = limits.read_body(response, deadline, self.config.max_response_bytes)
         except limits.OverCap:
@@ -416,7 +429,7 @@ class FhirClient:
             return self._backoff(attempt)  # a conflict with our own earlier attempt (docs/design/client.md)
         if status not in RETRY_ALWAYS and not (status in RETRY_IF_SAFE and call.replay_safe):
             return None
-        wanted = _retry_after(response, self._clock)
+        wanted = retry_after(response, self._clock)
         if wanted is None:
             return self._backoff(attempt)
         return wanted if wanted <= self.config.max_delay else None
@@ -447,7 +460,7 @@ def _checked(
             raise OutcomeUnknown("version changed, possibly by our own earlier attempt", **details)
         raise PreconditionFailed(f"resource changed since version {call.headers['If-Match']}", **details)
     message = "unexpected redirect: check base_url" if status < 400 else ""
-    raise FhirHttpError.for_status(message, retry_after=_retry_after(response, clock), **details)
+    raise FhirHttpError.for_status(message, retry_after=retry_after(response, clock), **details)
 
 
 def _too_large(call: _Call, status: int, cap: int) -> MalformedResponse:
@@ -514,7 +527,7 @@ def _root_cause(exc: requests.RequestException) -> str:
     return f"{what}: {names}"
 
 
-def _retry_after(response: requests.Response, clock: Callable[[], float]) -> float | None:
+def retry_after(response: requests.Response, clock: Callable[[], float]) -> float | None:
     """Seconds the server asks us to wait (``Retry-After`` as seconds or HTTP-date), or None."""
     value = response.headers.get("Retry-After", "").strip()
     if value.isdigit():

@@ -28,6 +28,7 @@ from adapter.registry import RegistryConfig
 __all__ = [
     "AuthConfig",
     "AuthKind",
+    "BulkMode",
     "FhirVersion",
     "ServerConfig",
     "ServiceConfig",
@@ -37,6 +38,8 @@ __all__ = [
 FhirVersion = Literal["R4", "R5"]
 AuthKind = Literal["none", "basic", "bearer", "smart-backend"]
 Algorithm = Literal["RS384", "ES384"]
+#: Bulk Data ``$export`` for dataset pulls (adapter/bulk.py): where offered, never, or always.
+BulkMode = Literal["auto", "never", "always"]
 
 DEFAULT_SERVERS: dict[str, tuple[str, FhirVersion]] = {
     "r4": ("http://127.0.0.1:18080/fhir", "R4"),
@@ -133,11 +136,17 @@ class ServerConfig:
     #: More identifier systems this server's studies carry NCT ids under, searched after
     #: ``https://clinicaltrials.gov`` and ``http://clinicaltrials.gov`` (adapter/pull.py).
     nct_systems: tuple[str, ...] = ()
+    #: Pull datasets with Bulk Data ``$export``: ``auto`` where the CapabilityStatement offers it (the
+    #: paged search when it does not, or refuses the kick-off), ``never``, ``always`` (no fallback).
+    bulk: BulkMode = "auto"
+    #: Seconds an export may take from kick-off to its manifest (polls honour ``Retry-After``).
+    bulk_deadline: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ConfigError("a server needs a name")
         _check_choice(f"servers.{self.name}.fhir_version", self.fhir_version, FhirVersion)
+        _check_choice(f"servers.{self.name}.bulk", self.bulk, BulkMode)
         _check_url(f"servers.{self.name}.base_url", self.base_url, credentials=self.auth.sends_credentials)
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
         object.__setattr__(self, "timeout", _timeout(self.name, self.timeout))
@@ -366,6 +375,7 @@ def _check_numbers(server: ServerConfig) -> None:
         "conflict_pause": (server.conflict_pause, int | float, 0),
         "deadline": (server.deadline, int | float, 0.001),
         "max_response_bytes": (server.max_response_bytes, int, 1),
+        "bulk_deadline": (server.bulk_deadline, int | float, 0.001),
     }
     for key, (value, kind, minimum) in checks.items():
         if not (_is_number(value) and isinstance(value, kind)) or value < minimum:

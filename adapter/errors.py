@@ -13,6 +13,7 @@
           │    └── FhirTimeout             no answer in time (connect or read timeout)
           ├── OutcomeUnknown               a write that may or may not have happened; NOT retried
           ├── ProtocolError                an answer that breaks the protocol (body not JSON...)
+          │    ├── ExportRefused           no Bulk Data ``$export`` offered, or its kick-off refused
           │    ├── PagingError             a ``next`` link that loops, leaves the server, never ends
           │    └── MalformedResponse       a body that cannot be read: bad JSON, wrong shape, too large
           ├── AmbiguousStudy               several studies carry one NCT id: permanent, never retried
@@ -38,6 +39,7 @@ __all__ = [
     "AmbiguousStudy",
     "AuthError",
     "ConfigError",
+    "ExportRefused",
     "FhirClientError",
     "FhirConnectionError",
     "FhirHttpError",
@@ -131,6 +133,11 @@ class OutcomeUnknown(FhirClientError):
 
 class ProtocolError(FhirClientError):
     """The server's answer breaks the protocol (not JSON, not the expected resource, a redirect)."""
+
+
+class ExportRefused(ProtocolError):
+    """The server offers no Bulk Data ``$export`` or refused its kick-off (a 4xx, 501, or no 202 with a
+    status URL): the caller may read the same data with paged searches (adapter/bulk.py)."""
 
 
 class PagingError(ProtocolError):

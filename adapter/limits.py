@@ -22,7 +22,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-__all__ = ["READ_CHUNK", "OverCap", "PastDeadline", "deadline_scope", "mount", "read_body"]
+__all__ = ["READ_CHUNK", "OverCap", "PastDeadline", "deadline_scope", "iter_body", "mount", "read_body"]
 
 #: Bytes asked of the socket at a time (a read returns what has arrived, up to this).
 READ_CHUNK = 64 * 1024
@@ -50,10 +50,15 @@ def deadline_scope(deadline: float) -> Iterator[None]:
 
 def read_body(response: requests.Response, deadline: float, cap: int) -> bytes:
     """The whole decoded body of a ``stream=True`` response, within ``deadline`` and ``cap``."""
+    return b"".join(iter_body(response, deadline, cap))
+
+
+def iter_body(response: requests.Response, deadline: float, cap: int) -> Iterator[bytes]:
+    """The decoded body of a ``stream=True`` response chunk by chunk, within ``deadline`` and ``cap``
+    (checked after every chunk): for answers too large to hold, e.g. Bulk Data files."""
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > cap:
         raise OverCap
-    chunks: list[bytes] = []
     size = 0
     while chunk := _read_chunk(response):
         size += len(chunk)
@@ -61,8 +66,7 @@ def read_body(response: requests.Response, deadline: float, cap: int) -> bytes:
             raise OverCap
         if time.monotonic() > deadline:
             raise PastDeadline
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
 
 
 def _read_chunk(response: requests.Response) -> bytes:

@@ -1,7 +1,7 @@
 """Run every benchmark, print one table, write it as JSON under bench/results/.
 
 ``python -m bench [suite ...]`` runs only the named suites (``mapping``, ``eligibility``,
-``trial_data``, ``service``, ``sync_workers``); without names, all of them.
+``lab_results``, ``bulk``, ``service``, ``sync_workers``, ``cohort``); without names, all of them.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from . import cohort, criteria, eligibility, lab_results, mapping, service, sync_workers
+from . import bulk, cohort, criteria, eligibility, lab_results, mapping, service, sync_workers
 from .report import print_table, write_json
 
 SUITES = [
@@ -17,6 +17,7 @@ SUITES = [
     ("eligibility", eligibility.run),
     ("criteria", criteria.run),
     ("lab_results", lab_results.run),
+    ("bulk", bulk.run),
     ("service", service.run),
     ("cohort", cohort.run),
     ("sync_workers", sync_workers.run),

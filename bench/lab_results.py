@@ -178,7 +178,8 @@ def _peak(client: FhirClient, nct: str) -> tuple[int, int]:
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
-        count = write_observations(iter_outcome_observations(client, plan, page_size=200), _Sink(), "csv")
+        count = write_observations(iter_outcome_observations(client, plan, page_size=200, bulk="never"),
+                                   _Sink(), "csv")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -242,7 +242,7 @@ def test_observations_names_each_observation_that_could_not_be_read(capsys, monk
     monkeypatch.setattr(cli.FhirClient, "check_version", lambda self: "R4")
     monkeypatch.setattr(observations, "plan_pull", lambda *a, **k: plan)
 
-    def pulled(client, plan, *, skipped):
+    def pulled(client, plan, *, skipped, **options):
         skipped.append(observations.Skipped("o-7", "valueQuantity has no value"))
         return iter(())
 

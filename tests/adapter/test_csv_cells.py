@@ -15,7 +15,7 @@ from adapter.config import ServerConfig, ServiceConfig
 from adapter.csv_cells import csv_line, neutralise
 from adapter.service import create_app
 from mappings import fhirjson
-from tests.adapter.test_service_observations import _lab, _observation
+from tests.adapter.test_service_observations import _lab, _no_bulk_export, _observation
 from tests.adapter.trial_service_helpers import BASE, NCT, STUDY, searchset
 from tests.adapter.trial_service_helpers import subject_resource as _subject
 from tests.service_keys import KEY_ENV, keyed_client
@@ -64,6 +64,7 @@ def test_the_observations_csv_neutralises_a_hostile_arm():
     client = keyed_client(create_app({"TESTING": True, "TRIALBRIDGE": config}))
     arm = '=HYPERLINK("http://evil.example","x")'
     study = {**STUDY, "arm": [*STUDY["arm"], {"name": arm}]}
+    _no_bulk_export()
     responses.get(f"{BASE}/ResearchStudy", json=searchset(study))
     responses.get(f"{BASE}/ResearchSubject", json=searchset(_subject("S001", "p1", "MRN-900105", arm=arm)))
     result = _lab("LIS-1", "1.2", "mg/dL", "mg/dL", "2019-06-08T07:00:00+08:00", loinc="1975-2")

@@ -117,7 +117,15 @@ def test_a_result_the_server_holds_corrected_is_not_overwritten(client):
     assert "status=amended%2Ccorrected%2Ccancelled%2Centered-in-error" in query
     assert "subject=Patient%2Fp1" in query
 
+
+def _no_bulk_export():
+    """The server's CapabilityStatement offers no Bulk Data $export: the pull pages (adapter/bulk.py)."""
+    responses.get(f"{BASE}/metadata", json={"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1",
+                                            "rest": [{"mode": "server"}]})
+
+
 def _pull_fixture():
+    _no_bulk_export()
     responses.get(f"{BASE}/ResearchStudy", json=searchset(STUDY))
     responses.get(f"{BASE}/ResearchSubject", json=searchset(subject_resource("S001", "p1", "MRN-900105")))
     inside = _lab("LIS-1", "1.2", "mg/dL", "mg/dL", "2019-06-08T07:00:00+08:00", loinc="1975-2")
@@ -126,6 +134,7 @@ def _pull_fixture():
     before = _lab("LIS-4", "40", "umol/L", "umol/L", "2019-06-07T23:00:00+08:00")
     page = searchset(*(_observation(r) for r in (before, inside, exact, outside)))
     responses.get(f"{BASE}/Observation", body=fhirjson.dumps(page), content_type="application/fhir+json")
+
 
 @responses.activate
 def test_pull_as_csv_converts_units_and_keeps_the_window(client):
@@ -143,9 +152,11 @@ def test_pull_as_csv_converts_units_and_keeps_the_window(client):
     assert "date=ge2019-06-07" in query and "date=le2021-04-18" in query and "_sort=date" in query
     assert "code=http%3A%2F%2Floinc.org%7C14631-6%2Chttp%3A%2F%2Floinc.org%7C1975-2" in query
 
+
 def _foreign_pull_fixture():
     """Albumin written by a laboratory system: in umol/L (no molar mass in the table), as text, with a
     unit but no UCUM code, and one without a value."""
+    _no_bulk_export()
     responses.get(f"{BASE}/ResearchStudy", json=searchset(STUDY))
     responses.get(f"{BASE}/ResearchSubject", json=searchset(subject_resource("S001", "p1", "MRN-900105")))
     code = {"coding": [{"system": "http://loinc.org", "code": "1751-7"}]}
@@ -193,6 +204,7 @@ def test_pull_as_ndjson_keeps_exact_decimals(client):
 
 @responses.activate
 def test_a_failure_mid_stream_ends_with_an_error_line(client):
+    _no_bulk_export()
     responses.get(f"{BASE}/ResearchStudy", json=searchset(STUDY))
     responses.get(f"{BASE}/ResearchSubject", json=searchset(subject_resource("S001", "p1", "MRN-900105")))
     responses.get(f"{BASE}/Observation", status=500, body="boom")

@@ -1,6 +1,7 @@
 package trialbridge.hapi;
 
 import ca.uhn.fhir.batch2.jobs.config.Batch2JobsConfig;
+import ca.uhn.fhir.batch2.jobs.export.BulkDataExportProvider;
 import ca.uhn.fhir.batch2.maintenance.JobMaintenanceServiceImpl;
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.IValidationSupport;
@@ -28,6 +29,7 @@ import ca.uhn.fhir.rest.server.util.ISearchParamRegistry;
 import jakarta.persistence.EntityManagerFactory;
 import java.util.Properties;
 import javax.sql.DataSource;
+import org.springframework.beans.factory.annotation.Value;
 import org.springframework.beans.factory.config.BeanPostProcessor;
 import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
 import org.springframework.boot.SpringApplication;
@@ -37,6 +39,7 @@ import org.springframework.boot.autoconfigure.jdbc.DataSourceAutoConfiguration;
 import org.springframework.boot.autoconfigure.web.embedded.EmbeddedWebServerFactoryCustomizerAutoConfiguration;
 import org.springframework.boot.autoconfigure.web.servlet.HttpEncodingAutoConfiguration;
 import org.springframework.boot.autoconfigure.web.servlet.ServletWebServerFactoryAutoConfiguration;
+import org.springframework.boot.web.servlet.FilterRegistrationBean;
 import org.springframework.boot.web.servlet.ServletRegistrationBean;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
@@ -95,6 +98,11 @@ public class HapiServer {
 		s.setAutoCreatePlaceholderReferenceTargets(false);
 		s.setAllowInlineMatchUrlReferences(true);
 		s.setIndexMissingFields(StorageSettings.IndexEnabledEnum.ENABLED);
+		// FHIR Bulk Data $export (BulkDataExportProvider below): every kick-off starts a fresh job, so an
+		// export always reflects the data as it is now (HAPI would otherwise hand back a recent job's
+		// files for the same parameters).
+		s.setEnableTaskBulkExportJobExecution(true);
+		s.setEnableBulkExportJobReuse(false);
 		return s;
 	}
 
@@ -168,11 +176,13 @@ public class HapiServer {
 			IValidationSupport validationSupport,
 			DatabaseBackedPagingProvider pagingProvider,
 			ValueSetOperationProvider valueSetOperationProvider,
-			DaoRegistry daoRegistry) {
+			DaoRegistry daoRegistry,
+			BulkDataExportProvider bulkDataExportProvider) {
 		RestfulServer server = new RestfulServer(systemDao.getContext());
 		server.registerProviders(resourceProviders.createProviders());
 		server.registerProvider(systemProvider);
 		server.registerProvider(valueSetOperationProvider);
+		server.registerProvider(bulkDataExportProvider); // $export, $export-poll-status (batch2 job)
 		JpaCapabilityStatementProvider capabilities = new JpaCapabilityStatementProvider(
 				server, systemDao, storageSettings, searchParamRegistry, validationSupport);
 		capabilities.setImplementationDescription("trialbridge local HAPI FHIR "
@@ -190,6 +200,17 @@ public class HapiServer {
 				new ServletRegistrationBean<>(restfulServer, "/fhir/*");
 		registration.setName("fhir");
 		registration.setLoadOnStartup(1);
+		return registration;
+	}
+
+	/** Bulk export polls: a short Retry-After instead of HAPI's fixed 120 s (see the filter). */
+	@Bean
+	public FilterRegistrationBean<ExportPollRetryAfterFilter> exportPollRetryAfter(
+			@Value("${trialbridge.bulk.retry-after-seconds:1}") int seconds) {
+		FilterRegistrationBean<ExportPollRetryAfterFilter> registration =
+				new FilterRegistrationBean<>(new ExportPollRetryAfterFilter(seconds));
+		registration.addUrlPatterns("/fhir/*");
+		registration.setName("exportPollRetryAfter");
 		return registration;
 	}
 }
