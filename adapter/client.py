@@ -25,8 +25,9 @@ import requests
 from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
 
-from adapter import limits, urls
+from adapter import answers, limits, urls
 from adapter.auth import build_auth
+from adapter.bundles import IDEMPOTENT, bundle_replay_safe, conditional_urls
 from adapter.config import ServerConfig
 from adapter.errors import (
     FhirClientError,
@@ -53,7 +54,6 @@ Resource = dict[str, Any]
 Params = Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]] | None
 
 FHIR_JSON = "application/fhir+json"
-IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_ALWAYS = frozenset({429, 503})
 RETRY_IF_SAFE = frozenset({502, 504})
 #: Attempts in doubt (maybe applied, maybe still running) after which a request that creates
@@ -65,9 +65,7 @@ _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ETAG = re.compile(r'(?:W/)?"([^"]*)"')
 _LOCATION = re.compile(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?/?$")
 _UNSENT, _MAYBE_SENT, _FATAL = "unsent", "maybe sent", "fatal"
-#: The parts of a Bundle the client and its callers walk, and the JSON type each must have.
-_BUNDLE_SHAPE = {"entry": list, "link": list, "meta": dict}
-_ENTRY_SHAPE = {"resource": dict, "search": dict, "request": dict, "response": dict}
+
 
 
 def _user_agent() -> str:
@@ -299,9 +297,9 @@ class FhirClient:
         for _ in range(self.config.max_pages):
             response = self._request(call)
             seen.add(_canonical(response.url or call.url))
-            bundle = _parse_resource(response, call, "Bundle")
+            bundle = answers.parse_resource(response, call, "Bundle")
             yield bundle
-            link = _next_link(bundle)
+            link = answers.next_link(bundle)
             if link is None:
                 return
             call = _Call("GET", self._resolve_next(link, call))
@@ -321,13 +319,13 @@ class FhirClient:
         return f"{self.base_url}/{resource_type}/{_checked_id(resource_id)}"
 
     def _resource(self, call: _Call, resource_type: str) -> Resource:
-        return _parse_resource(self._request(call), call, resource_type)
+        return answers.parse_resource(self._request(call), call, resource_type)
 
     def _write(self, call: _Call) -> Response:
         response = self._request(call)
         return Response(
             status=response.status_code,
-            resource=_json_body(response, call),
+            resource=answers.json_body(response, call),
             location=response.headers.get("Location") or response.headers.get("Content-Location"),
             etag=response.headers.get("ETag"),
         )
@@ -449,7 +447,7 @@ def _checked(
         return response
     details: dict[str, Any] = {
         "status": status,
-        "operation_outcome": _outcome(response),
+        "operation_outcome": answers.outcome(response),
         "method": call.method,
         "url": call.url,
     }
@@ -540,114 +538,9 @@ def retry_after(response: requests.Response, clock: Callable[[], float]) -> floa
     return max(0.0, when.timestamp() - clock())
 
 
-def bundle_replay_safe(body: Resource | None) -> bool:
-    """Is a transaction/batch Bundle safe to send again: every entry idempotent or a conditional
-    create (once one attempt is committed, another matches it and changes nothing)?"""
-    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-        return False
-    if body.get("type") not in ("transaction", "batch"):
-        return False
-    return all(_entry_replay_safe(entry) for entry in body.get("entry") or [])
-
-
-def conditional_urls(body: Resource | None) -> list[str]:
-    """``Type?query`` of every entry of a Bundle that creates through a search (a conditional update
-    or a conditional create): what two concurrent writers of one resource have in common."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-        return []
-    urls = []
-    for entry in body.get("entry") or []:
-        request = (entry.get("request") if isinstance(entry, dict) else None) or {}
-        method, url = str(request.get("method", "")).upper(), str(request.get("url", ""))
-        if method == "PUT" and "?" in url:
-            urls.append(url)
-        elif method == "POST" and request.get("ifNoneExist"):
-            urls.append(f"{url}?{request['ifNoneExist']}")
-    return urls
-
-
-def _entry_replay_safe(entry: Any) -> bool:
-    request = (entry.get("request") if isinstance(entry, dict) else None) or {}
-    method = str(request.get("method", "")).upper()
-    return method in IDEMPOTENT or (method == "POST" and bool(request.get("ifNoneExist")))
-
-
-def _parse_resource(response: requests.Response, call: _Call, resource_type: str) -> Resource:
-    body = _json_body(response, call)
-    if body is None or body.get("resourceType") != resource_type:
-        found = body.get("resourceType") if body else "an empty body"
-        raise _protocol_error(f"expected {resource_type}, got {str(found)[:80]}", response, call)
-    if resource_type == "Bundle":
-        _check_bundle(body, response, call)
-    return body
-
-
-def _json_body(response: requests.Response, call: _Call) -> Resource | None:
-    """The one place an answer becomes a dict: any unreadable body is a :class:`MalformedResponse`."""
-    if not response.content:
-        return None
-    body = _loads(response.content)
-    if not isinstance(body, dict):
-        raise MalformedResponse(
-            "response body is not a JSON object (invalid JSON or UTF-8, nested too deep, or another type)",
-            status=response.status_code,
-            method=call.method,
-            url=call.url,
-        )
-    return body
-
-
-def _loads(content: bytes) -> Any:
-    """The parsed JSON, or None when it cannot be read (bad JSON or UTF-8, too deep, huge integer)."""
-    try:
-        return fhirjson.loads(content)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _check_bundle(bundle: Resource, response: requests.Response, call: _Call) -> None:
-    """The parts of a Bundle that paging and searching walk have their JSON types."""
-    wrong = _wrong_types(bundle, _BUNDLE_SHAPE, "")
-    for key in ("entry", "link"):
-        value = bundle.get(key)
-        items: list[Any] = value if isinstance(value, list) else []
-        wrong += [f"{key} item" for item in items if not isinstance(item, dict)]
-        if key == "entry":
-            for entry in (item for item in items if isinstance(item, dict)):
-                wrong += _wrong_types(entry, _ENTRY_SHAPE, "entry.")
-    if wrong:
-        raise _malformed(f"Bundle has the wrong JSON type at {', '.join(sorted(set(wrong)))}", response, call)
-
-
-def _wrong_types(node: Resource, shape: Mapping[str, type], prefix: str) -> list[str]:
-    return [prefix + key for key, kind in shape.items() if key in node and not isinstance(node[key], kind)]
-
-
-def _malformed(message: str, response: requests.Response, call: _Call) -> MalformedResponse:
-    return MalformedResponse(message, status=response.status_code, method=call.method, url=call.url)
-
-
-def _protocol_error(message: str, response: requests.Response, call: _Call) -> ProtocolError:
-    return ProtocolError(message, status=response.status_code, method=call.method, url=call.url)
-
-
-def _outcome(response: requests.Response) -> Resource | None:
-    body = _loads(response.content or b"null")
-    return body if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome" else None
-
-
 def _dumps(body: Resource) -> bytes:
     """JSON with :class:`Decimal` values written verbatim (``3.50`` stays ``3.50``)."""
     return fhirjson.dumps(body).encode("utf-8")
-
-
-def _next_link(bundle: Resource) -> str | None:
-    for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            url = link["url"].strip()
-            if url:
-                return url
-    return None
 
 
 def _shown(url: str) -> str:

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import locks
-from .client import FhirClient, bundle_replay_safe, conditional_urls
+from .bundles import bundle_replay_safe, conditional_urls
+from .client import FhirClient
 from .errors import FhirHttpError
 
 __all__ = ["Merge", "Pause", "batch", "conflict_delay", "retries_conflicts", "transaction"]

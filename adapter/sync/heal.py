@@ -24,7 +24,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-from adapter.client import FhirClient, conditional_urls
+from adapter.bundles import conditional_urls
+from adapter.client import FhirClient
 from adapter.errors import FhirClientError, Unauthorized
 
 from .outbox import StoredRecord
