@@ -40,6 +40,8 @@ MAX_NUMBER_CHARS = 40
 _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 #: Raw JSON text that may decode to a forbidden character (an escape of one, or one as it is).
 _SUSPICIOUS_JSON = re.compile(r"\\u(?:00[01]|d[89a-f])|[\ud800-\udfff]", re.IGNORECASE)
+#: A run of number characters longer than any number read: a number too long may be in the text.
+_LONG_DIGITS = re.compile(rf"[0-9eE.+-]{{{MAX_NUMBER_CHARS + 1},}}")
 _PARTIAL_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?")
 #: Names of the protocol model's date fields (``DateStruct.date`` and the plain ones).
 _DATE_FIELDS = frozenset({"date", "status_verified_date", "first_submitted"})
@@ -112,6 +114,11 @@ def loads(text: str) -> Any:
     """JSON text parsed (decimals exact) and checked: every string and key (:func:`check_string`),
     every number's length.  Raises :class:`json.JSONDecodeError` for malformed JSON, InputError for
     a value no FHIR element may hold."""
+    if _LONG_DIGITS.search(text) is None:  # no number can be too long: the C parser reads them all
+        data = json.loads(text, parse_float=Decimal)
+        if _SUSPICIOUS_JSON.search(text):
+            _walk(data, "")
+        return data
     oversized: list[_Oversized] = []
 
     def number(kind: type) -> Any:
@@ -146,7 +153,35 @@ def _walk(value: Any, path: str) -> None:
 
 def check_protocol(protocol: Any, path: str = "") -> None:
     """Every string, integer and date of a protocol model (a dataclass tree) checked, the field named
-    by its model path (``enrollment.count``, ``locations[3].facility``)."""
+    by its model path (``enrollment.count``, ``locations[3].facility``).  A first walk builds no path
+    (the common case: all is well); only a protocol it doubts is walked again to name the field."""
+    if not _protocol_fine(protocol, ""):
+        _check_protocol(protocol, path)
+
+
+def _protocol_fine(value: Any, name: str) -> bool:
+    if isinstance(value, str):
+        return _FORBIDDEN.search(value) is None and (name not in _DATE_FIELDS or _date_fine(value))
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return INTEGER_MIN <= value <= INTEGER_MAX
+    if isinstance(value, list):
+        return all(_protocol_fine(inner, name) for inner in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return all(_protocol_fine(getattr(value, f.name), f.name) for f in dataclasses.fields(value))
+    return True
+
+
+def _date_fine(value: str) -> bool:
+    try:
+        check_date(value, "")
+    except InputError:
+        return False
+    return True
+
+
+def _check_protocol(protocol: Any, path: str) -> None:
     if isinstance(protocol, str):
         check_string(protocol, path)
         if path.rsplit(".", 1)[-1] in _DATE_FIELDS:
@@ -157,7 +192,7 @@ def check_protocol(protocol: Any, path: str = "") -> None:
         check_integer(protocol, path)
     elif isinstance(protocol, list):
         for i, inner in enumerate(protocol):
-            check_protocol(inner, f"{path}[{i}]")
+            _check_protocol(inner, f"{path}[{i}]")
     elif dataclasses.is_dataclass(protocol) and not isinstance(protocol, type):
         for f in dataclasses.fields(protocol):
-            check_protocol(getattr(protocol, f.name), f"{path}.{f.name}" if path else f.name)
+            _check_protocol(getattr(protocol, f.name), f"{path}.{f.name}" if path else f.name)

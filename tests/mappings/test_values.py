@@ -54,7 +54,8 @@ def test_json_strings_keys_and_escapes_are_checked_with_their_path():
     assert values.loads('{"a": "\\ud83d\\ude00", "n": 3.50}') == {"a": "\U0001F600", "n": Decimal("3.50")}
 
 
-@pytest.mark.parametrize("number", ["9" * 5000, "1." + "9" * 5000, "1e" + "9" * 50])
+@pytest.mark.parametrize("number", ["9" * 5000, "1." + "9" * 5000, "1e" + "9" * 50,
+                                    "1234567890123456789.012345678901234567890", "-1" + "0" * 40])
 def test_an_oversized_json_number_is_refused_naming_its_field(number):
     with pytest.raises(InputError, match="too long") as err:
         values.loads(f'{{"enrollmentInfo": {{"count": {number}}}}}')
@@ -83,6 +84,12 @@ def test_a_protocol_is_checked_field_by_field():
     for protocol, field in bad:
         with pytest.raises(InputError, match=field):
             values.check_protocol(protocol)
+
+
+@pytest.mark.parametrize("number", ["1234567890123456789.0123456789012345678", "-" + "9" * 39, "1e-9"])
+def test_a_json_number_of_40_characters_or_fewer_is_read_exactly(number):
+    assert values.loads(f'{{"x": [{number}]}}')["x"][0] == (Decimal(number) if any(c in number for c in ".e")
+                                                          else int(number))
 
 
 def test_the_fixture_records_pass():
