@@ -161,6 +161,9 @@ def _json_kind(key: str) -> tuple[bool, bool]:
 
 #: ``extension`` and ``modifierExtension``: the elements taken out before ``model_validate``.
 _EXTENSION_KEYS = frozenset({"extension", "modifierExtension"})
+#: Keys whose value the walk treats apart (a nested element under any other key is walked directly).
+_SPECIAL_KEYS = _EXTENSION_KEYS | {"contained"}
+_CONTAINER_TYPES = frozenset({dict, list})
 
 #: What ``_Checker._node`` returns for an element the model does not get (an extension list).
 _DROP: Any = object()
@@ -410,7 +413,11 @@ class _Checker:
                 is_plain = plain.get(key)
                 if is_plain or (is_plain is None and self.tables.learn_plain(key)):
                     continue  # the common case: nothing to check, nothing to strip
-            kept = self._member(key, value, elem, where + "." + key, ext_key, found)
+            if value and key not in _SPECIAL_KEYS and type(value) in _CONTAINER_TYPES:  # a nested element
+                walk = self._object if type(value) is dict else self._array
+                kept = walk(value, elem + "." + key, where + "." + key, ext_key, found)
+            else:
+                kept = self._member(key, value, elem, where + "." + key, ext_key, found)
             if kept is not value and found is not None:
                 if changes is None:
                     changes = {}
