@@ -16,8 +16,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from mappings.fhir.merge import merge_study
+from mappings.fhir.systems import NCT_SYSTEM
 
 from .client import FhirClient
+from .pull import check_unambiguous
 
 __all__ = ["StudyMerge"]
 
@@ -37,8 +39,11 @@ class StudyMerge:
         at = _study_entry(entries)
         if at is None:
             return bundle
-        url = entries[at]["request"]["url"]
-        current = _search(self.client, url)
+        # the server's study under any NCT identifier system it uses (http:// too, and the
+        # configured ones); several is AmbiguousStudy, raised here before anything is written
+        nct = _nct(entries[at]["resource"])
+        current = (check_unambiguous(self.client, nct) if nct
+                   else _search(self.client, entries[at]["request"]["url"]))
         if len(current) != 1 or not current[0].get("id"):
             return bundle
         study = current[0]
@@ -60,6 +65,14 @@ def _study_entry(entries: list[JSON]) -> int | None:
         if (request.get("method") == "PUT" and str(request.get("url", "")).startswith("ResearchStudy?")
                 and isinstance(entry.get("resource"), dict)):
             return i
+    return None
+
+
+def _nct(study: JSON) -> str | None:
+    """The NCT id our ResearchStudy carries (under the ClinicalTrials.gov system we write)."""
+    for ident in study.get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("system") == NCT_SYSTEM and ident.get("value"):
+            return str(ident["value"])
     return None
 
 

@@ -142,3 +142,38 @@ def test_the_service_merges_unless_replace_and_answers_what_was_kept(web: Any, m
 def test_the_service_refuses_a_replace_that_is_not_true_or_false(web: Any) -> None:
     resp = web.post("/studies?server=r4&replace=yes", data=SEED.read_bytes(), content_type="text/plain")
     assert resp.status_code == 400 and "replace" in resp.get_data(as_text=True)
+
+
+@responses.activate
+def test_a_study_the_hospital_registered_under_http_clinicaltrials_gov_is_merged_into(client) -> None:
+    """Issue 11: a push onto a study identified with ``http://clinicaltrials.gov`` created a second
+    study (the conditional update keys on https:// only); it is found under either system and written
+    by its id, with If-Match, its own identifier kept."""
+    from adapter.push import push_protocol
+    from mappings.sources import read_protocol
+
+    theirs = {"resourceType": "ResearchStudy", "id": "h1", "meta": {"versionId": "3"}, "status": "active",
+              "identifier": [{"system": "http://clinicaltrials.gov", "value": "NCT03945487"},
+                             {"system": "urn:oid:1.2.3", "value": "S-1"}]}
+    searches = responses.get(f"{BASE}/ResearchStudy",
+                             json={"resourceType": "Bundle", "type": "searchset",
+                                   "entry": [{"resource": theirs}]})
+    responses.get(f"{BASE}", json={"resourceType": "Bundle", "type": "batch-response", "entry": []})
+    sent: list[dict] = []
+
+    def answer(request: Any) -> tuple[int, dict, str]:
+        import json
+        bundle = json.loads(request.body)
+        sent.append(bundle)
+        entries = [{"response": {"status": "200 OK", "location": f"X/{i}/_history/1"}}
+                   for i, _ in enumerate(bundle["entry"])]
+        return 200, {}, json.dumps({"resourceType": "Bundle", "type": "transaction-response",
+                                    "entry": entries})
+
+    responses.add_callback(responses.POST, BASE, callback=answer)
+    push_protocol(client, read_protocol(SEED.read_bytes()).protocol)
+    assert "http%3A%2F%2Fclinicaltrials.gov" in searches.calls[0].request.url  # both systems asked
+    study = next(e for b in sent for e in b["entry"]
+                 if (e.get("resource") or {}).get("resourceType") == "ResearchStudy")
+    assert study["request"] == {"method": "PUT", "url": "ResearchStudy/h1", "ifMatch": 'W/"3"'}
+    assert {"system": "urn:oid:1.2.3", "value": "S-1"} in study["resource"]["identifier"]
