@@ -1,4 +1,4 @@
-"""A short load run of the service under gunicorn (``trialbridge serve``, 2 workers x 4 threads) on
+"""A short load run of the service under gunicorn (``trialbridge serve``, 2 gevent workers) on
 loopback, 8 concurrent clients, against the real local HAPI R4 server.
 
 It checks behaviour, not speed (the machine is shared: no timing threshold): every answer of
