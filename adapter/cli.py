@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", default="127.0.0.1:8000", help="address:port (default 127.0.0.1:8000)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, min 2)")
     p.add_argument("--threads", type=int, default=4,
-                   help="ignored since the workers are gevent (a greenlet per connection); kept for old scripts")
+                   help="ignored: gevent workers serve a connection per greenlet (kept for old scripts)")
     p.add_argument("--log-format", choices=("json", "text"), default="json",
                    help="log lines on standard error: JSON objects (default) or text")
     p.set_defaults(func=cmd_serve)
