@@ -181,22 +181,6 @@ CURATED = {
         "D63",
         "D64",
     ],
-    "anaemia": [
-        "D50",
-        "D51",
-        "D52",
-        "D53",
-        "D55",
-        "D56",
-        "D57",
-        "D58",
-        "D59",
-        "D60",
-        "D61",
-        "D62",
-        "D63",
-        "D64",
-    ],
     "osteoporosis": ["M80", "M81"],
     "seizure disorder": ["G40"],
     "seizure": ["G40", "R56"],
@@ -430,6 +414,7 @@ CURATED = {
     "diabetes mellitus type 2": ["E11"],
     "diabetes mellitus type 1": ["E10"],
 }
+CURATED["anaemia"] = CURATED["anemia"]  # the British spelling: the same codes
 
 
 #: Leading words a criterion often leaves out: 'nonrheumatic aortic stenosis' is named 'aortic stenosis'.
