@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from mappings.fhir.elements import references_in
 from mappings.fhir.systems import NCT_SYSTEMS
 
 from .client import FhirClient
@@ -107,13 +108,6 @@ def _read_all(client: FhirClient, refs: list[str], gone: set[str]) -> dict[str, 
 
 def _references(node: Any) -> Iterator[str]:
     """Every relative ``Type/id`` reference inside a resource."""
-    if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str) and ref.count("/") == 1 and not ref.startswith(("urn:", "#", "http")):
+    for ref in references_in(node):
+        if ref.count("/") == 1 and not ref.startswith(("urn:", "#", "http")):
             yield ref.split("/_history", 1)[0]
-        for key, value in node.items():
-            if key != "reference":
-                yield from _references(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _references(item)

@@ -5,7 +5,7 @@ partial dates and the ACTUAL/ESTIMATED date type.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -106,3 +106,16 @@ def date_type_from(actual: bool | None, element: JSON, coder: Coder, issues: lis
 
 __all__ = ["add_extensions", "check_date", "complex_ext", "date_type_from", "date_type_parts", "exact", "ext",
            "ext_value", "ext_values", "exts", "first_ext", "prune"]
+
+
+def references_in(value: Any) -> Iterator[str]:
+    """Every ``reference`` string in a FHIR JSON value, depth first."""
+    if isinstance(value, dict):
+        if isinstance(value.get("reference"), str):
+            yield value["reference"]
+        for key, inner in value.items():
+            if key != "reference":
+                yield from references_in(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from references_in(inner)

@@ -12,14 +12,14 @@ Why: ``docs/design/merge.md``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .elements import references_in
 from .systems import JSON, NCT_SYSTEM, TB
 from .tables import load_table
 
-__all__ = ["MergeResult", "owned_elements", "merge_study", "references_in"]
+__all__ = ["MergeResult", "owned_elements", "merge_study"]
 
 #: Server-managed ``meta`` elements, never sent back.
 _SERVER_META = frozenset({"versionId", "lastUpdated", "source"})
@@ -145,17 +145,6 @@ def _reference(ours: Any, current: Any, refs: frozenset[str], where: str, kept: 
     return current
 
 
-def references_in(value: Any) -> Iterator[str]:
-    """Every ``reference`` string in a FHIR JSON value, depth first."""
-    if isinstance(value, dict):
-        if isinstance(value.get("reference"), str):
-            yield value["reference"]
-        for key, inner in value.items():
-            if key != "reference":
-                yield from references_in(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from references_in(inner)
 
 
 def _target(reference: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 from adapter.push import push_bundle, push_protocol
 from adapter.study_merge import StudyMerge
 from mappings.fhir import write_bundle
-from mappings.fhir.merge import references_in
+from mappings.fhir.elements import references_in
 from mappings.fhir.systems import NCT_SYSTEM
 from mappings.sources import read_protocol
 from tests.conftest import CTGOV
