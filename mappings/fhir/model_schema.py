@@ -10,7 +10,8 @@ fields, types, patterns, cardinalities and ``extra="forbid"``, lax as fhir_core 
 in a list of elements fails the element schema; the after-validator's checks of required
 primitives and choice elements are kept, their fields looked up once per class; a resource
 inside an element (``contained``) is taken by the fast validator of the class its
-``resourceType`` names.  It accepts no more than
+``resourceType`` names.  No model instance is built: each class validates into a dict (an absent
+optional field stays absent, keys by alias only).  It accepts no more than
 ``model_validate`` does (``tests/mappings/test_fhir_model_schema.py``), so :mod:`.validate` trusts
 its yes and asks ``model_validate`` itself, for the same verdict and messages, on its no.
 """
@@ -108,7 +109,9 @@ class _After:
     type is given, and one if the choice is required.  Any doubt is a no (then ``model_validate``
     runs fhir_core's own, which looks the class's fields up again on every instance)."""
 
-    def __init__(self, required: list[tuple[str, str | None]], choices: list[tuple[list[str], bool]]) -> None:
+    def __init__(
+        self, required: list[tuple[str, str | None]], choices: list[tuple[frozenset[str], bool]]
+    ) -> None:
         self.required, self.choices = required, choices
 
     @classmethod
@@ -117,22 +120,23 @@ class _After:
         instance = model.model_construct()
         aliases = model.get_alias_mapping()
         required = [(aliases[element], ext) for element, ext in instance.get_required_fields()]
-        choices = [(fields, model.model_fields[fields[0]].json_schema_extra["one_of_many_required"] is True)
+        choices = [(frozenset(fields),
+                    model.model_fields[fields[0]].json_schema_extra["one_of_many_required"] is True)
                    for fields in instance.get_one_of_many_fields().values()]
         return cls(required, choices) if required or choices else None
 
-    def __call__(self, instance: Any) -> Any:
-        values = instance.__dict__
+    def __call__(self, values: dict[str, Any]) -> Any:
         for key, ext in self.required:
             if values.get(key) is None:
                 element = values.get(ext) if ext else None
-                if element is None or not getattr(element, "extension", None):
+                if not isinstance(element, dict) or not element.get("extension"):
                     raise ValueError("a required element is missing")
         for fields, required in self.choices:
-            given = sum(values.get(f) is not None for f in fields)
+            present = fields & values.keys()  # fields absent from the input are absent here
+            given = sum(values[f] is not None for f in present)
             if given > 1 or (required and not given):
                 raise ValueError("one type of a choice element is expected")
-        return instance
+        return values
 
 
 class _Builder:
@@ -167,11 +171,11 @@ class _Builder:
         for before in reversed(befores):
             if not (nulls_refused and _name(before["function"]["function"]) == _BEFORE):
                 node = {**before, "schema": node}
-        model = dict(model, custom_init=False, schema=node)
+        typed = _typed_dict(node, model.get("config") or {})
         after = _After.of(cls)
         if after is None:
-            return {**model, "ref": name}
-        return {**outer, "function": {"type": "no-info", "function": after}, "schema": model, "ref": name}
+            return {**typed, "ref": name}
+        return {**outer, "function": {"type": "no-info", "function": after}, "schema": typed, "ref": name}
 
     def walk(self, node: Any) -> Any:
         if isinstance(node, list):
@@ -187,6 +191,28 @@ class _Builder:
                 check = {"type": "no-info", "function": _Resource(base)}
                 return {"type": "function-plain", "function": check}
         return {k: (self.walk(v) if k not in ("serialization", "metadata") else v) for k, v in node.items()}
+
+
+def _typed_field(field: dict[str, Any]) -> dict[str, Any]:
+    """A model field as a typed-dict field; an optional one whose default is ``None`` is left out
+    of the output when absent from the input (instead of given its default)."""
+    schema = field["schema"]
+    optional = schema.get("type") == "default"
+    if optional and schema.get("default", ...) is None and "default_factory" not in schema:
+        schema = schema["schema"]
+    aliases: dict[str, Any] = {k: field[k] for k in ("validation_alias", "serialization_alias") if k in field}
+    return {"type": "typed-dict-field", "schema": schema, "required": not optional, **aliases}
+
+
+def _typed_dict(node: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A ``model-fields`` schema (under its before-validators) as a ``typed-dict`` one: the same
+    fields, aliases and extra-field refusal, validated into a dict instead of a model instance."""
+    if node.get("type") == "function-before":
+        return {**node, "schema": _typed_dict(node["schema"], config)}
+    fields = {key: _typed_field(field) for key, field in node["fields"].items()}
+    extra = config.get("extra_fields_behavior", "forbid")
+    return {"type": "typed-dict", "fields": fields, "extra_behavior": extra, "total": False,
+            "config": {"validate_by_alias": True, "validate_by_name": False}}
 
 
 @cache
