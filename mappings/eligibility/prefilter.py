@@ -397,9 +397,68 @@ class Prefiltered:
 
 
 def prefiltered(pattern: str | re.Pattern[str], flags: int = 0) -> Prefiltered:
-    """:class:`Prefiltered` of a pattern (source or compiled)."""
-    rx = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern, flags)
-    return Prefiltered(rx)
+    """:class:`Prefiltered` of a pattern (source or compiled), its word starts factored
+    (:func:`factor_word_starts`)."""
+    source, flags = (pattern.pattern, pattern.flags) if isinstance(pattern, re.Pattern) else (pattern, flags)
+    factored = source if flags & re.VERBOSE else factor_word_starts(source)
+    if isinstance(pattern, re.Pattern) and factored == source:
+        return Prefiltered(pattern)
+    return Prefiltered(re.compile(factored, flags))
+
+
+def _top_level(source: str) -> list[str]:
+    """The top-level alternatives of a regex source (``|`` outside groups and classes)."""
+    out, depth, start, i, in_class = [], 0, 0, 0, False
+    while i < len(source):
+        ch = source[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if source[i + 1 : i + 2] == "^":
+                i += 1
+            if source[i + 1 : i + 2] == "]":  # a ']' first in a class is a literal
+                i += 1
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            out.append(source[start:i])
+            start = i + 1
+        i += 1
+    out.append(source[start:])
+    return out
+
+
+def factor_word_starts(source: str) -> str:
+    """The same regex with each run of top-level alternatives that all begin with ``\\b`` written
+    as one ``\\b(?:...|...)``: the same matches in the same order (``\\b`` takes no characters),
+    but the word edge is tested once per position, and each alternative that now begins with a
+    literal is skipped at once where that character is not (``re`` checks a branch's first literal
+    before entering it).  A source with global flags (``(?i)...``) is left as it is."""
+    if source.startswith("(?") and not source.startswith(("(?:", "(?P", "(?=", "(?!", "(?<")):
+        return source
+    alternatives = _top_level(source)
+    if len(alternatives) < 2:
+        return source
+    out: list[str] = []
+    run: list[str] = []
+    for alt in [*alternatives, None]:
+        if alt is not None and alt.startswith("\\b"):
+            run.append(alt[2:])
+            continue
+        if len(run) > 1:
+            out.append("\\b(?:" + "|".join(run) + ")")
+        else:
+            out += ["\\b" + r for r in run]
+        run = []
+        if alt is not None:
+            out.append(alt)
+    return "|".join(out)
 
 
 def any_possible(patterns: Iterable[Prefiltered]) -> Condition:
@@ -503,6 +562,7 @@ __all__ = [
     "Needle",
     "Prefiltered",
     "any_possible",
+    "factor_word_starts",
     "flat_alternation",
     "occurs",
     "prefiltered",

@@ -120,12 +120,13 @@ def _read(tx: Text) -> _Reading:
     mentions = read_mentions(tx)
     # every age form needs a digit; whether the text speaks of age at all is asked only when
     # it matters (an age to read, or no condition/lab to fall back on)
-    age_ctx = DIGIT.search(t) is not None and AGE_CTX.search(t) is not None
+    digit = DIGIT.search(t) is not None
+    age_ctx = digit and AGE_CTX.search(t) is not None
     age = read_age(tx) if age_ctx else ()
     states = read_pregnancy(tx)
     sex = read_sex(tx)
     polarity = _polarity(tx, mentions)
-    if not age and not mentions and (age_ctx or AGE_CTX.search(t)):
+    if not age and not mentions and (age_ctx or (not digit and AGE_CTX.search(t))):
         raise Review("mentions age but no bound we can read")
     return _Reading(negated, durations, mentions, age, states, sex, polarity)
 

@@ -19,6 +19,7 @@ from mappings.eligibility.prefilter import (
     FirstMatch,
     Prefiltered,
     any_possible,
+    factor_word_starts,
     flat_alternation,
     occurs,
     prefiltered,
@@ -174,3 +175,25 @@ def test_rule_sets_are_ordered_like_the_tables() -> None:
     assert isinstance(T.changer_rules, FirstMatch) and len(T.changer_rules) == len(T.changers)
     either = any_possible([prefiltered(r"\d+"), prefiltered(r"\bx\b")])
     assert either.holds("5") and either.holds("a x") and not either.holds("ax y")
+
+
+@pytest.mark.parametrize("source", [
+    r"\bage[ds]?\b|\byears?[\s-]+old\b|^x\d$|\by\.o\b",
+    r"\ba|b[\]|(]|\bc(?:d|\be)|\\|\bf",
+    r"(?i)\ba|\bb",
+    r"\bonly",
+])
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet="abcdefxyo.0123 |()-_", max_size=30) | TEXTS)
+def test_factored_word_starts_match_what_the_source_matches(source: str, text: str) -> None:
+    factored = re.compile(factor_word_starts(source))
+    raw = re.compile(source)
+    assert [(m.span(), m.groups()) for m in factored.finditer(text)] == [
+        (m.span(), m.groups()) for m in raw.finditer(text)]
+    assert span(factored.match(text)) == span(raw.match(text))
+
+
+def test_factoring_groups_only_runs_of_word_starts() -> None:
+    assert factor_word_starts(r"\ba|\bb|c|\bd") == r"\b(?:a|b)|c|\bd"
+    assert factor_word_starts(r"(?i)\ba|\bb") == r"(?i)\ba|\bb"  # global flags: left alone
+    assert factor_word_starts(r"[\b|]\ba|\bb") == r"[\b|]\ba|\bb"
