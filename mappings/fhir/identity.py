@@ -30,10 +30,14 @@ def digest(data: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
+_NON_WORD = re.compile(r"[\W_]+")
+_SEARCH_ESCAPED = re.compile(r"\\(.)")
+
+
 def slug(*parts: str | None) -> str:
     """A readable identifier value from name parts (unicode letters kept, long ones hashed)."""
     joined = "|".join(normalise(p) for p in parts if p)
-    value = re.sub(r"[\W_]+", "-", joined).strip("-")
+    value = _NON_WORD.sub("-", joined).strip("-")
     if not value:
         return "h-" + digest(joined)
     if len(value) > 64:
@@ -75,7 +79,7 @@ def parse_conditional_url(url: str) -> tuple[str, str, str] | None:
     system, _, value = query.partition("|")
 
     def unescape(text: str) -> str:
-        return re.sub(r"\\(.)", r"\1", unquote(text))
+        return _SEARCH_ESCAPED.sub(r"\1", unquote(text))
 
     return rtype, unescape(system), unescape(value)
 
