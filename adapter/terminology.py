@@ -6,7 +6,9 @@ against the is-a value set of A (``https://trialbridge.dev/fhir/ValueSet/is-a-<A
 concept a criterion names, loaded with :func:`load`), then ``CodeSystem/$subsumes``; descendants
 (code lists for searches) by ``ValueSet/$expand``; every answer is cached for the life of the
 object.  A code the server does not know is asked of the shipped table; a server that fails is
-named in the criterion's reason (``needs review``), never guessed.
+named in the criterion's reason (``needs review``), never guessed.  A criterion concept without
+SNOMED CT codes (one coded from ICD-10-CM) gets those whose display is one of its names
+(:meth:`ServerTerminology.snomed_named`: ``$expand`` with ``filter``, exact names only).
 :func:`value_sets` builds the ValueSets and the CodeSystem fragment of ``tables/terminology.json``
 (a real is-a hierarchy) that :func:`load` PUTs (idempotent ids).  :func:`configured` reads the
 server's ``terminology`` setting ("self" or a base URL; ``terminology_snomed_system``: the URL
@@ -18,14 +20,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from mappings.eligibility.model import Concept
 from mappings.eligibility.tables import load_table, tables
-from mappings.eligibility.terminology import SNOMED, TableTerminology
+from mappings.eligibility.terminology import SNOMED, TableTerminology, lookup_names, same_name
 
 from .client import FhirClient, Resource
 from .config import ServerConfig
 from .errors import FhirClientError, FhirHttpError
 
-__all__ = ["ServerTerminology", "configured", "is_a_url", "load", "value_sets"]
+__all__ = ["ServerTerminology", "all_snomed_url", "configured", "is_a_url", "load", "value_sets"]
 
 VALUE_SET_BASE = "https://trialbridge.dev/fhir/ValueSet/"
 
@@ -57,6 +60,8 @@ class ServerTerminology:
         self.failed: str | None = None
         self.expand_failed: str | None = None
         self.expansions: dict[tuple[str, str], frozenset[str]] = {}
+        self.named: dict[str, tuple[str, ...]] = {}
+        self.name_sets: list[str] | None = None
         self.calls = 0
 
     def _system(self, system: str) -> str:
@@ -108,7 +113,7 @@ class ServerTerminology:
             self.client.close()
 
     def source(self, system: str, code: str) -> str:
-        return f"terminology service {self.client.base_url} ($validate-code)"
+        return f"terminology service {self.client.base_url}"
 
     def descendants(self, system: str, code: str) -> frozenset[str]:
         """``code`` and its descendants by ``ValueSet/$expand`` of its is-a value set (cached); the
@@ -130,6 +135,56 @@ class ServerTerminology:
             except FhirClientError as exc:
                 self.expand_failed = f"{type(exc).__name__}: {str(exc)[:200]}"
         return self.fallback.descendants(system, code)
+
+
+    def snomed_named(self, concept: Concept) -> tuple[str, ...]:
+        """SNOMED CT codes whose display or designation is one of the concept's names
+        (:func:`~mappings.eligibility.terminology.lookup_names`), by ``ValueSet/$expand`` with
+        ``filter`` of the whole of SNOMED CT as the service holds it (cached per concept); ``()``
+        when none is named so -- the criterion then stays "needs review" for SNOMED records."""
+        if concept.id not in self.named:
+            found: list[str] = []
+            for name in lookup_names(concept):
+                found += [c for c in self._by_name(name) if c not in found]
+            self.named[concept.id] = tuple(found)
+        return self.named[concept.id]
+
+    def _by_name(self, name: str) -> list[str]:
+        # The implicit value set of all of SNOMED CT (``<system>?fhir_vs``, what terminology servers
+        # offer); then the one :func:`load` stores (HAPI JPA has no implicit value sets).
+        candidates = (self.name_sets if self.name_sets is not None
+                      else [f"{self.snomed_system}?fhir_vs", all_snomed_url(self.prefix)])
+        for url in candidates:
+            try:
+                self.calls += 1
+                answer = self.client.operation("ValueSet/$expand", {
+                    "url": url, "filter": name, "includeDesignations": "true", "count": "100"},
+                    resource_type="ValueSet")
+            except FhirHttpError as exc:
+                if exc.status is not None and 400 <= exc.status < 500:
+                    continue  # no such value set here: the next form
+                self.failed = f"{self.client.config.name}: {type(exc).__name__}"
+                return []
+            except FhirClientError as exc:
+                self.failed = f"{self.client.config.name}: {type(exc).__name__}"
+                return []
+            self.name_sets = [url]
+            return [c["code"] for c in (answer.get("expansion") or {}).get("contains") or []
+                    if isinstance(c, dict) and isinstance(c.get("code"), str) and _named(c, name)]
+        self.name_sets = []
+        return []
+
+
+def _named(contains: Resource, name: str) -> bool:
+    """Whether an expansion entry's display or one of its designations is ``name``."""
+    shown = [contains.get("display")] + [d.get("value") for d in contains.get("designation") or []
+                                         if isinstance(d, dict)]
+    return any(isinstance(d, str) and same_name(name, d) for d in shown)
+
+
+def all_snomed_url(prefix: str = "") -> str:
+    """The canonical URL of the value set of every SNOMED CT code the service holds (:func:`load`)."""
+    return f"{VALUE_SET_BASE}{prefix}all-snomed"
 
 
 def _ancestors() -> set[str]:
@@ -161,7 +216,9 @@ def value_sets(snomed_system: str = SNOMED, prefix: str = "",
         "description": "A fragment of SNOMED CT's is-a hierarchy (mappings/tables/terminology.json).",
         "concept": [node(c) for c in kids.get(None, [])],
     }
-    out = [code_system]
+    out = [code_system, {"resourceType": "ValueSet", "id": f"trialbridge-{prefix}all-snomed",
+                         "url": all_snomed_url(prefix), "status": "active",
+                         "compose": {"include": [{"system": snomed_system}]}}]
     for code in sorted(_ancestors() | set(is_a)):
         out.append({"resourceType": "ValueSet", "id": f"trialbridge-{prefix}is-a-{code}",
                     "url": is_a_url(code, prefix),

@@ -71,6 +71,20 @@ def find_names(text: str, free: list[bool] | None = None) -> list[tuple[int, int
     return out
 
 
+@cache
+def _by_codes() -> dict[tuple[str, ...], tuple[str, ...]]:
+    out: dict[tuple[str, ...], list[str]] = {}
+    for name, codes in names().items():
+        out.setdefault(codes, []).append(name)
+    return {codes: tuple(sorted(found)) for codes, found in out.items()}
+
+
+def names_of(codes: tuple[str, ...]) -> tuple[str, ...]:
+    """Every name of the table that stands for exactly ``codes`` (a code's title, its inclusion
+    terms, curated common names)."""
+    return _by_codes().get(tuple(codes), ())
+
+
 def concept(name: str) -> Concept:
     """The concept a found name stands for: its ICD-10-CM codes and ranges of categories
     (``K70-K77``, matched as ranges), displayed with the CMS title of a single code."""

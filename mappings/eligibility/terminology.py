@@ -21,6 +21,7 @@ from enum import StrEnum
 from functools import cache, lru_cache
 from typing import Any, Protocol
 
+from . import icd10cm
 from .model import Coding, Concept, ConditionFact
 from .tables import load_table, tables
 
@@ -30,8 +31,8 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 LOINC = "http://loinc.org"
 
 __all__ = ["ICD10", "ICD10CM", "LOINC", "SNOMED", "CodeMatch", "Membership", "TableTerminology",
-           "Terminology", "analyte_codes", "concept_match", "expand", "icd_match", "names_concept",
-           "system_of"]
+           "Terminology", "analyte_codes", "concept_match", "expand", "icd_match", "lookup_names",
+           "names_concept", "same_name", "system_of"]
 
 
 class Membership(StrEnum):
@@ -157,25 +158,57 @@ def names_concept(text: str | None, concept: Concept) -> str | None:
     return m.group(0) if m else None
 
 
+def lookup_names(concept: Concept) -> tuple[str, ...]:
+    """The names under which a terminology service is asked for the SNOMED CT codes of a concept
+    that lists none: its display and synonyms (a code list in parentheses left off) and, for an
+    ICD-10-CM concept, every name the CMS table gives its codes (title, inclusion terms)."""
+    out = {re.sub(r"\s*\([^()]*\)$", "", w).strip() for w in _words(concept)}
+    if concept.id.startswith("icd10cm:"):
+        out.update(icd10cm.names_of(concept.icd10))
+    return tuple(sorted(w for w in out if w))
+
+
+_SEMANTIC_TAG = re.compile(r"\s*\((?:disorder|finding|disease|morphologic abnormality)\)$")
+
+
+def same_name(name: str, display: str) -> bool:
+    """Whether a terminology's display (or designation) is ``name``: equal but for case, spacing
+    and a SNOMED CT semantic tag (``Asthma (disorder)``).  Nothing looser: a name search answers
+    with neighbours (``Family history of asthma``) that are not the concept."""
+    return " ".join(_SEMANTIC_TAG.sub("", display).casefold().split()) == " ".join(name.casefold().split())
+
+
+def _named_codes(concept: Concept, term: Terminology) -> tuple[tuple[str, ...], str]:
+    """The SNOMED CT codes of ``concept`` (listed, else found by name by a terminology that can:
+    its ``snomed_named``) and how they were found (for the evidence)."""
+    if concept.snomed:
+        return concept.snomed, ""
+    finder: Callable[[Concept], tuple[str, ...]] | None = getattr(term, "snomed_named", None)
+    found = finder(concept) if finder is not None else ()
+    return found, (f"; SNOMED {', '.join(found)} found by name ({term.source(SNOMED, found[0])})"
+                   if found else "")
+
+
 def _snomed(c: Coding, concept: Concept, term: Terminology) -> CodeMatch | None:
     """A SNOMED coding against the concept: member, not a member, or ``None`` (unknown)."""
-    if c.code in concept.snomed:
-        return CodeMatch(Membership.MEMBER, c, f"SNOMED {c.code} is listed")
+    codes, how = _named_codes(concept, term)
+    if c.code in codes:
+        return CodeMatch(Membership.MEMBER, c, f"SNOMED {c.code} is listed{how}")
     unknown = False
-    for s in concept.snomed:
+    for s in codes:
         r = term.subsumes(SNOMED, s, c.code)
         if r:
             src = term.source(SNOMED, c.code)
             return CodeMatch(Membership.MEMBER, c, f"SNOMED {c.code} is a descendant of {s}"
-                             + (f" ({src})" if src else ""))
+                             + (f" ({src})" if src else "") + how)
         unknown = unknown or r is None
     equivalent = _table()["equivalents"].get(c.code)
     if equivalent and concept.icd10 and icd_match(equivalent["icd10"], concept.icd10):
         return CodeMatch(Membership.MEMBER, c,
                          f"SNOMED {c.code} = ICD-10 {equivalent['icd10']} ({equivalent['source']})")
-    if unknown or not concept.snomed:
+    if unknown or not codes:
         return None
-    return CodeMatch(Membership.NOT_MEMBER, c, f"SNOMED {c.code} is not in the value set")
+    return CodeMatch(Membership.NOT_MEMBER, c, f"SNOMED {c.code} is not in the value set{how}")
 
 
 def _related(c: Coding, concept: Concept) -> CodeMatch | None:
@@ -255,7 +288,8 @@ def expand(concept: Concept, term: Terminology | None = None) -> tuple[Coding, .
     table's), then its ICD-10 codes as written -- they match by prefix and range, which a token
     search does not do, so a search by them is a pre-filter to be evaluated, never the answer."""
     descend: Callable[[str, str], frozenset[str]] = getattr(term, "descendants", None) or _TABLE.descendants
-    snomed = sorted({d for c in concept.snomed for d in descend(SNOMED, c)})
+    codes = _named_codes(concept, term)[0] if term is not None else concept.snomed
+    snomed = sorted({d for c in codes for d in descend(SNOMED, c)})
     return tuple(Coding(SNOMED, c) for c in snomed) + tuple(Coding(ICD10, c) for c in concept.icd10)
 
 

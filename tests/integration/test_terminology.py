@@ -21,8 +21,9 @@ from adapter.client import FhirClient
 from adapter.config import ServerConfig
 from adapter.prescreen import prescreen
 from adapter.push import push_protocol
-from adapter.terminology import ServerTerminology, configured, load, value_sets
-from mappings.eligibility.terminology import SNOMED, TableTerminology
+from adapter.terminology import ServerTerminology, all_snomed_url, configured, load, value_sets
+from mappings.eligibility import Coding, ConditionFact, icd10cm
+from mappings.eligibility.terminology import SNOMED, Membership, TableTerminology, concept_match
 from mappings.sources import read_protocol
 from tests.conftest import SEED
 from tests.integration import verdict_cases as cases
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.hapi
 RUN = f"run-{uuid.uuid4().hex[:8]}-"
 FRAGMENT = f"https://trialbridge.dev/fhir/CodeSystem/{RUN}snomed-ct-fragment"
 TEST_CODE = "tb-test-colon-child"
+ALC_CHILD = "tb-test-alcoholic-cirrhosis-child"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def r4(hapi_servers: dict[str, str]) -> ServerConfig:
     config = ServerConfig(name="r4", base_url=hapi_servers["R4"], fhir_version="R4",
                           timeout=(5.0, 120.0), terminology="self", terminology_snomed_system=FRAGMENT)
     with FhirClient(config) as c:
-        load(c, FRAGMENT, RUN, extra={TEST_CODE: ["363406005"]})
+        load(c, FRAGMENT, RUN, extra={TEST_CODE: ["363406005"], ALC_CHILD: ["420054005"]})
         push_protocol(c, read_protocol(SEED.read_bytes()).protocol)
         pid = "tb-verdict-server-colon"
         clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -114,3 +116,24 @@ def test_expand_on_hapi_falls_back_on_the_table_once(r4):
             assert expanded == answer_or_fallback and t.calls == calls
         else:  # a HAPI that can expand: the server's answer includes the server-only concept
             assert TEST_CODE in expanded
+
+
+def test_a_concept_coded_from_icd10_cm_gets_its_snomed_codes_by_name_from_the_server(r4):
+    """'alcoholic cirrhosis' in a criterion is coded ICD-10-CM K70.3 (no SNOMED CT code): a SNOMED
+    record of a child concept only the server knows is not a member by the table alone (no name
+    says it), and a member once the server has named the SNOMED concept 'Alcoholic cirrhosis'."""
+    concept = icd10cm.concept("alcoholic cirrhosis")
+    record = ConditionFact("Condition/x", (Coding(SNOMED, ALC_CHILD),), "active")
+    assert concept.snomed == ()
+    assert concept_match(record, concept).membership is Membership.NOT_MEMBER
+    with FhirClient(r4) as c:
+        t = ServerTerminology(c, FRAGMENT, RUN)
+        m = concept_match(record, concept, t)
+        assert m.membership is Membership.MEMBER, m.why
+        assert "descendant of 420054005" in m.why and "found by name" in m.why
+        assert t.named[concept.id] == ("420054005",)
+        # HAPI JPA has no implicit value set (<system>?fhir_vs): the loaded one of all codes answered
+        assert t.name_sets == [all_snomed_url(RUN)] and t.failed is None
+        calls = t.calls
+        assert concept_match(record, concept, t).membership is Membership.MEMBER
+        assert t.calls == calls  # every answer cached

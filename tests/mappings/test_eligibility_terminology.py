@@ -3,7 +3,7 @@ fragment, ICD-10 ranges, equivalents, related codes, and the record's name when 
 
 from __future__ import annotations
 
-from mappings.eligibility import Coding, ConditionFact
+from mappings.eligibility import Coding, ConditionFact, icd10cm
 from mappings.eligibility.tables import load_table, tables
 from mappings.eligibility.terminology import (
     ICD10CM,
@@ -12,8 +12,11 @@ from mappings.eligibility.terminology import (
     TableTerminology,
     analyte_codes,
     concept_match,
+    expand,
     icd_match,
+    lookup_names,
     names_concept,
+    same_name,
 )
 
 MALIGNANCY = tables().concepts["malignancy"]
@@ -90,3 +93,47 @@ def test_a_concept_expands_to_its_descendants_and_icd10_codes():
     assert {(SNOMED, "363346000"), (SNOMED, "93761005"), (SNOMED, "94260004"), (SNOMED, "424132000")} <= codes
     assert (SNOMED, "19943007") not in codes and ("http://hl7.org/fhir/sid/icd-10", "C00-C97") in codes
     assert TableTerminology().descendants(SNOMED, "19943007") >= {"420054005", "716203000"}
+
+
+class _NamingTerminology(TableTerminology):
+    """A terminology that knows SNOMED CT codes by name (as a server's ``$expand`` filter does) and
+    one child that the shipped fragment does not have."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def snomed_named(self, concept):
+        self.asked.append(concept.id)
+        return ("420054005",) if "alcoholic cirrhosis" in lookup_names(concept) else ()
+
+    def subsumes(self, system, ancestor, code):
+        if (ancestor, code) == ("420054005", "tb-child"):
+            return True
+        return super().subsumes(system, ancestor, code)
+
+    def source(self, system, code):
+        return "test service"
+
+
+def test_an_icd10_cm_concept_gets_snomed_codes_by_name_from_a_terminology_that_can():
+    concept = icd10cm.concept("alcoholic cirrhosis")
+    assert concept.snomed == () and "alcoholic cirrhosis" in lookup_names(concept)
+    child = fact(SNOMED, "tb-child")
+    # the shipped table alone: the code is unknown, the record names nothing -- not a member
+    assert concept_match(child, concept).membership is Membership.NOT_MEMBER
+    term = _NamingTerminology()
+    m = concept_match(child, concept, term)
+    assert m.membership is Membership.MEMBER
+    assert "descendant of 420054005" in m.why and "found by name (test service)" in m.why
+    other = concept_match(fact(SNOMED, "93761005"), concept, term)  # colon cancer: in the fragment
+    assert other.membership is Membership.NOT_MEMBER and "found by name" in other.why
+    assert Coding(SNOMED, "420054005") in expand(concept, term)
+    nothing = icd10cm.concept("asthma")
+    assert concept_match(fact(SNOMED, "195967001"), nothing, term).membership is not Membership.MEMBER
+
+
+def test_names_are_matched_exactly_but_for_case_spacing_and_semantic_tag():
+    assert same_name("alcoholic cirrhosis", "Alcoholic  cirrhosis (disorder)")
+    assert not same_name("asthma", "Family history of asthma")
+    assert not same_name("cirrhosis", "Cirrhosis of liver")
+    assert "cirrhosis of liver" in lookup_names(icd10cm.concept("cirrhosis"))
