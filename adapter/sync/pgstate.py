@@ -29,7 +29,7 @@ from mappings import fhirjson
 
 from .outbox import Counts, DeadLetter, Record, StoredRecord, entries_hash, entries_text, now
 
-__all__ = ["AdvisoryLocks", "PgState", "schema_name"]
+__all__ = ["AdvisoryLocks", "PgState", "connect", "run_locked", "schema_name"]
 
 #: Above every seq: no barrier (see :meth:`PgState.claim`).
 _TOP = 2**63 - 1
@@ -75,6 +75,14 @@ def connect(url: str) -> psycopg.Connection[Any]:
         return psycopg.connect(url, autocommit=True, connect_timeout=30)
     except psycopg.Error as exc:
         raise ConfigError(f"cannot connect to the PostgreSQL state: {type(exc).__name__}") from None
+
+
+def run_locked(db: psycopg.Connection[Any], statements: str) -> None:
+    """Run ``statements`` (schema set-up shared by jobs: ``CREATE ... IF NOT EXISTS``) in one
+    transaction under the migrations' advisory lock, so that concurrent first runs do not race."""
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(_MIGRATE_LOCK),))
+        db.execute(statements.encode("utf-8"))
 
 
 class PgState:

@@ -136,7 +136,8 @@ def run_pass(
     stop = stop or StopFlag()
     progress = progress or Progress(False)
     result = PassResult()
-    with open_client(config.server, config.rate_limit, factory=client_factory) as client:
+    shared = str(config.state) if is_postgresql(config.state) else None
+    with open_client(config.server, config.rate_limit, factory=client_factory, shared=shared) as client:
         client.check_version()
         if config.studies and not stop():  # registry studies first: the job's own may be among them
             with RegistryClient(config.registry) as registry:

@@ -44,7 +44,7 @@ def _work(config: SyncConfig, workers: int, stop: Any, results: Any) -> None:
     try:
         with PgState(str(config.state), config.state_namespace,
                      claim_timeout=config.claim_timeout) as state, \
-                open_client(config.server, config.rate_limit, workers) as client:
+                open_client(config.server, config.rate_limit, workers, shared=str(config.state)) as client:
             stats = push_pending(client, state, chunk_size=config.chunk_size, should_stop=stop.is_set,
                                  pause=stop.wait)
         results.put(dataclasses.asdict(stats))
