@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from mappings.eligibility import Criterion, CriterionResult, Verdict, VerdictStatus
+from mappings.eligibility.evaluate import ALIVE
 
 from .client import FhirClient, Params, Resource
 from .cohort_plan import Search, SearchPlan, plan_searches
@@ -44,12 +45,20 @@ WORKERS = 3
 
 @dataclass(frozen=True)
 class Step:
-    """One funnel step: a top-level criterion (``label`` as prescreen labels it), or ``other`` for
-    a verdict of not eligible that no criterion explains."""
+    """One funnel step: a top-level criterion (``label`` as prescreen labels it), ``deceased`` for
+    prescreen's implicit "Patient is alive" criterion, or ``other`` for a verdict of not eligible
+    that no criterion explains."""
 
     label: str
     kind: str
     text: str
+
+
+#: The step of the patients recorded as deceased (prescreen's implicit criterion :data:`ALIVE`, whose
+#: evidence is ``Patient.deceasedBoolean`` or ``Patient.deceasedDateTime``).
+DECEASED = Step("deceased", ALIVE.kind.value,
+                "recorded as deceased (Patient.deceasedBoolean or deceasedDateTime): not screened")
+OTHER = Step("other", "", "not eligible for a reason no criterion gives")
 
 
 @dataclass
@@ -63,6 +72,7 @@ class Funnel:
     dropped: list[int] = field(default_factory=list)
     review: list[int] = field(default_factory=list)
     verdicts: Counter[str] = field(default_factory=Counter)
+    _step_of: dict[int, int] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def for_criteria(
@@ -73,12 +83,15 @@ class Funnel:
             Step(labels.get(id(criteria[n]), criteria[n].source), criteria[n].kind.value, criteria[n].text)
             for n in order
         ]
-        steps.append(Step("other", "", "not eligible for a reason no criterion gives"))
+        steps += [DECEASED, OTHER]
         return cls(steps, criteria, order, 0, [0] * len(steps), [0] * len(steps))
 
     def _tops(self) -> dict[int, int]:
-        """``id`` of every criterion and sub-criterion -> its funnel step."""
-        out: dict[int, int] = {}
+        """``id`` of every criterion and sub-criterion (and of :data:`ALIVE`) -> its funnel step
+        (computed once)."""
+        if self._step_of is not None:
+            return self._step_of
+        out: dict[int, int] = {id(ALIVE): len(self.steps) - 2}
 
         def walk(c: Criterion, step: int) -> None:
             out[id(c)] = step
@@ -87,6 +100,7 @@ class Funnel:
 
         for step, n in enumerate(self.order):
             walk(self.criteria[n], step)
+        self._step_of = out
         return out
 
     def add_ruled_out(self, count: int) -> None:
@@ -131,7 +145,7 @@ class Funnel:
                     "review": review,
                 }
             )
-        if out and out[-1]["dropped"] == 0 and out[-1]["criterion"] == "other":
+        if out and out[-1]["dropped"] == 0 and out[-1]["criterion"] == OTHER.label:
             out.pop()
         return out
 

@@ -24,6 +24,8 @@ from mappings.eligibility import (
     VerdictStatus,
     recognise_eligibility,
 )
+from mappings.eligibility.evaluate import ALIVE
+from mappings.eligibility.model import Evidence
 from mappings.sources import read_protocol
 from tests.conftest import SEED
 
@@ -83,6 +85,32 @@ def test_not_eligible_for_no_listed_criterion_is_counted_as_other():
     assert f.steps[f.add(verdict("not eligible", {}))].label == "other"
     assert f.rows()[-1] == {"criterion": "other", "kind": "", "text": f.steps[-1].text, "dropped": 1,
                             "remaining": 0, "review": 0}
+
+
+def test_a_deceased_patient_drops_out_at_the_deceased_step_unless_a_criterion_comes_first():
+    f = funnel()
+    evidence = Evidence("Patient.deceasedDateTime", "Patient/1", "2024-01-02", "2024-01-02")
+    alive = CriterionResult(ALIVE, Outcome.NOT_MET, "the patient died on 2024-01-02: not screened",
+                            (evidence,))
+
+    def deceased(outcomes: dict[str, Outcome]) -> PrescreenResult:
+        one = verdict("not eligible", outcomes)
+        v = one.verdict
+        v = dataclasses.replace(v, results=(alive, *v.results), failed_inclusion=(alive, *v.failed_inclusion))
+        return dataclasses.replace(one, verdict=v)
+
+    assert f.steps[f.add(deceased({}))].label == "deceased"
+    assert f.steps[f.add(deceased({"inclusion 2": Outcome.NOT_MET}))].label == "inclusion 2"
+    r = f.rows()
+    assert r[-1] == {"criterion": "deceased", "kind": "inclusion", "text": f.steps[-2].text, "dropped": 1,
+                     "remaining": 0, "review": 0}
+    assert "other" not in rows(f) and "deceased" in f.steps[-2].text
+
+
+def test_the_deceased_step_is_listed_even_when_nobody_drops_out_there():
+    f = funnel()
+    f.add(verdict("likely eligible", {}))
+    assert [r["criterion"] for r in f.rows()][-2:] == ["exclusion 7", "deceased"]
 
 
 def test_a_sub_criterion_counts_at_its_item():

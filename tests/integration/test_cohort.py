@@ -118,8 +118,10 @@ def test_the_funnel_equals_prescreen_on_every_patient(client, loaded, criteria):
     assert result.funnel.verdicts == one_by_one.verdicts
     assert {p: r.verdict.status.value for p, r in sink.results.items()} == kept
     rows = {r["criterion"]: r for r in result.funnel.rows()}
-    for step in ("age", "inclusion 2", "inclusion 3", "exclusion 1", "exclusion 2", "exclusion 3"):
+    steps = ("age", "inclusion 2", "inclusion 3", "exclusion 1", "exclusion 2", "exclusion 3", "deceased")
+    for step in steps:
         assert rows[step]["dropped"] > 0, step
+    assert "other" not in rows  # the deceased have their own step; nothing else is unexplained
     assert result.candidates == len(kept) > 0
 
 
