@@ -204,18 +204,33 @@ def _subject(resource: Resource) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
-def _has_code(resource: Resource, tokens: set[str]) -> bool:
-    codings = (resource.get("code") or {}).get("coding") or []
+def _has_code(element: Any, tokens: set[str]) -> bool:
+    """Whether ``element.code`` has a coding ``system|code`` among ``tokens``."""
+    codings = ((element.get("code") if isinstance(element, dict) else None) or {}).get("coding") or []
     return any(isinstance(c, dict) and f"{c.get('system')}|{c.get('code')}" in tokens for c in codings)
+
+
+def _has_component_code(resource: Resource, tokens: set[str]) -> bool:
+    """Whether a ``component`` of the Observation has such a code (the ``component-code`` search)."""
+    components = resource.get("component")
+    return isinstance(components, list) and any(_has_code(c, tokens) for c in components)
+
+
+#: Token search parameters the page answers -> the test of one resource.
+_TOKEN_TESTS: dict[str, Callable[[Resource, set[str]], bool]] = {
+    "code": _has_code,
+    "component-code": _has_component_code,
+}
 
 
 class _PageClient:
     """The parts of a FhirClient prescreen uses, answered from one fetched page: ``read`` of its
-    Patients, ``search`` of Conditions/Observations by ``subject`` (and ``code``); anything else --
-    another resource type or parameter, or a page whose includes may be cut short -- goes to the
-    real client."""
+    Patients, ``search`` of Conditions/Observations by ``subject`` (and ``code`` or
+    ``component-code``); anything else -- another resource type or parameter, or a page whose
+    includes may be cut short -- goes to the real client."""
 
-    _SEARCHED = {"Condition": {"subject", "_count"}, "Observation": {"subject", "code", "_count"}}
+    _SEARCHED = {"Condition": {"subject", "_count"},
+                 "Observation": {"subject", "code", "component-code", "_count"}}
 
     def __init__(
         self,
@@ -246,10 +261,10 @@ class _PageClient:
         ):
             yield from self._real.search(resource_type, params)
             return
-        code = given.get("code")
-        tokens = set(code.split(",")) if isinstance(code, str) else None
+        tests = [(_TOKEN_TESTS[name], set(str(value).split(",")))
+                 for name, value in given.items() if name in _TOKEN_TESTS]
         for r in self._related.get(str(given["subject"]), []):
-            if r.get("resourceType") == resource_type and (tokens is None or _has_code(r, tokens)):
+            if r.get("resourceType") == resource_type and all(test(r, tokens) for test, tokens in tests):
                 yield r
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from adapter.cohort import Funnel, _page, _PageClient, _pages, criterion_labels
 from adapter.config import ServerConfig
-from adapter.prescreen import PrescreenResult
+from adapter.prescreen import PrescreenResult, prescreen
 from mappings.eligibility import (
     Criterion,
     CriterionResult,
@@ -151,13 +151,18 @@ PAGE = {"resourceType": "Bundle", "entry": [
     {"resource": {"resourceType": "Observation", "id": "glucose", "subject": {"reference": "Patient/1"},
                   "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}},
      "search": {"mode": "include"}},
+    {"resource": {"resourceType": "Observation", "id": "panel", "subject": {"reference": "Patient/1"},
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "24364-2"}]},
+                  "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}},
+                                {"code": {"coding": [{"system": "http://loinc.org", "code": "5196-1"}]}}]},
+     "search": {"mode": "include"}},
     {"resource": {"resourceType": "OperationOutcome"}, "search": {"mode": "outcome"}},
 ]}
 
 
 def page_client(complete: bool = True) -> tuple[_PageClient, Real]:
     patients, related, included = _page(PAGE)
-    assert [p["id"] for p in patients] == ["1"] and included == 3
+    assert [p["id"] for p in patients] == ["1"] and included == 4
     real = Real()
     return _PageClient(real, {"1": patients[0]}, related, complete), real  # type: ignore[arg-type]
 
@@ -173,8 +178,17 @@ def test_the_page_answers_prescreens_reads_and_searches():
     codes = "http://loinc.org|5196-1,http://loinc.org|82810-3"
     found = client.search("Observation", {"subject": "Patient/1", "code": codes, "_count": "100"})
     assert ids(found) == ["hbsag"]
+    found = client.search("Observation", {"subject": "Patient/1", "component-code": codes, "_count": "100"})
+    assert ids(found) == ["panel"]  # prescreen's second Observation search, by a component's code
+    assert ids(client.search("Observation", {"subject": "Patient/1"})) == ["hbsag", "glucose", "panel"]
     assert ids(client.search("Condition", {"subject": "Patient/2"})) == []
     assert real.calls == [] and client.config.name == "real"
+
+
+def test_prescreen_on_a_page_asks_the_server_nothing():
+    client, real = page_client()
+    one = prescreen(client, "NCT03945487", "1", as_of=DAY, criteria=CRITERIA)  # type: ignore[arg-type]
+    assert real.calls == [] and one.patient == "Patient/1"
 
 
 def test_anything_else_goes_to_the_real_client():
