@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from mappings.eligibility import Criterion, CriterionResult, Verdict, VerdictStatus
+from mappings.eligibility.evaluate import ALIVE
 
 from .client import FhirClient, Params, Resource
 from .cohort_plan import Search, SearchPlan, plan_searches
@@ -44,12 +45,20 @@ WORKERS = 3
 
 @dataclass(frozen=True)
 class Step:
-    """One funnel step: a top-level criterion (``label`` as prescreen labels it), or ``other`` for
-    a verdict of not eligible that no criterion explains."""
+    """One funnel step: a top-level criterion (``label`` as prescreen labels it), ``deceased`` for
+    prescreen's implicit "Patient is alive" criterion, or ``other`` for a verdict of not eligible
+    that no criterion explains."""
 
     label: str
     kind: str
     text: str
+
+
+#: The step of the patients recorded as deceased (prescreen's implicit criterion :data:`ALIVE`, whose
+#: evidence is ``Patient.deceasedBoolean`` or ``Patient.deceasedDateTime``).
+DECEASED = Step("deceased", ALIVE.kind.value,
+                "recorded as deceased (Patient.deceasedBoolean or deceasedDateTime): not screened")
+OTHER = Step("other", "", "not eligible for a reason no criterion gives")
 
 
 @dataclass
@@ -63,6 +72,7 @@ class Funnel:
     dropped: list[int] = field(default_factory=list)
     review: list[int] = field(default_factory=list)
     verdicts: Counter[str] = field(default_factory=Counter)
+    _step_of: dict[int, int] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def for_criteria(
@@ -73,12 +83,15 @@ class Funnel:
             Step(labels.get(id(criteria[n]), criteria[n].source), criteria[n].kind.value, criteria[n].text)
             for n in order
         ]
-        steps.append(Step("other", "", "not eligible for a reason no criterion gives"))
+        steps += [DECEASED, OTHER]
         return cls(steps, criteria, order, 0, [0] * len(steps), [0] * len(steps))
 
     def _tops(self) -> dict[int, int]:
-        """``id`` of every criterion and sub-criterion -> its funnel step."""
-        out: dict[int, int] = {}
+        """``id`` of every criterion and sub-criterion (and of :data:`ALIVE`) -> its funnel step
+        (computed once)."""
+        if self._step_of is not None:
+            return self._step_of
+        out: dict[int, int] = {id(ALIVE): len(self.steps) - 2}
 
         def walk(c: Criterion, step: int) -> None:
             out[id(c)] = step
@@ -87,6 +100,7 @@ class Funnel:
 
         for step, n in enumerate(self.order):
             walk(self.criteria[n], step)
+        self._step_of = out
         return out
 
     def add_ruled_out(self, count: int) -> None:
@@ -131,7 +145,7 @@ class Funnel:
                     "review": review,
                 }
             )
-        if out and out[-1]["dropped"] == 0 and out[-1]["criterion"] == "other":
+        if out and out[-1]["dropped"] == 0 and out[-1]["criterion"] == OTHER.label:
             out.pop()
         return out
 
@@ -190,18 +204,33 @@ def _subject(resource: Resource) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
-def _has_code(resource: Resource, tokens: set[str]) -> bool:
-    codings = (resource.get("code") or {}).get("coding") or []
+def _has_code(element: Any, tokens: set[str]) -> bool:
+    """Whether ``element.code`` has a coding ``system|code`` among ``tokens``."""
+    codings = ((element.get("code") if isinstance(element, dict) else None) or {}).get("coding") or []
     return any(isinstance(c, dict) and f"{c.get('system')}|{c.get('code')}" in tokens for c in codings)
+
+
+def _has_component_code(resource: Resource, tokens: set[str]) -> bool:
+    """Whether a ``component`` of the Observation has such a code (the ``component-code`` search)."""
+    components = resource.get("component")
+    return isinstance(components, list) and any(_has_code(c, tokens) for c in components)
+
+
+#: Token search parameters the page answers -> the test of one resource.
+_TOKEN_TESTS: dict[str, Callable[[Resource, set[str]], bool]] = {
+    "code": _has_code,
+    "component-code": _has_component_code,
+}
 
 
 class _PageClient:
     """The parts of a FhirClient prescreen uses, answered from one fetched page: ``read`` of its
-    Patients, ``search`` of Conditions/Observations by ``subject`` (and ``code``); anything else --
-    another resource type or parameter, or a page whose includes may be cut short -- goes to the
-    real client."""
+    Patients, ``search`` of Conditions/Observations by ``subject`` (and ``code`` or
+    ``component-code``); anything else -- another resource type or parameter, or a page whose
+    includes may be cut short -- goes to the real client."""
 
-    _SEARCHED = {"Condition": {"subject", "_count"}, "Observation": {"subject", "code", "_count"}}
+    _SEARCHED = {"Condition": {"subject", "_count"},
+                 "Observation": {"subject", "code", "component-code", "_count"}}
 
     def __init__(
         self,
@@ -232,10 +261,10 @@ class _PageClient:
         ):
             yield from self._real.search(resource_type, params)
             return
-        code = given.get("code")
-        tokens = set(code.split(",")) if isinstance(code, str) else None
+        tests = [(_TOKEN_TESTS[name], set(str(value).split(",")))
+                 for name, value in given.items() if name in _TOKEN_TESTS]
         for r in self._related.get(str(given["subject"]), []):
-            if r.get("resourceType") == resource_type and (tokens is None or _has_code(r, tokens)):
+            if r.get("resourceType") == resource_type and all(test(r, tokens) for test, tokens in tests):
                 yield r
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from adapter.cohort import Funnel, _page, _PageClient, _pages, criterion_labels
 from adapter.config import ServerConfig
-from adapter.prescreen import PrescreenResult
+from adapter.prescreen import PrescreenResult, prescreen
 from mappings.eligibility import (
     Criterion,
     CriterionResult,
@@ -24,6 +24,8 @@ from mappings.eligibility import (
     VerdictStatus,
     recognise_eligibility,
 )
+from mappings.eligibility.evaluate import ALIVE
+from mappings.eligibility.model import Evidence
 from mappings.sources import read_protocol
 from tests.conftest import SEED
 
@@ -85,6 +87,32 @@ def test_not_eligible_for_no_listed_criterion_is_counted_as_other():
                             "remaining": 0, "review": 0}
 
 
+def test_a_deceased_patient_drops_out_at_the_deceased_step_unless_a_criterion_comes_first():
+    f = funnel()
+    evidence = Evidence("Patient.deceasedDateTime", "Patient/1", "2024-01-02", "2024-01-02")
+    alive = CriterionResult(ALIVE, Outcome.NOT_MET, "the patient died on 2024-01-02: not screened",
+                            (evidence,))
+
+    def deceased(outcomes: dict[str, Outcome]) -> PrescreenResult:
+        one = verdict("not eligible", outcomes)
+        v = one.verdict
+        v = dataclasses.replace(v, results=(alive, *v.results), failed_inclusion=(alive, *v.failed_inclusion))
+        return dataclasses.replace(one, verdict=v)
+
+    assert f.steps[f.add(deceased({}))].label == "deceased"
+    assert f.steps[f.add(deceased({"inclusion 2": Outcome.NOT_MET}))].label == "inclusion 2"
+    r = f.rows()
+    assert r[-1] == {"criterion": "deceased", "kind": "inclusion", "text": f.steps[-2].text, "dropped": 1,
+                     "remaining": 0, "review": 0}
+    assert "other" not in rows(f) and "deceased" in f.steps[-2].text
+
+
+def test_the_deceased_step_is_listed_even_when_nobody_drops_out_there():
+    f = funnel()
+    f.add(verdict("likely eligible", {}))
+    assert [r["criterion"] for r in f.rows()][-2:] == ["exclusion 7", "deceased"]
+
+
 def test_a_sub_criterion_counts_at_its_item():
     child = Criterion("child", Kind.EXCLUSION, Status.COMPUTABLE, "")
     parent = dataclasses.replace(by_label("exclusion 1"), children=(child,))
@@ -123,13 +151,18 @@ PAGE = {"resourceType": "Bundle", "entry": [
     {"resource": {"resourceType": "Observation", "id": "glucose", "subject": {"reference": "Patient/1"},
                   "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}},
      "search": {"mode": "include"}},
+    {"resource": {"resourceType": "Observation", "id": "panel", "subject": {"reference": "Patient/1"},
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "24364-2"}]},
+                  "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}},
+                                {"code": {"coding": [{"system": "http://loinc.org", "code": "5196-1"}]}}]},
+     "search": {"mode": "include"}},
     {"resource": {"resourceType": "OperationOutcome"}, "search": {"mode": "outcome"}},
 ]}
 
 
 def page_client(complete: bool = True) -> tuple[_PageClient, Real]:
     patients, related, included = _page(PAGE)
-    assert [p["id"] for p in patients] == ["1"] and included == 3
+    assert [p["id"] for p in patients] == ["1"] and included == 4
     real = Real()
     return _PageClient(real, {"1": patients[0]}, related, complete), real  # type: ignore[arg-type]
 
@@ -145,8 +178,17 @@ def test_the_page_answers_prescreens_reads_and_searches():
     codes = "http://loinc.org|5196-1,http://loinc.org|82810-3"
     found = client.search("Observation", {"subject": "Patient/1", "code": codes, "_count": "100"})
     assert ids(found) == ["hbsag"]
+    found = client.search("Observation", {"subject": "Patient/1", "component-code": codes, "_count": "100"})
+    assert ids(found) == ["panel"]  # prescreen's second Observation search, by a component's code
+    assert ids(client.search("Observation", {"subject": "Patient/1"})) == ["hbsag", "glucose", "panel"]
     assert ids(client.search("Condition", {"subject": "Patient/2"})) == []
     assert real.calls == [] and client.config.name == "real"
+
+
+def test_prescreen_on_a_page_asks_the_server_nothing():
+    client, real = page_client()
+    one = prescreen(client, "NCT03945487", "1", as_of=DAY, criteria=CRITERIA)  # type: ignore[arg-type]
+    assert real.calls == [] and one.patient == "Patient/1"
 
 
 def test_anything_else_goes_to_the_real_client():

@@ -77,7 +77,8 @@ def test_the_html_report_escapes_every_value_and_is_self_contained(tmp_path):
     page = writer.path("html").read_text("utf-8")
     assert "<script" not in page and "<b>2</b>" not in page
     assert "&lt;script&gt;" in page and "Patient/&lt;b&gt;2&lt;/b&gt;" in page
-    assert 'id="funnel-chart"' in page and page.count('class="step"') == 2
+    assert 'id="funnel-chart"' in page and page.count('class="step"') == 3  # two criteria, deceased
+    assert 'data-criterion="deceased"' in page and '<tr data-criterion="deceased">' in page
     assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # nothing to fetch
     assert 'data-remaining="2"' in page and '<dd id="count-ruled-out">3</dd>' in page
 
