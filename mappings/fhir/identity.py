@@ -79,7 +79,8 @@ def parse_conditional_url(url: str) -> tuple[str, str, str] | None:
     system, _, value = query.partition("|")
 
     def unescape(text: str) -> str:
-        return _SEARCH_ESCAPED.sub(r"\1", unquote(text))
+        text = unquote(text) if "%" in text else text
+        return _SEARCH_ESCAPED.sub(r"\1", text) if "\\" in text else text
 
     return rtype, unescape(system), unescape(value)
 

@@ -112,7 +112,10 @@ class _After:
     def __init__(
         self, required: list[tuple[str, str | None]], choices: list[tuple[frozenset[str], bool]]
     ) -> None:
-        self.required, self.choices = required, choices
+        self.required = required
+        #: each choice field -> the index of its choice element; whether each choice is required
+        self.choice_of = {f: i for i, (fields, _) in enumerate(choices) for f in fields}
+        self.choice_required = [req for _, req in choices]
 
     @classmethod
     def of(cls, model: Any) -> _After | None:
@@ -131,11 +134,16 @@ class _After:
                 element = values.get(ext) if ext else None
                 if not isinstance(element, dict) or not element.get("extension"):
                     raise ValueError("a required element is missing")
-        for fields, required in self.choices:
-            present = fields & values.keys()  # fields absent from the input are absent here
-            given = sum(values[f] is not None for f in present)
-            if given > 1 or (required and not given):
-                raise ValueError("one type of a choice element is expected")
+        if self.choice_of:
+            given = [0] * len(self.choice_required)
+            choice_of = self.choice_of
+            for key, value in values.items():  # fields absent from the input are absent here
+                i = choice_of.get(key)
+                if i is not None and value is not None:
+                    given[i] += 1
+            for n, required in zip(given, self.choice_required, strict=True):
+                if n > 1 or (required and not n):
+                    raise ValueError("one type of a choice element is expected")
         return values
 
 
