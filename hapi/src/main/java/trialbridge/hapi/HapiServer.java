@@ -154,6 +154,7 @@ public class HapiServer {
 		p.put("hibernate.cache.use_structured_entries", "false");
 		p.put("hibernate.cache.use_minimal_puts", "false");
 		p.put("hibernate.archive.scanner", "org.hibernate.boot.archive.scan.internal.DisabledScanner");
+		p.put("hibernate.session_factory.statement_inspector", new IdLookupRewrite()); // H2 and HAPI's id lookups
 		emf.setJpaProperties(p);
 		emf.setPersistenceUnitName("HAPI_PU");
 		emf.setDataSource(dataSource);
