@@ -46,6 +46,9 @@ public class IdLookupRewrite implements StatementInspector {
 			}
 			if (pairs > 1 && isWholeCondition(theSql, start, end)) {
 				String rewritten = theSql.substring(0, start) + inList(alias, pairs) + theSql.substring(end);
+				if (ourLog.isDebugEnabled()) {
+					ourLog.debug("rewritten ({} pairs): {}", pairs, theSql.substring(0, start));
+				}
 				if (ourLogged.compareAndSet(false, true)) {
 					ourLog.info("id lookups of several (type, id) pairs are asked as a row-value IN list: {}",
 							theSql.substring(0, start) + "(" + alias + ".RES_TYPE,"  + alias + ".FHIR_ID) in (...)"
