@@ -4,7 +4,9 @@ Proves: both servers offer ``Patient/$export`` in their CapabilityStatement; the
 labs pulled with one export are the paged pull's, row for row (the CSV rows and the NDJSON lines,
 order aside: the export comes in the order of its files); a job closed while it runs is cancelled at
 the server (its status then answers 404 "cancelled"); a kick-off naming an unknown patient is refused
-(:class:`~adapter.errors.ExportRefused`: the pull would page instead).
+(:class:`~adapter.errors.ExportRefused`: the pull would page instead); a search of several ids at once
+(HAPI's lookup of (type, id) pairs, which ``hapi/`` hands H2 as a row-value IN list and which the
+export's write step runs for every id it writes) answers exactly the listed resources of the type.
 """
 
 from __future__ import annotations
@@ -55,3 +57,12 @@ def test_closing_a_running_export_cancels_it(seeded, client: FhirClient) -> None
 def test_a_kick_off_for_an_unknown_patient_is_refused(client: FhirClient) -> None:
     with pytest.raises(ExportRefused):
         start(client, ExportRequest(types=("Observation",), patients=("Patient/no-such-patient-x",)))
+
+
+def test_a_search_of_several_ids_answers_exactly_those(seeded, client: FhirClient) -> None:  # noqa: F811
+    study = find_study(client, NCT)
+    patients = sorted(r.patient_ref.split("/")[-1] for r in study_subjects(client, study) if r.patient_ref)
+    observation = next(client.search("Observation", {"subject": f"Patient/{patients[0]}", "_count": "1"}))
+    ids = [*patients, observation["id"], "no-such-id-x"]  # an Observation's id is no Patient's
+    found = sorted(p["id"] for p in client.search("Patient", {"_id": ",".join(ids)}))
+    assert found == patients and len(patients) >= 2

@@ -107,8 +107,10 @@ public class HapiServer {
 	}
 
 	/**
-	 * Batch2 jobs (e.g. DELETE ...&_expunge=true) advance one step per maintenance pass, once a minute
-	 * by default; every 2 s lets such a delete finish within seconds.
+	 * Batch2 jobs (e.g. DELETE ...&_expunge=true, a bulk $export) advance one gated step per maintenance
+	 * pass, once a minute by default; every 500 ms lets such a delete finish within a second or two, and
+	 * an export's four steps wait about 1 s for their passes in all instead of about 4-6 s at 2 s. A pass
+	 * with no job to advance is one small query.
 	 */
 	@Bean
 	public static BeanPostProcessor fastBatch2Maintenance() {
@@ -116,7 +118,7 @@ public class HapiServer {
 			@Override
 			public Object postProcessBeforeInitialization(Object bean, String beanName) {
 				if (bean instanceof JobMaintenanceServiceImpl maintenance) {
-					maintenance.setScheduledJobFrequencyMillis(2000);
+					maintenance.setScheduledJobFrequencyMillis(500);
 				}
 				return bean;
 			}
@@ -154,6 +156,7 @@ public class HapiServer {
 		p.put("hibernate.cache.use_structured_entries", "false");
 		p.put("hibernate.cache.use_minimal_puts", "false");
 		p.put("hibernate.archive.scanner", "org.hibernate.boot.archive.scan.internal.DisabledScanner");
+		p.put("hibernate.session_factory.statement_inspector", new IdLookupRewrite()); // H2 and HAPI's id lookups
 		emf.setJpaProperties(p);
 		emf.setPersistenceUnitName("HAPI_PU");
 		emf.setDataSource(dataSource);
