@@ -1,5 +1,7 @@
-"""Bulk Data pull against the paged pull of the same 20,000 Observations, on the local HAPI R4 server
-(``TRIALBRIDGE_R4_URL``, default http://127.0.0.1:18080/fhir), which must offer ``Patient/$export``.
+"""Bulk Data pull against the paged pull of the same 20,000 Observations, on a HAPI R4 server of this
+suite alone (:mod:`bench.private_hapi`: started fresh and stopped at the end, so that nothing else in
+its H2 database changes the export's query plans), or on the server ``TRIALBRIDGE_BENCH_BULK_URL``
+names; it must offer ``Patient/$export``.
 
 Setup (once; reused when present): a study enrolling 100 synthetic patients, each with 200 ALB results
 inside the study's 96-week window (20,000 distinct Observations, transactions of 100).  Then, in
@@ -18,6 +20,7 @@ All data is synthetic (``https://bench.trialbridge.dev/mrn``, no names, study id
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import io
 import os
@@ -35,6 +38,7 @@ from adapter.pull import find_study
 from mappings.outcomes import TimeFrame
 
 from .lab_results import MRN_SYSTEM, _config, _enrolment, _result, _study
+from .private_hapi import private_r4
 from .report import Row, spread
 
 BULK_20K = "NCT97000220"
@@ -91,8 +95,16 @@ def _peak(client: FhirClient, nct: str, bulk: BulkMode, weeks: int = 96) -> floa
 
 
 def run() -> list[Row]:
+    url = os.environ.get("TRIALBRIDGE_BENCH_BULK_URL", "").strip()
+    if url:
+        return _run(url)
+    with private_r4("bulk") as fresh:
+        return _run(fresh)
+
+
+def _run(url: str) -> list[Row]:
     rounds = int(os.environ.get("TRIALBRIDGE_BENCH_BULK_ROUNDS", "3"))
-    with FhirClient(_config()) as client:
+    with FhirClient(dataclasses.replace(_config(), base_url=url)) as client:
         client.check_version()
         if not offers_export(client.capabilities(), "patient"):
             raise SystemExit("bench bulk: the server offers no Patient/$export (see hapi/README.md)")
