@@ -9,6 +9,7 @@ parser (:mod:`.parse`) sees one item per piece.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .prefilter import prefiltered
 
@@ -48,20 +49,28 @@ def _split_at(
     return pieces
 
 
-def _split_roman(pieces: list[tuple[str | None, str]]) -> list[tuple[str | None, str]]:
-    """Split pieces at an inline roman list ``(i) ... (ii) ...`` or ``i) ... ii) ...``."""
+def _split_list(pieces: list[tuple[str | None, str]], rx: re.Pattern[str],
+                number: Callable[[str], int]) -> list[tuple[str | None, str]]:
+    """Split each piece at an inline list of ``rx``'s markers (``(p)`` or ``n)``, numbered by
+    ``number``) that run 1, 2, ... at least twice."""
     out: list[tuple[str | None, str]] = []
     for mk, text in pieces:
-        found = [
-            (m.start(), m.end(), _ROMANS.index((m["p"] or m["n"]).lower()) + 1, "()" if m["p"] else ")")
-            for m in _INLINE_ROMAN.finditer(text)
-        ]
+        found = [(m.start(), m.end(), number(m["p"] or m["n"]), "()" if m["p"] else ")")
+                 for m in rx.finditer(text)]
         chain = _chain(found, 1, None) if found else []
         if len(chain) >= 2:
             out.extend(_split_at(text, mk, chain))
         else:
             out.append((mk, text))
     return out
+
+
+def _letter(marker: str) -> int:
+    return ord(marker) - 96
+
+
+def _roman(marker: str) -> int:
+    return _ROMANS.index(marker.lower()) + 1
 
 
 def runon(marker: str, family: str, style: str, value: object, content: str) -> list[tuple[str | None, str]]:
@@ -90,22 +99,11 @@ def runon(marker: str, family: str, style: str, value: object, content: str) -> 
             if ok:
                 pieces = _split_at(content, first, chain)
     if ")" in content:
-        out: list[tuple[str | None, str]] = []
-        for mk, text in pieces:
-            found = [
-                (m.start(), m.end(), ord(m["p"] or m["n"]) - 96, "()" if m["p"] else ")")
-                for m in _INLINE_ALPHA.finditer(text)
-            ]
-            chain = _chain(found, 1, None) if found else []
-            if len(chain) >= 2:
-                out.extend(_split_at(text, mk, chain))
-            else:
-                out.append((mk, text))
-        pieces = out
+        pieces = _split_list(pieces, _INLINE_ALPHA, _letter)
     if "i)" in content.lower():
-        pieces = _split_roman(pieces)
+        pieces = _split_list(pieces, _INLINE_ROMAN, _roman)
     if "•" in content or "▪" in content or "●" in content:
-        out = []
+        out: list[tuple[str | None, str]] = []
         for mk, text in pieces:
             parts = _INLINE_BULLET.split(text)
             if len(parts) > 1:
