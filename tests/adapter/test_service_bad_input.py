@@ -12,7 +12,7 @@ import responses
 
 from adapter.config import ServerConfig, ServiceConfig
 from adapter.service import create_app
-from tests.conftest import CTGOV, SEED
+from tests.conftest import BAD_RECORD_VALUES, CTGOV, SEED
 from tests.service_keys import KEY_ENV, keyed_client
 
 BASE = "http://fhir.test/fhir"
@@ -109,14 +109,7 @@ def test_chunked_body_under_the_limit_is_read_whole(web):
     assert resp.get_json(force=True)["resourceType"] == "Bundle"
 
 
-@pytest.mark.parametrize(("edit", "expected"), [
-    (('"briefTitle": "', '"briefTitle": "\\ud800'), "briefTitle: a lone surrogate"),
-    (('"count": 31', '"count": ' + "9" * 5000), "enrollmentInfo.count: a number of 5000 characters"),
-    (('"count": 31', '"count": 3000000000'), "enrollment.count: 3000000000 does not fit a FHIR integer"),
-    (('"briefTitle": "', '"briefTitle": "\\u0000'), "briefTitle: a control character (U+0000)"),
-    (('"date": "2006-11"', '"date": "2021-02-30"'),
-     "start_date.date: '2021-02-30' is not a date that exists"),
-])
+@pytest.mark.parametrize(("edit", "expected"), BAD_RECORD_VALUES)
 @pytest.mark.parametrize("dry_run", ["true", "false"])
 def test_a_record_value_fhir_cannot_hold_is_400_naming_the_field(web, edit, expected, dry_run):
     """Issue 11: a 5,000-digit integer answered 500; the others passed into the bundle."""
