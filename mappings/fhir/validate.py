@@ -191,15 +191,16 @@ class _Checker:
             else:
                 self.types_by_url[url] = ((e.get("resource") or {}).get("resourceType") or "")
         studies = 0
+        resources_fine = self.all_accepted(entries)
         for i, e in enumerate(entries):
             if not isinstance(e, dict) or not isinstance(e.get("resource"), dict):
                 self.add(f"entry[{i}]", "no resource")
                 continue
             res = e["resource"]
             rtype = res.get("resourceType", "")
-            where = f"entry[{i}] {rtype}"
             studies += rtype == "ResearchStudy"
-            self.check_resource(res, rtype, where)
+            if not resources_fine:
+                self.check_resource(res, rtype, f"entry[{i}] {rtype}")
             self.request(e, res, i)
         if studies != 1:
             self.add("Bundle.entry", f"expected exactly one ResearchStudy, found {studies}")
@@ -211,7 +212,8 @@ class _Checker:
         common case: the quick walk finds nothing and the models take all (then there is no problem
         to name); else all again, naming each problem."""
         quick = quick_walk(res, self.tables, self.types_by_url)
-        if quick is not None and self.all_accepted(res, *quick):
+        if (quick is not None and self.model_accepts(res, quick[0])
+                and (not quick[1] or self.values_accepted([("", x) for x in quick[1]]))):
             return
         mark = len(self.problems)
         extensions: list[tuple[str, JSON]] = []
@@ -228,15 +230,28 @@ class _Checker:
         self.parse(res, where, stripped, extensions)
         self.problems += walked
 
-    def all_accepted(self, res: JSON, stripped: JSON, extensions: list[JSON]) -> bool:
-        """Whether the models take the resource without its extensions and every extension value
-        (a no: :meth:`parse` names the problems, if any)."""
+    def all_accepted(self, entries: list[Any]) -> bool:
+        """Whether every entry's resource passes the quick walk and the models take it, the
+        extension values of all of them judged together (then no resource has a problem to name;
+        else :meth:`check_resource` judges each)."""
+        extensions: list[tuple[str, JSON]] = []
+        for e in entries:
+            res = e.get("resource") if isinstance(e, dict) else None
+            if not isinstance(res, dict):
+                return False
+            quick = quick_walk(res, self.tables, self.types_by_url)
+            if quick is None or not self.model_accepts(res, quick[0]):
+                return False
+            extensions += [("", x) for x in quick[1]]
+        return not extensions or self.values_accepted(extensions)
+
+    def model_accepts(self, res: JSON, stripped: JSON) -> bool:
+        """Whether the fast model validator takes ``stripped`` (``res`` without its extensions)."""
         try:
             cls = self.models.get_fhir_model_class(res.get("resourceType", ""))
         except (KeyError, ValueError):
             return False
-        return (isinstance(cls, type) and accepts(cls, stripped)
-                and (not extensions or self.values_accepted([("", x) for x in extensions])))
+        return isinstance(cls, type) and accepts(cls, stripped)
 
     def parse(self, res: JSON, where: str, stripped: JSON, extensions: list[tuple[str, JSON]]) -> None:
         """``model_validate`` with the version's fhir.resources models: the resource without its

@@ -64,6 +64,8 @@ _BAD = [None, "", " ", 0, 7, 2.5, True, False, "true", "12", [], {}, [None], [[]
         {"url": SD + "x", "valueRatioRange": {"lowNumerator": {"value": 1}}}, {"url": SD + "x"},
         [{"url": SD + "x", "valueReference": {"reference": "urn:uuid:00000000-0000-0000-0000-000000000000"}}],
         [{"url": SD + "x", "valueBoolean": "false"}], [{"url": "sub", "valueInteger": "3"}],
+        [{"url": SD + "x", "valueDate": "someday"}], {"url": SD + "x", "valueDateTime": "2019-13-45"},
+        "2019-13-45", [{"url": SD + "x", "valueCoding": {"system": "x", "bogus": 1}}],
         [{"resourceType": "Patient", "id": "x", "gender": "nope"}], ["Patient"], [{"id": "x"}]]
 _KEYS = ["extension", "modifierExtension", "contained", "reference", "status", "system", "use", "value",
          "valueBoolean", "valueInteger", "actual", "quantity", "url", "bogus", "code", "type", "resourceType"]
