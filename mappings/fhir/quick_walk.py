@@ -47,8 +47,7 @@ class _Walk:
         for key, value in node.items():
             kind = type(value)
             if kind is str:
-                is_plain = plain.get(key)
-                if not (value and (is_plain or (is_plain is None and self.tables.learn_plain(key)))):
+                if not (value and plain.get(key)):
                     self.string(key, value, elem, container, ext_key)
                 continue
             if kind is dict:
@@ -56,7 +55,10 @@ class _Walk:
                     raise _Doubt
                 kept = self.object(value, elem + "." + key, container, ext_key, collect)
             elif kind is list:
-                kept = self.list_member(key, value, elem, container, ext_key, collect)
+                if value and key not in SPECIAL_KEYS:
+                    kept = self.array(value, elem + "." + key, container, ext_key, collect)
+                else:
+                    kept = self.list_member(key, value, elem, container, ext_key, collect)
             elif (value is None or key in SPECIAL_KEYS or isinstance(value, _SHAPED)
                   or not json_type_ok(key, value)):
                 raise _Doubt
@@ -83,9 +85,11 @@ class _Walk:
         return self.array(value, elem + "." + key, container, ext_key, collect)
 
     def string(self, key: str, value: str, elem: str, container: JSON, ext_key: str | None) -> None:
-        """A string member that is empty or not plain (see :meth:`.Tables.learn_plain`)."""
+        """A string member that is empty or not known to be plain (see :meth:`.Tables.learn_plain`)."""
         if not value or key in SPECIAL_KEYS:
             raise _Doubt
+        if key not in self.plain and self.tables.learn_plain(key):
+            return
         if key == "reference":
             leaf = elem.rsplit(".", 1)[-1]
             target = ext_key if leaf.startswith("value") and ext_key else elem
@@ -105,6 +109,8 @@ class _Walk:
         out: list[Any] | None = None
         for j, item in enumerate(node):
             kind = type(item)
+            if kind is str:
+                continue  # a string in an array: nothing to check
             if kind is dict:
                 kept = self.object(item, elem, container, ext_key, collect)
             elif kind is list:
@@ -137,8 +143,8 @@ class _Walk:
         url = x.get("url")
         if type(url) is not str or not url:
             raise _Doubt
-        if collect:
-            self.found.append({k: v for k, v in x.items() if k != "extension"})
+        if collect:  # read, never changed: the extension itself when it has no sub-extensions
+            self.found.append({k: v for k, v in x.items() if k != "extension"} if "extension" in x else x)
         key = url if "://" in url or url.startswith("urn:") else f"{parent}#{url}"
         has_value = False
         for k, v in x.items():
