@@ -64,10 +64,18 @@ def _search_escape(text: str) -> str:
     return text
 
 
+#: A system / value that neither escaping changes: only characters ``quote`` leaves as they are.
+_PLAIN_SYSTEM = re.compile(r"[A-Za-z0-9_.~:/-]*")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def conditional_url(resource_type: str, system: str, value: str) -> str:
     """``<Type>?identifier=<system>|<value>``: FHIR search escaping, then percent-encoding."""
-    return (f"{resource_type}?identifier={quote(_search_escape(system), safe=':/')}"
-            f"|{quote(_search_escape(value), safe='')}")
+    if not _PLAIN_SYSTEM.fullmatch(system):
+        system = quote(_search_escape(system), safe=":/")
+    if not _PLAIN_VALUE.fullmatch(value):
+        value = quote(_search_escape(value), safe="")
+    return f"{resource_type}?identifier={system}|{value}"
 
 
 def parse_conditional_url(url: str) -> tuple[str, str, str] | None:
