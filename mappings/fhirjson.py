@@ -30,23 +30,25 @@ def _mark_decimal(value: object) -> str:
 
 #: The bytes of a JSON number, sign and fraction included.
 _NUMBER_BYTES = frozenset(b"0123456789.-")
+#: ``e-`` after a byte of a number or after ``:``, ``,`` or ``[`` (where a value starts): the only
+#: ``e-`` that may end a number's digits (found by its literal, the byte before it looked back at).
+_NUMBER_E_MINUS = re.compile(rb"e-(?<=[-0-9.:,\[]e-)")
 
 
 def _surely_same(out: bytes) -> bool:
     """Whether orjson's ``out`` is what ``json`` writes (see the module docstring): no ``null``
     (nor NaN, which orjson writes so), NUL or ``0.0000`` anywhere, and no ``e-`` in a number --
     a value starting the text or after ``:``, ``,`` or ``[``.  Inside a string these only cost
-    the fallback; plain substring searches, as a regex over the whole text is slower than json."""
-    if b"null" in out or b"\\u0000" in out or b"0.0000" in out:
+    the fallback; plain substring searches (a regex trying every position is slower than json),
+    and the one regex here finds ``e-`` by its literal."""
+    if b"null" in out or b"\\u0000" in out or b"0.0000" in out or out.startswith(b"e-"):
         return False
-    at = out.find(b"e-")
-    while at != -1:
-        start = at
+    for m in _NUMBER_E_MINUS.finditer(out):
+        start = m.start()
         while start > 0 and out[start - 1] in _NUMBER_BYTES:
             start -= 1
         if start == 0 or out[start - 1] in b":,[":
             return False
-        at = out.find(b"e-", at + 2)
     return True
 
 

@@ -49,7 +49,7 @@ V = TypeVar("V")
 
 #: A clause with more needles than this is not worth checking (the pattern is tried instead).
 MAX_NEEDLES = 160
-#: A clause with more needles than this is first tested with one regex scan for its literals.
+#: A clause with more needles than this is tested with one regex scan for them (not a loop).
 LOOP_NEEDLES = 10
 #: At most this many clauses are checked (the most selective first).
 MAX_CLAUSES = 3
@@ -287,11 +287,11 @@ class Condition:
     def __init__(self, clauses: Iterable[Clause], fold: bool = False) -> None:
         self.clauses = tuple(clauses)
         self.fold = fold
-        # per clause: a regex finding any of its literals (many needles: one scan rejects most
-        # texts), plain literals (``in``), needles at word edges, whether a digit will do
+        # per clause: a regex finding its needles (many needles: one scan instead of a loop),
+        # else plain literals (``in``) and needles at word edges; whether a digit will do
         self._checks = tuple(
             (
-                _literal_scan(k) if len(k) > LOOP_NEEDLES else None,
+                _needle_scan(k) if len(k) > LOOP_NEEDLES else None,
                 tuple(sorted((n[0] for n in k if n != DIGIT and not (n[1] or n[2])), key=len, reverse=True)),
                 tuple(sorted((n for n in k if n[1] or n[2]), key=lambda n: len(n[0]), reverse=True)),
                 DIGIT in k,
@@ -312,41 +312,47 @@ class Condition:
                 return True
             text = text.lower()
         for scan, plain, edged, digit in self._checks:
-            if scan is None or scan.search(text):
-                for literal in plain:
-                    if literal in text:
+            if scan is not None:
+                if scan.search(text) is None and not (digit and _DIGIT.search(text)):
+                    return False
+                continue
+            for literal in plain:
+                if literal in text:
+                    break
+            else:
+                for needle in edged:
+                    if needle[0] in text and occurs(text, needle):
                         break
                 else:
-                    for needle in edged:
-                        if needle[0] in text and occurs(text, needle):
-                            break
-                    else:
-                        if not (digit and _DIGIT.search(text)):
-                            return False
-            elif not (digit and _DIGIT.search(text)):
-                return False
+                    if not (digit and _DIGIT.search(text)):
+                        return False
         return True
 
 
-def _literal_scan(clause: Clause) -> re.Pattern[str]:
-    """A regex matching where any literal of ``clause`` occurs (word edges ignored: a first,
-    cheap test), as a trie whose first characters let the engine skip the others."""
-    literals = {n[0] for n in clause if n != DIGIT}
-    literals = {w for w in literals if not any(o != w and o in w for o in literals)}
+def _needle_scan(clause: Clause) -> re.Pattern[str]:
+    """A regex matching exactly where a needle of ``clause`` other than :data:`DIGIT` occurs: its
+    literals as a trie (the first characters let the engine skip the others), each word edge
+    asserted where its literal ends -- a word start as a fixed-width look-behind over the literal
+    (``(?<!\\w[\\s\\S]{n})``: no word character just before its ``n`` characters).  ``\\w`` is
+    :func:`_is_word`."""
     root: dict[str, Any] = {}
-    for w in literals:
-        node = root
-        for ch in w:
-            node = node.setdefault(re.escape(ch), {})
-        node[""] = {}
+    for needle in clause:
+        if needle != DIGIT:
+            node = root
+            for ch in needle[0]:
+                node = node.setdefault(re.escape(ch), {})
+            node.setdefault("", set()).add(needle[1:])
 
-    def emit(node: dict[str, Any]) -> str:
-        if "" in node:  # a literal ends here: enough for a match
+    def emit(node: dict[str, Any], depth: int) -> str:
+        edges = node.get("", set())
+        if (False, False) in edges:  # a literal wanting no edge ends here: enough for a match
             return ""
-        alts = [key + emit(child) for key, child in node.items()]
+        alts = [key + emit(child, depth + 1) for key, child in node.items() if key]
+        alts += [(rf"(?<!\w[\s\S]{{{depth}}})" if start else "") + (r"(?!\w)" if end else "")
+                 for start, end in sorted(edges)]
         return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
-    return re.compile(emit(root)) if literals else re.compile(r"(?!)")
+    return re.compile(emit(root, 0)) if root else re.compile(r"(?!)")
 
 
 class Prefiltered:

@@ -46,17 +46,16 @@ def slug(*parts: str | None) -> str:
 
 
 _URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
+#: The variant bits (10) set in the first hex digit of the fourth group: digit -> digit.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def full_url(system: str, value: str) -> str:
     """The deterministic ``urn:uuid:`` fullUrl of the resource with business identifier system|value:
     ``uuid5(NAMESPACE_URL, "system|value")``, computed as RFC 9562 says (SHA-1 of namespace and name,
-    version and variant bits set) without building a UUID object (a third of the cost)."""
-    digest = bytearray(hashlib.sha1(_URL_NAMESPACE + f"{system}|{value}".encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    version and variant bits set, here in the hex digits) without building a UUID object."""
+    h = hashlib.sha1(_URL_NAMESPACE + f"{system}|{value}".encode()).hexdigest()
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def _search_escape(text: str) -> str:
@@ -65,10 +64,18 @@ def _search_escape(text: str) -> str:
     return text
 
 
+#: A system / value that neither escaping changes: only characters ``quote`` leaves as they are.
+_PLAIN_SYSTEM = re.compile(r"[A-Za-z0-9_.~:/-]*")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def conditional_url(resource_type: str, system: str, value: str) -> str:
     """``<Type>?identifier=<system>|<value>``: FHIR search escaping, then percent-encoding."""
-    return (f"{resource_type}?identifier={quote(_search_escape(system), safe=':/')}"
-            f"|{quote(_search_escape(value), safe='')}")
+    if not _PLAIN_SYSTEM.fullmatch(system):
+        system = quote(_search_escape(system), safe=":/")
+    if not _PLAIN_VALUE.fullmatch(value):
+        value = quote(_search_escape(value), safe="")
+    return f"{resource_type}?identifier={system}|{value}"
 
 
 def parse_conditional_url(url: str) -> tuple[str, str, str] | None:

@@ -75,6 +75,7 @@ class Coder:
     def __init__(self, table: JSON) -> None:
         self._specs: dict[str, JSON] = table.get("codings", {})
         self._reverse: dict[str, dict[tuple[str, str], list[str]]] = {}
+        self._known: dict[str, dict[str, tuple[JSON, ...]]] = {}
         self._systems_to_kind = {own_system(k): k for k in self._all_kinds()}
         enums = table.get("ctgov_enums") or {}
         #: ClinicalTrials.gov's enumeration systems -> code list (codes read as they are).
@@ -108,7 +109,28 @@ class Coder:
         """The CodeableConcept for ``value`` of code list ``kind`` (``None`` for ``None``)."""
         if value is None:
             return None
-        spec = self._specs.get(kind, {})
+        codings = self._codings(kind).get(value)
+        if codings is None:
+            issues.append(MappingIssue(field_name, f"no code for this {kind} value; kept as text", value))
+            return {"text": f"{label}: {value}" if label else value}
+        return {"coding": [dict(c) for c in codings]}
+
+    def _codings(self, kind: str) -> dict[str, tuple[JSON, ...]]:
+        """The codings of each value of code list ``kind`` that has any (our own code, mapped
+        codes), worked out once per code list (:meth:`concept` copies them)."""
+        known = self._known.get(kind)
+        if known is None:
+            spec = self._specs.get(kind, {})
+            values = set(_vocabulary_codes(kind))
+            values.update(v for m in spec.get("maps", []) for v in m["codes"])
+            known = self._known[kind] = {}
+            for value in values:
+                codings = self._work_out(kind, spec, value)
+                if codings:
+                    known[value] = codings
+        return known
+
+    def _work_out(self, kind: str, spec: JSON, value: str) -> tuple[JSON, ...]:
         mapped = []
         for m in spec.get("maps", []):
             hit = m["codes"].get(value)
@@ -117,17 +139,15 @@ class Coder:
         own = None
         if value in _vocabulary_codes(kind):
             own = {"system": own_system(kind), "code": value, "display": vocabulary.display(kind, value)}
-        if own is None and not mapped:
-            issues.append(MappingIssue(field_name, f"no code for this {kind} value; kept as text", value))
-            return {"text": f"{label}: {value}" if label else value}
+        if own is None:
+            return tuple(mapped)
         rev = self._reverse.get(kind, {})
         recoverable = any(rev.get((c["system"], c["code"])) == [value] for c in mapped)
-        always = spec.get("source_coding") == "always"
-        if own is not None and always:
-            return {"coding": [own, *mapped]}
-        if own is not None and not recoverable:
-            return {"coding": [*mapped, own]}
-        return {"coding": mapped}
+        if spec.get("source_coding") == "always":
+            return (own, *mapped)
+        if not recoverable:
+            return (*mapped, own)
+        return tuple(mapped)
 
     def value(self, kind: str, concept: JSON | None, issues: list[MappingIssue], field_name: str,
               label: str | None = None) -> str | None:

@@ -11,7 +11,8 @@ choices on every instance, which cost two thirds of the time on a typical study;
 own shape (url, value or sub-extensions, ext-1) is checked below.  One recursive walk per resource
 does the checks below and gives the resource without its extensions (collected on the way;
 subtrees without any are shared, not copied) for ``model_validate``; problems are still listed
-model first, then the walk's.
+model first, then the walk's.  A resource is first walked by :mod:`.quick_walk` (the same checks,
+no paths or messages); when it and the models find nothing, there is nothing to name.
 fhir.resources checks structure, cardinality, choice types and primitive formats, but not codes,
 invariants or references, and it coerces JSON of the wrong type (``"200"`` for an unsignedInt,
 ``"false"`` for a boolean, even the number ``2019`` for a dateTime), so this module adds:
@@ -41,7 +42,6 @@ Problems are returned as one-line strings naming the entry and element; an empty
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from functools import cache
 from importlib import import_module
 from typing import Any
@@ -51,20 +51,20 @@ from pydantic import TypeAdapter, ValidationError
 from . import _module
 from .identity import full_url, parse_conditional_url
 from .model_schema import accepts, accepts_all
+from .quick_walk import quick_walk
 from .systems import JSON
-from .tables import load_table
-
-#: Elements whose JSON value is a boolean / a number (everything else we write is a string).
-_BOOLEAN_ELEMENTS = frozenset({"actual", "exclude", "active", "inactive", "preferred", "allDay"})
-_NUMBER_ELEMENTS = frozenset({"quantity", "targetNumber", "actualNumber", "latitude", "longitude",
-                              "altitude", "value", "total", "rank"})
-_NUMBER_SUFFIXES = ("Integer", "UnsignedInt", "PositiveInt", "Decimal")
-#: isinstance() takes a tuple several times faster than a ``dict | list`` union, in the hot walk.
-_CONTAINERS = (dict, list)
-_NUMBERS = (int, float, Decimal)
+from .walk_rules import (
+    CONTAINER_TYPES,
+    CONTAINERS,
+    DROP,
+    EXTENSION_KEYS,
+    SPECIAL_KEYS,
+    json_type_ok,
+    resolve,
+    tables,
+)
 
 _UUID_URL = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_TYPE_TAIL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
 
 
 def _without_extensions(node: Any, where: str, found: list[tuple[str, JSON]]) -> Any:
@@ -152,82 +152,14 @@ _PRIMITIVES = frozenset({
 })
 
 
-@cache
-def _json_kind(key: str) -> tuple[bool, bool]:
-    """Whether element ``key`` holds a JSON boolean, a JSON number (neither: a string)."""
-    return (key in _BOOLEAN_ELEMENTS or key.endswith("Boolean"),
-            key in _NUMBER_ELEMENTS or key.endswith(_NUMBER_SUFFIXES))
-
-
-#: ``extension`` and ``modifierExtension``: the elements taken out before ``model_validate``.
-_EXTENSION_KEYS = frozenset({"extension", "modifierExtension"})
-#: Keys whose value the walk treats apart (a nested element under any other key is walked directly).
-_SPECIAL_KEYS = _EXTENSION_KEYS | {"contained"}
-_CONTAINER_TYPES = frozenset({dict, list})
-
-#: What ``_Checker._node`` returns for an element the model does not get (an extension list).
-_DROP: Any = object()
-
-
-class _Tables:
-    """What a ``_Checker`` needs from a version's table, derived once per table (:func:`_tables`):
-    the models module, exact and ``*.suffix`` required bindings, reference targets, forbidden
-    extension value types, the leaf names of bound elements; and two memos of what those give
-    per element name or path (never of anything checked)."""
-
-    #: Memos stop growing at this many names (element names and paths come from the input).
-    MEMO_LIMIT = 20_000
-
-    def __init__(self, table: JSON) -> None:
-        self.models_package: str = table["models_package"]
-        self.models = import_module(self.models_package)
-        bindings = {k: set(v) for k, v in table["required_bindings"].items() if not k.startswith("_")}
-        self.exact = {k: v for k, v in bindings.items() if not k.startswith("*.")}
-        self.suffix = [(k[1:], v) for k, v in bindings.items() if k.startswith("*.")]
-        self.targets = {k: set(v) for k, v in table["reference_targets"].items() if not k.startswith("_")}
-        self.forbidden = frozenset(table.get("forbidden_extension_value_types", []))
-        self.binding_leaves = frozenset(k.rsplit(".", 1)[-1] for k in bindings)
-        self._allowed: dict[str, set[str] | None] = {}
-        self.plain: dict[str, bool] = {}
-
-    def allowed(self, elem: str) -> set[str] | None:
-        """The codes of the required binding of element path ``elem`` (``None``: not bound)."""
-        try:
-            return self._allowed[elem]
-        except KeyError:
-            pass
-        allowed = self.exact.get(elem)
-        if allowed is None:
-            allowed = next((codes for suffix, codes in self.suffix if elem.endswith(suffix)), None)
-        if len(self._allowed) < self.MEMO_LIMIT:
-            self._allowed[elem] = allowed
-        return allowed
-
-    def learn_plain(self, key: str) -> bool:
-        """Whether a non-empty string in element ``key`` needs no check at all: a string belongs
-        there (:func:`_json_kind`), it is no reference, extension, contained list or bound code."""
-        boolean, number = _json_kind(key)
-        plain = ((not (boolean or number) or key == "value") and key not in self.binding_leaves
-                 and key not in _EXTENSION_KEYS and key not in ("contained", "reference"))
-        if len(self.plain) < self.MEMO_LIMIT:
-            self.plain[key] = plain
-        return plain
-
-
-@cache
-def _tables(table_name: str) -> _Tables:
-    """The :class:`_Tables` of table file ``table_name``, made once."""
-    return _Tables(load_table(table_name))
-
-
 class _Checker:
     """The state of one validation."""
 
     def __init__(self, bundle: JSON, version: str) -> None:
-        tables = self.tables = _tables(_module(version).TABLE)
-        self.models, self.models_package = tables.models, tables.models_package
-        self.targets, self.forbidden = tables.targets, tables.forbidden
-        self.binding_leaves, self.plain = tables.binding_leaves, tables.plain
+        self.tables = tables(_module(version).TABLE)
+        self.models, self.models_package = self.tables.models, self.tables.models_package
+        self.targets, self.forbidden = self.tables.targets, self.tables.forbidden
+        self.binding_leaves, self.plain = self.tables.binding_leaves, self.tables.plain
         self.bundle = bundle
         self.problems: list[str] = []
         self.types_by_url: dict[str, str] = {}
@@ -259,15 +191,16 @@ class _Checker:
             else:
                 self.types_by_url[url] = ((e.get("resource") or {}).get("resourceType") or "")
         studies = 0
+        resources_fine = self.all_accepted(entries)
         for i, e in enumerate(entries):
             if not isinstance(e, dict) or not isinstance(e.get("resource"), dict):
                 self.add(f"entry[{i}]", "no resource")
                 continue
             res = e["resource"]
             rtype = res.get("resourceType", "")
-            where = f"entry[{i}] {rtype}"
             studies += rtype == "ResearchStudy"
-            self.check_resource(res, rtype, where)
+            if not resources_fine:
+                self.check_resource(res, rtype, f"entry[{i}] {rtype}")
             self.request(e, res, i)
         if studies != 1:
             self.add("Bundle.entry", f"expected exactly one ResearchStudy, found {studies}")
@@ -275,7 +208,13 @@ class _Checker:
 
     def check_resource(self, res: JSON, rtype: Any, where: str) -> None:
         """One traversal (:meth:`walk`) checks the resource and gives it without its extensions
-        (collected on the way); then :meth:`parse`.  Problems in the order parse, walk."""
+        (collected on the way); then :meth:`parse`.  Problems in the order parse, walk.  First the
+        common case: the quick walk finds nothing and the models take all (then there is no problem
+        to name); else all again, naming each problem."""
+        quick = quick_walk(res, self.tables, self.types_by_url)
+        if (quick is not None and self.model_accepts(res, quick[0])
+                and (not quick[1] or self.values_accepted([("", x) for x in quick[1]]))):
+            return
         mark = len(self.problems)
         extensions: list[tuple[str, JSON]] = []
         try:
@@ -290,6 +229,29 @@ class _Checker:
         del self.problems[mark:]
         self.parse(res, where, stripped, extensions)
         self.problems += walked
+
+    def all_accepted(self, entries: list[Any]) -> bool:
+        """Whether every entry's resource passes the quick walk and the models take it, the
+        extension values of all of them judged together (then no resource has a problem to name;
+        else :meth:`check_resource` judges each)."""
+        extensions: list[tuple[str, JSON]] = []
+        for e in entries:
+            res = e.get("resource") if isinstance(e, dict) else None
+            if not isinstance(res, dict):
+                return False
+            quick = quick_walk(res, self.tables, self.types_by_url)
+            if quick is None or not self.model_accepts(res, quick[0]):
+                return False
+            extensions += [("", x) for x in quick[1]]
+        return not extensions or self.values_accepted(extensions)
+
+    def model_accepts(self, res: JSON, stripped: JSON) -> bool:
+        """Whether the fast model validator takes ``stripped`` (``res`` without its extensions)."""
+        try:
+            cls = self.models.get_fhir_model_class(res.get("resourceType", ""))
+        except (KeyError, ValueError):
+            return False
+        return isinstance(cls, type) and accepts(cls, stripped)
 
     def parse(self, res: JSON, where: str, stripped: JSON, extensions: list[tuple[str, JSON]]) -> None:
         """``model_validate`` with the version's fhir.resources models: the resource without its
@@ -413,7 +375,7 @@ class _Checker:
                 is_plain = plain.get(key)
                 if is_plain or (is_plain is None and self.tables.learn_plain(key)):
                     continue  # the common case: nothing to check, nothing to strip
-            if value and key not in _SPECIAL_KEYS and type(value) in _CONTAINER_TYPES:  # a nested element
+            if value and key not in SPECIAL_KEYS and type(value) in CONTAINER_TYPES:  # a nested element
                 walk = self._object if type(value) is dict else self._array
                 kept = walk(value, elem + "." + key, where + "." + key, ext_key, found)
             else:
@@ -421,18 +383,18 @@ class _Checker:
             if kept is not value and found is not None:
                 if changes is None:
                     changes = {}
-                changes[key] = _DROP if kept is _DROP or (kept == {} and value != {}) else kept
+                changes[key] = DROP if kept is DROP or (kept == {} and value != {}) else kept
         if changes is None:
             return node
-        return {k: changes.get(k, v) for k, v in node.items() if changes.get(k) is not _DROP}
+        return {k: changes.get(k, v) for k, v in node.items() if changes.get(k) is not DROP}
 
     def _member(self, key: str, value: Any, elem: str, here: str, ext_key: str | None,
                 found: list[tuple[str, JSON]] | None) -> Any:
-        """One member of an object checked; what is kept of it (``_DROP``: nothing)."""
+        """One member of an object checked; what is kept of it (``DROP``: nothing)."""
         if not value and (value is None or value == "" or value == [] or value == {}):
             self.add(here, "empty or null value (ele-1)")
-            return _DROP if key in _EXTENSION_KEYS and isinstance(value, list) else value
-        if key in _EXTENSION_KEYS:
+            return DROP if key in EXTENSION_KEYS and isinstance(value, list) else value
+        if key in EXTENSION_KEYS:
             return self._extensions(value, elem + "." + key, here, ext_key, found)
         if key == "contained" and isinstance(value, list):
             return self.contained(value, here, found)
@@ -442,7 +404,7 @@ class _Checker:
             if self._bad_root:
                 raise TypeError(self._bad_root)
             self.binding(elem + "." + key, value, here)
-        if isinstance(value, _CONTAINERS):
+        if isinstance(value, CONTAINERS):
             return self._node(value, elem + "." + key, here, ext_key, found)
         self.json_type(key, value, here)
         return value
@@ -452,7 +414,7 @@ class _Checker:
         if isinstance(value, list):
             for j, x in enumerate(value):
                 self.extension(x, ext_key, sub_elem, f"{here}[{j}]", found)
-            return _DROP
+            return DROP
         self.extension(value, ext_key, sub_elem, here + "[0]", None)
         return _without_extensions(value, here, found) if found is not None else value
 
@@ -460,7 +422,7 @@ class _Checker:
                found: list[tuple[str, JSON]] | None) -> Any:
         out: list[Any] | None = None
         for j, item in enumerate(node):
-            if not isinstance(item, _CONTAINERS):
+            if not isinstance(item, CONTAINERS):
                 if item is None:
                     self.add(f"{where}[{j}]", "null in array (ele-1)")
                 continue  # a primitive in an array: nothing to check
@@ -489,16 +451,7 @@ class _Checker:
 
     def json_type(self, key: str, value: Any, where: str) -> None:
         """A boolean or number only where FHIR JSON has one (see the module docstring)."""
-        boolean, number = _json_kind(key)
-        if type(value) is str and (not (boolean or number) or key == "value"):
-            return  # the common case: a string where a string belongs
-        if isinstance(value, bool):
-            ok = boolean
-        elif isinstance(value, _NUMBERS):
-            ok = number
-        else:
-            ok = not (boolean or number) or (key == "value" and isinstance(value, str))
-        if not ok:
+        if not json_type_ok(key, value):
             self.add(where, f"JSON {type(value).__name__} {value!r} is the wrong type for {key}")
 
     def extension(self, x: Any, parent: str | None, elem: str, where: str,
@@ -533,7 +486,7 @@ class _Checker:
                         self.extension(sub, key, sub_elem, f"{here}[{j}]", found)
                 else:
                     self.extension(v, key, sub_elem, here + "[0]", None)
-            elif isinstance(v, _CONTAINERS):
+            elif isinstance(v, CONTAINERS):
                 self._node(v, elem + "." + k, here, key, None)
             else:
                 self.json_type(k, v, here)
@@ -543,26 +496,10 @@ class _Checker:
         if self._bad_root:
             raise TypeError(self._bad_root)
         key = ext_key if elem.rsplit(".", 1)[-1].startswith("value") and ext_key else elem
-        rtype = None
-        if ref.startswith("#"):
-            found = [c for c in self._container.get("contained", []) if c.get("id") == ref[1:]]
-            if not found:
-                self.add(where, f"no contained resource {ref}")
-                return
-            rtype = found[0].get("resourceType")
-        elif ref.startswith("urn:"):
-            if ref not in self.types_by_url:
-                self.add(where, f"{ref} is not the fullUrl of any entry")
-                return
-            rtype = self.types_by_url[ref]
-        elif "?" in ref:
-            rtype = ref.split("?", 1)[0]
-        else:
-            m = _TYPE_TAIL.search(ref)
-            if not m:
-                self.add(where, f"cannot resolve reference {ref!r}")
-                return
-            rtype = m.group(1)
+        rtype, problem = resolve(ref, self._container, self.types_by_url)
+        if problem is not None:
+            self.add(where, problem)
+            return
         allowed = self.targets.get(key)
         if allowed and rtype not in allowed:
             self.add(where, f"{rtype} is not an allowed target ({', '.join(sorted(allowed))})")

@@ -197,3 +197,31 @@ def test_factoring_groups_only_runs_of_word_starts() -> None:
     assert factor_word_starts(r"\ba|\bb|c|\bd") == r"\b(?:a|b)|c|\bd"
     assert factor_word_starts(r"(?i)\ba|\bb") == r"(?i)\ba|\bb"  # global flags: left alone
     assert factor_word_starts(r"[\b|]\ba|\bb") == r"[\b|]\ba|\bb"
+
+
+def all_conditions() -> list:
+    """Every condition in use: the patterns', the rule sets' and the tables' gates."""
+    T = R.tables()
+    found = [rx.condition for rx in all_patterns()]
+    found += [T.not_computable.gate, T.changer_rules.gate, T.sex_gate, T.duration_gate, T.restatement_gate,
+              P._HEADING_WORDS]
+    return [c for c in found if c]
+
+
+def _holds_by_definition(condition, text: str) -> bool:
+    """What :meth:`Condition.holds` means: each clause has a needle that occurs (in the lower-cased
+    text for a folding condition, which holds for any non-ASCII text)."""
+    if condition.fold:
+        if not text.isascii():
+            return True
+        text = text.lower()
+    return all(any(occurs(text, needle) for needle in clause) for clause in condition.clauses)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TEXTS)
+def test_a_condition_holds_exactly_when_each_clause_has_a_needle_in_the_text(text: str) -> None:
+    conditions = all_conditions()
+    assert any(len(clause) > 10 for c in conditions for clause in c.clauses)  # the needle scans
+    for condition in conditions:
+        assert condition.holds(text) == _holds_by_definition(condition, text), (condition, text)

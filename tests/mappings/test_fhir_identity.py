@@ -3,9 +3,10 @@ determinism, conditional URLs and identifier values from names (:mod:`mappings.f
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mappings import fhirjson
@@ -81,3 +82,21 @@ def test_identifier_values_from_names():
 @given(st.text(max_size=40), st.text(max_size=40))
 def test_full_url_is_uuid5_of_the_identifier(system, value):
     assert full_url(system, value) == "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{system}|{value}"))
+
+
+_URL_TEXT = (st.text(alphabet=st.sampled_from("aZ09_.~-:/|,$\\ %&?é#+=\x7f"), max_size=12)
+             | st.text(max_size=12))
+
+
+@settings(max_examples=500)
+@given(_URL_TEXT, _URL_TEXT)
+def test_a_conditional_url_is_escaped_then_percent_encoded(system, value):
+    """Whether or not its parts need escaping: FHIR search escaping, then percent-encoding."""
+    def escaped(text: str) -> str:
+        for ch in ("\\", "|", ",", "$"):
+            text = text.replace(ch, "\\" + ch)
+        return text
+
+    expected = (f"Group?identifier={urllib.parse.quote(escaped(system), safe=':/')}"
+                f"|{urllib.parse.quote(escaped(value), safe='')}")
+    assert conditional_url("Group", system, value) == expected

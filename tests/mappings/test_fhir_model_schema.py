@@ -16,7 +16,8 @@ import pytest
 
 from mappings.fhir import _module, write_bundle
 from mappings.fhir.model_schema import accepts, fast_validator
-from mappings.fhir.validate import _tables, _without_extensions
+from mappings.fhir.validate import _without_extensions
+from mappings.fhir.walk_rules import tables as _tables
 from mappings.sources import read_protocol
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures" / "ctgov"

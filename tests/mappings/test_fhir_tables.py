@@ -74,3 +74,16 @@ def test_coder_round_trips_a_shared_coding():
         (c["system"], c["code"]) for c in concept["coding"]]
     assert coder.value("sex", concept, issues, "sex") == "FEMALE"
     assert issues == []
+
+
+@pytest.mark.parametrize("table", ["fhir_r4.json", "fhir_r5.json"])
+def test_a_concept_is_a_new_object_each_time(table):
+    """The codings of a code list are worked out once; each concept gets its own copies."""
+    coder = coder_for(table)
+    first = coder.concept("phase", "PHASE2", [], "phase")
+    again = coder.concept("phase", "PHASE2", [], "phase")
+    assert first == again and first["coding"]
+    first["coding"][0]["code"] = "changed"
+    first["coding"].append({"code": "more"})
+    assert coder.concept("phase", "PHASE2", [], "phase") == again != first
+    assert again["coding"] is not first["coding"] and again["coding"][0] is not first["coding"][0]

@@ -58,3 +58,25 @@ def test_what_json_refuses_is_refused(data):
 def test_loads_keeps_decimals_exact():
     assert fhirjson.loads('{"v": 3.50, "n": 19}') == {"v": Decimal("3.50"), "n": 19}
     assert fhirjson.dumps(fhirjson.loads('{"v":3.50,"n":19}')) == '{"v":3.50,"n":19}'
+
+
+def _e_minus_in_a_number(out: bytes) -> bool:
+    """The definition: some ``e-`` whose run of number bytes before it starts the text or follows
+    ``:``, ``,`` or ``[``."""
+    at = out.find(b"e-")
+    while at != -1:
+        start = at
+        while start > 0 and out[start - 1] in b"0123456789.-":
+            start -= 1
+        if start == 0 or out[start - 1] in b":,[":
+            return True
+        at = out.find(b"e-", at + 2)
+    return False
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from([b"e-", b"e", b"-", b"1", b"0", b".", b":", b",", b"[", b"a", b'"', b" "]),
+                max_size=12).map(b"".join))
+def test_an_e_minus_is_looked_at_where_a_number_may_hold_it(out):
+    assert fhirjson._surely_same(out) == (not _e_minus_in_a_number(out)
+                                          and not any(s in out for s in (b"null", b"\\u0000", b"0.0000")))
