@@ -31,12 +31,14 @@ from mappings.eligibility.evaluate import ALIVE
 from .client import FhirClient, Params, Resource
 from .cohort_plan import Search, SearchPlan, plan_searches
 from .errors import NotFound
-from .prescreen import PrescreenResult, check_nct, prescreen, study_criteria
+from .prescreen import PAGE_SIZE, PrescreenResult, check_nct, prescreen, study_criteria
 
 __all__ = ["CohortResult", "Funnel", "Sink", "Step", "criterion_labels", "screen"]
 
 #: Included resources per page at which a server may have cut the page's includes short (HAPI's
-#: default cap is 1000): the page's patients are then read one by one.
+#: default cap is 1000, which patients with a few hundred Observations each reach at once): the
+#: page's Conditions and the Observations the rules read are then searched for the page's patients
+#: together (:func:`_read_related`), a few requests a page instead of several a patient.
 INCLUDE_LIMIT = 1000
 Progress = Callable[[int, int], None]
 #: Threads reading candidate pages in parallel (the searches are disjoint; at most 2 pages each wait).
@@ -406,6 +408,30 @@ def _pages(client: FhirClient, searches: Sequence[Search], workers: int) -> Iter
     yield from _Reader(client, searches, workers)
 
 
+def _read_related(client: FhirClient, ids: Sequence[str], codes: Iterable[str]) -> dict[str, list[Resource]]:
+    """What prescreen's searches would find for the patients ``ids``, by subject: all their
+    Conditions, and their Observations with one of ``codes`` as code or as a component's code (each
+    once) -- read with one search per parameter for the whole page, every page of each followed."""
+    related: dict[str, list[Resource]] = {}
+    if not ids:
+        return related
+    subjects = ",".join(f"Patient/{i}" for i in ids)
+    searches: list[tuple[str, Params]] = [("Condition", {"subject": subjects, "_count": PAGE_SIZE})]
+    tokens = ",".join(sorted(codes))
+    if tokens:
+        searches += [("Observation", {"subject": subjects, name: tokens, "_count": PAGE_SIZE})
+                     for name in _TOKEN_TESTS]
+    seen: set[tuple[str, str]] = set()
+    for resource_type, params in searches:
+        for r in client.search(resource_type, params):
+            key = (str(r.get("resourceType")), str(r.get("id")))
+            subject = _subject(r)
+            if r.get("resourceType") == resource_type and subject and key not in seen:
+                seen.add(key)
+                related.setdefault(subject, []).append(r)
+    return related
+
+
 def _screen_page(
     client: FhirClient,
     nct: str,
@@ -417,7 +443,9 @@ def _screen_page(
 ) -> None:
     patients, related, included = _page(bundle)
     by_id = {p["id"]: p for p in patients if isinstance(p.get("id"), str)}
-    local = cast(FhirClient, _PageClient(client, by_id, related, included < INCLUDE_LIMIT))
+    if included >= INCLUDE_LIMIT:
+        related = _read_related(client, list(by_id), result.plan.observation_codes)
+    local = cast(FhirClient, _PageClient(client, by_id, related, True))
     for pid in by_id:
         try:
             one = prescreen(local, nct, pid, as_of=day, criteria=criteria)
