@@ -125,20 +125,30 @@ def needed_observation_codes(criteria: Sequence[Criterion]) -> list[str]:
     return sorted(tokens)
 
 
+def _by_id(resource: Resource) -> str:
+    return str(resource.get("id"))
+
+
 def patient_resources(client: FhirClient, patient: Resource, codes: Sequence[str]) -> Iterator[Resource]:
     """The Patient, then its Conditions, then its Observations with one of ``codes`` as their code or
-    a component's (streamed; an Observation matching both ways is given once)."""
+    a component's (an Observation matching both ways is given once).  Conditions and Observations
+    come in the order of their ids: FHIR leaves the order of search results to the server (and a
+    cohort page gives them in its include order), so the evidence and its examples do not depend on it."""
     subject = f"Patient/{patient['id']}"
     yield patient
-    yield from client.search("Condition", {"subject": subject, "_count": PAGE_SIZE})
+    yield from sorted(client.search("Condition", {"subject": subject, "_count": PAGE_SIZE}), key=_by_id)
     if codes:
-        seen: set[str] = set()
+        found: dict[str, Resource] = {}
+        others: list[Resource] = []
         for param in ("code", "component-code"):
             for r in client.search("Observation", {"subject": subject, param: ",".join(codes),
                                                    "_count": PAGE_SIZE}):
-                if r.get("resourceType") != "Observation" or r.get("id") not in seen:
-                    seen.add(str(r.get("id")))
-                    yield r
+                if r.get("resourceType") != "Observation":
+                    others.append(r)
+                else:
+                    found.setdefault(str(r.get("id")), r)
+        yield from sorted(found.values(), key=_by_id)
+        yield from others
 
 
 @dataclass

@@ -57,6 +57,45 @@ def bundle(*resources: dict) -> dict:
     return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
 
 
+def _condition(cid: str, code: str, onset: str) -> dict:
+    return {"resourceType": "Condition", "id": cid, "subject": {"reference": "Patient/p1"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": code}]}, "onsetDateTime": onset}
+
+
+def _hbsag(oid: str, value: str, day: str) -> dict:
+    return {"resourceType": "Observation", "id": oid, "status": "final",
+            "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "5195-3"}]},
+            "effectiveDateTime": day,
+            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": value}]}}
+
+
+def _screened(conditions: list[dict], observations: list[dict]) -> dict:
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1970-02-20"}
+    with responses.RequestsMock() as mock:
+        mock.get(f"{BASE}/Patient/p1", json=patient)
+        mock.get(re.compile(re.escape(f"{BASE}/Condition?")), json=bundle(*conditions))
+        mock.get(re.compile(re.escape(f"{BASE}/Observation?") + ".*[?&]code="), json=bundle(*observations))
+        mock.get(re.compile(re.escape(f"{BASE}/Observation?") + ".*component-code="), json=bundle())
+        with FhirClient(ServerConfig(name="fake", base_url=BASE, max_retries=0)) as client:
+            return prescreen(client, "NCT03945487", "Patient/p1", as_of=DAY, criteria=CRITERIA).to_json()
+
+
+def test_the_answer_does_not_depend_on_the_servers_search_order():
+    """FHIR leaves the order of search results to the server (a cohort page lists them in its include
+    order): the same records in another order give the same verdict, evidence and notes."""
+    conditions = [_condition("c3", "25370001", "2025-05-14"), _condition("c1", "93761005", "2024-01-02"),
+                  _condition("c2", "363346000", "2023-03-04"), _condition("c4", "19943007", "2022-01-01")]
+    observations = [_hbsag("o2", "10828004", "2024-06-01"), _hbsag("o1", "10828004", "2024-06-01"),
+                    _hbsag("o3", "260385009", "2019-01-01")]
+    first = _screened(conditions, observations)
+    assert first["verdict"] == "not eligible"
+    assert _screened(conditions[::-1], observations[::-1]) == first
+    assert _screened(conditions[1:] + conditions[:1], observations[1:] + observations[:1]) == first
+
+
 @responses.activate
 def test_prescreen_with_a_faked_server():
     patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1948-02-20"}
