@@ -10,7 +10,9 @@ fields, types, patterns, cardinalities and ``extra="forbid"``, lax as fhir_core 
 in a list of elements fails the element schema; the after-validator's checks of required
 primitives and choice elements are kept, their fields looked up once per class; a resource
 inside an element (``contained``) is taken by the fast validator of the class its
-``resourceType`` names.  No model instance is built: each class validates into a dict (an absent
+``resourceType`` names; a ``date`` or ``dateTime`` of the plain forms the writers give
+(``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD``) is judged in pydantic-core as fhir_core judges it, not by
+its Python callback.  No model instance is built: each class validates into a dict (an absent
 optional field stays absent, keys by alias only).  It accepts no more than
 ``model_validate`` does (``tests/mappings/test_fhir_model_schema.py``), so :mod:`.validate` trusts
 its yes and asks ``model_validate`` itself, for the same verdict and messages, on its no.
@@ -147,6 +149,25 @@ class _After:
         return values
 
 
+#: fhir_core's validators of the ``date`` and ``dateTime`` primitives (bound classmethods).
+_DATE_VALIDATORS = frozenset({"Date._validate", "DateTime._validate"})
+#: The date of fhir_core's ``date`` / ``dateTime`` patterns: a year (not 0000), a month, a day.
+_YEAR = "(?:[0-9](?:[0-9](?:[0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+_MONTH, _DAY = "(?:0[1-9]|1[0-2])", "(?:0[1-9]|[1-2][0-9]|3[0-1])"
+
+
+def _plain_dates_first(node: dict[str, Any]) -> dict[str, Any]:
+    """fhir_core's wrap validator of ``date`` or ``dateTime`` (``node``), after two shortcuts in
+    pydantic-core for the forms the writers give, each taking only what fhir_core takes: a
+    ``YYYY`` or ``YYYY-MM`` its pattern allows (which it takes as it is), and a ``YYYY-MM-DD`` its
+    pattern allows that then passes its own inner schema (pydantic's date or datetime parse, as
+    fhir_core asks it).  Any other value is judged by fhir_core's function, as before."""
+    partial = {"type": "str", "strict": True, "pattern": f"^{_YEAR}(?:-{_MONTH})?$"}
+    full = {"type": "str", "strict": True, "pattern": f"^{_YEAR}-{_MONTH}-{_DAY}$"}
+    return {"type": "union", "mode": "left_to_right",
+            "choices": [partial, {"type": "chain", "steps": [full, node["schema"]]}, node]}
+
+
 class _Builder:
     """The definitions of the classes reached from one resource class."""
 
@@ -198,6 +219,8 @@ class _Builder:
             if base is not None:
                 check = {"type": "no-info", "function": _Resource(base)}
                 return {"type": "function-plain", "function": check}
+            if _name(node["function"]["function"]) in _DATE_VALIDATORS:
+                return _plain_dates_first(node)
         return {k: (self.walk(v) if k not in ("serialization", "metadata") else v) for k, v in node.items()}
 
 

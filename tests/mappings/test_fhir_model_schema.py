@@ -161,3 +161,62 @@ def test_required_and_choice_elements_as_the_model_judges_them(resource, valid):
     cls = get_fhir_model_class(resource["resourceType"])
     assert _model_accepts(cls, resource) is valid
     assert accepts(cls, resource) is valid
+
+
+def _date_nodes() -> list[tuple[str, dict]]:
+    """fhir_core's own wrap schemas of ``date`` and ``dateTime`` (Patient.birthDate, Period.start)."""
+    from fhir.resources.patient import Patient
+    from fhir.resources.period import Period
+
+    out = []
+    for name, cls, key in (("date", Patient, "birthDate"), ("dateTime", Period, "start")):
+        node = cls.__pydantic_core_schema__["schema"]["schema"]
+        while node["type"] != "model-fields":
+            node = node["schema"]
+        node = node["fields"][key]["schema"]
+        while node["type"] in ("default", "nullable"):
+            node = node["schema"]
+        assert node["type"] == "function-wrap"
+        out.append((name, node))
+    return out
+
+
+def _date_candidates() -> list[object]:
+    years = ["0000", "0001", "0010", "0099", "0100", "0999", "1000", "1582", "1900", "1999", "2000", "2023",
+             "2024", "2100", "9999", "99", "12345", "20x0"]
+    months = [f"{m:02}" for m in range(14)] + ["1", "001"]
+    days = [f"{d:02}" for d in range(33)] + ["7", "007"]
+    out: list[object] = []
+    for y in years:
+        out.append(y)
+        for m in months:
+            out.append(f"{y}-{m}")
+            out += [f"{y}-{m}-{d}" for d in days]
+    out += ["2020-01-05T10:00:00Z", "2020-01-05T10:00:00", "2020-01-05T23:59:60Z", "2020-01-05 ", " 2020",
+            "2020\n", "2020-01-05\n", "2020/01/05", "２０２０", "２０２０-01-05", "", "-2020", "+2020-01-05",
+            "2020-01-05Z", "20200105", b"2020", 2020, 2020.0, None, True, [], {}]
+    return out
+
+
+def test_the_plain_date_shortcuts_judge_as_fhir_core_does():
+    """Each value fhir_core's date / dateTime validator is given: the same yes or no with the
+    shortcuts in front of it (model_schema._plain_dates_first)."""
+    from pydantic_core import SchemaValidator
+
+    from mappings.fhir.model_schema import _plain_dates_first
+
+    def verdict(validator: SchemaValidator, value: object) -> bool:
+        try:
+            validator.validate_python(value)
+        except Exception:  # noqa: BLE001 -- fhir_core raises more than ValidationError
+            return False
+        return True
+
+    candidates = _date_candidates()
+    for name, node in _date_nodes():
+        theirs, ours = SchemaValidator(node), SchemaValidator(_plain_dates_first(node))
+        taken = 0
+        for value in candidates:
+            assert verdict(ours, value) == verdict(theirs, value), (name, value)
+            taken += verdict(theirs, value)
+        assert 1000 < taken < len(candidates) - 1000, name  # both answers are tested
