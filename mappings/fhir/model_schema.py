@@ -26,6 +26,7 @@ from importlib import import_module
 from typing import Any
 
 from fhir_core.utils import is_list_type, is_primitive_type
+from pydantic import TypeAdapter
 from pydantic_core import SchemaValidator
 
 #: fhir_core's wrap function for a nested element (its closure holds the element's type).
@@ -251,24 +252,48 @@ def fast_validator(cls: Any) -> SchemaValidator | None:
     """The validator of model class ``cls`` (a resource or datatype) and all the element classes it
     reaches, for input without ``resourceType``; ``None`` when a class reached is not built as
     expected (then :func:`accepts` always defers to ``model_validate``)."""
+    return _validator(cls, many=False)
+
+
+@cache
+def fast_list_validator(cls: Any) -> SchemaValidator | None:
+    """:func:`fast_validator` of ``cls`` for a list of values (one call judges them all, each by
+    the same schema); ``None`` as there."""
+    return _validator(cls, many=True)
+
+
+def _validator(cls: Any, many: bool) -> SchemaValidator | None:
     builder = _Builder()
     try:
         top = builder.ref(cls)
-        return SchemaValidator({"type": "definitions", "schema": top,
+        schema = {"type": "list", "items_schema": top, "fail_fast": True} if many else top
+        return SchemaValidator({"type": "definitions", "schema": schema,
                                 "definitions": list(builder.definitions.values())})
     except Exception:  # a model shape this module does not know: no fast path for it
         return None
 
 
+def primitive_list_validator(primitive: Any) -> Any:
+    """What validates a list of values of fhirtypes ``primitive`` (``validate_python``): pydantic's
+    ``TypeAdapter(list[primitive])``, a ``date`` or ``dateTime`` with the shortcuts of
+    :func:`_plain_dates_first` in front of fhir_core's callback (the same yes and no)."""
+    adapter: TypeAdapter[list[Any]] = TypeAdapter(list[primitive])
+    schema = adapter.core_schema
+    items = schema.get("items_schema") if schema.get("type") == "list" else None
+    if (items is None or items.get("type") != "function-wrap"
+            or _name(items["function"]["function"]) not in _DATE_VALIDATORS):
+        return adapter
+    return SchemaValidator({**schema, "items_schema": _plain_dates_first(items)})
+
+
 def accepts_all(cls: Any, values: list[Any]) -> bool:
     """Whether the fast validator of ``cls`` takes each of ``values`` (none of them with a
-    ``resourceType``); as :func:`accepts`, ``False`` means "ask ``model_validate``"."""
-    validator = fast_validator(cls)
+    ``resourceType``), in one call; as :func:`accepts`, ``False`` means "ask ``model_validate``"."""
+    validator = fast_list_validator(cls)
     if validator is None:
         return False
     try:
-        for value in values:
-            validator.validate_python(value)
+        validator.validate_python(values)
     except Exception:
         return False
     return True

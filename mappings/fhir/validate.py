@@ -50,7 +50,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from . import _module
 from .identity import full_url, parse_conditional_url
-from .model_schema import accepts, accepts_all
+from .model_schema import accepts, accepts_all, primitive_list_validator
 from .quick_walk import quick_walk
 from .systems import JSON
 from .walk_rules import (
@@ -119,7 +119,7 @@ def _values_validator(models_package: str, type_name: str) -> Any:
     if validator is None:
         return lambda values: False
     if isinstance(validator, _Adapter):
-        many: TypeAdapter[list[Any]] = TypeAdapter(list[validator.type])  # type: ignore[name-defined]  # a type known at run time
+        many = primitive_list_validator(validator.type)
 
         def primitives(values: list[Any]) -> bool:
             try:

@@ -220,3 +220,58 @@ def test_the_plain_date_shortcuts_judge_as_fhir_core_does():
             assert verdict(ours, value) == verdict(theirs, value), (name, value)
             taken += verdict(theirs, value)
         assert 1000 < taken < len(candidates) - 1000, name  # both answers are tested
+
+
+@pytest.mark.parametrize("package", ["fhir.resources", "fhir.resources.R4B"])
+def test_the_list_validator_of_a_date_judges_as_pydantics_own(package):
+    """``primitive_list_validator``: the verdict of ``TypeAdapter(list[T])`` on each value, alone
+    and in lists, for the date types (shortcuts in front) and others (pydantic's own)."""
+    import importlib
+
+    from pydantic import TypeAdapter
+
+    from mappings.fhir.model_schema import primitive_list_validator
+
+    fhirtypes = importlib.import_module(f"{package}.fhirtypes")
+
+    def verdict(validator: object, values: list) -> bool:
+        try:
+            validator.validate_python(values)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 -- fhir_core raises more than ValidationError
+            return False
+        return True
+
+    candidates = _date_candidates()
+    rng = random.Random(package)
+    for name in ("DateType", "DateTimeType", "StringType", "CodeType"):
+        primitive = getattr(fhirtypes, name)
+        ours, theirs = primitive_list_validator(primitive), TypeAdapter(list[primitive])
+        for value in candidates:
+            assert verdict(ours, [value]) == verdict(theirs, [value]), (name, value)
+        for _ in range(300):
+            values = rng.sample(candidates, rng.randrange(1, 4))
+            assert verdict(ours, values) == verdict(theirs, values), (name, values)
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+def test_accepts_all_is_accepts_of_each(version):
+    """One call for a list of values gives what one call per value gives, on the datatypes of
+    the resources we write and seeded damages to them."""
+    from mappings.fhir.model_schema import accepts_all
+
+    models = _tables(_module(version).TABLE).models
+    rng = random.Random(f"accepts-all-{version}")
+    values = [(models.get_fhir_model_class(name), value) for name, value in (
+        ("CodeableConcept", {"coding": [{"system": "http://x", "code": "a", "display": "A"}], "text": "A"}),
+        ("Period", {"start": "2020-01-05", "end": "2021-03"}),
+        ("Reference", {"reference": "urn:uuid:x", "type": "Group", "display": "g"}),
+        ("ContactDetail", {"name": "n", "telecom": [{"system": "email", "value": "a@b.c"}]}),
+    )]
+    both = 0
+    for _ in range(400):
+        cls, value = rng.choice(values)
+        batch = [value if rng.random() < 0.5 else _damage(value, rng) for _ in range(rng.randrange(1, 4))]
+        expected = all(accepts(cls, v) for v in batch)
+        assert accepts_all(cls, batch) == expected, (cls.__name__, batch)
+        both += expected
+    assert 40 < both < 360  # both answers are tested
