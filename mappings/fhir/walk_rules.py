@@ -97,6 +97,9 @@ class Tables:
         self.binding_leaves = frozenset(k.rsplit(".", 1)[-1] for k in bindings)
         self._allowed: dict[str, set[str] | None] = {}
         self.plain: dict[str, bool] = {}
+        #: (element path, leaf) -> the codes of its required binding (``None``: not bound), for a
+        #: bound leaf that holds a string (:meth:`bound_codes`)
+        self.bound: dict[tuple[str, str], set[str] | None] = {}
 
     def allowed(self, elem: str) -> set[str] | None:
         """The codes of the required binding of element path ``elem`` (``None``: not bound)."""
@@ -109,6 +112,14 @@ class Tables:
             allowed = next((codes for suffix, codes in self.suffix if elem.endswith(suffix)), None)
         if len(self._allowed) < self.MEMO_LIMIT:
             self._allowed[elem] = allowed
+        return allowed
+
+    def bound_codes(self, elem: str, key: str) -> set[str] | None:
+        """:meth:`allowed` of ``elem.key``, for a ``key`` among the bound leaves whose value is a
+        string (:func:`json_kind`), remembered by ``(elem, key)`` in :attr:`bound`."""
+        allowed = self.allowed(elem + "." + key)
+        if len(self.bound) < self.MEMO_LIMIT:
+            self.bound[elem, key] = allowed
         return allowed
 
     def learn_plain(self, key: str) -> bool:
