@@ -169,6 +169,37 @@ def _plain_dates_first(node: dict[str, Any]) -> dict[str, Any]:
             "choices": [partial, {"type": "chain", "steps": [full, node["schema"]]}, node]}
 
 
+def _require_natively(typed: dict[str, Any], after: _After) -> _After | None:
+    """``after`` without the required primitives that ``typed`` (a typed-dict schema, under its
+    before-validators) now requires itself: present and not null, as a required field whose schema
+    refuses ``None``.  That takes less than the after-validator took (a primitive given only by its
+    extension, ``_status``, is a no here and ``model_validate`` judges it), in pydantic-core instead
+    of a Python call per element.  ``None`` when nothing is left to check."""
+    inner = typed
+    while inner.get("type") == "function-before":
+        inner = inner["schema"]
+    fields, left = inner["fields"], []
+    for key, ext in after.required:
+        field = fields.get(key)
+        schema = field["schema"] if field is not None else {}
+        if (field is None or field.get("validation_alias", key) != key or schema.get("type") != "nullable"
+                or _takes_none(schema["schema"])):
+            left.append((key, ext))
+            continue
+        fields[key] = {**field, "schema": schema["schema"], "required": True}
+    after.required = left
+    return after if left or after.choice_of else None
+
+
+def _takes_none(schema: dict[str, Any]) -> bool:
+    """Whether a primitive's schema takes ``None`` (or cannot be tried alone): then it stays optional."""
+    try:
+        SchemaValidator(schema).validate_python(None)
+    except Exception:
+        return False
+    return True
+
+
 class _Builder:
     """The definitions of the classes reached from one resource class."""
 
@@ -203,6 +234,8 @@ class _Builder:
                 node = {**before, "schema": node}
         typed = _typed_dict(node, model.get("config") or {})
         after = _After.of(cls)
+        if after is not None:
+            after = _require_natively(typed, after)
         if after is None:
             return {**typed, "ref": name}
         return {**outer, "function": {"type": "no-info", "function": after}, "schema": typed, "ref": name}
