@@ -7,8 +7,10 @@ class's fields for nulls in lists, and an after-validator (run twice) checks req
 and choice elements.  :func:`fast_validator` builds, from the same classes' own core schemas, one
 validator in which those callbacks become references to the nested classes' schemas: the same
 fields, types, patterns, cardinalities and ``extra="forbid"``, lax as fhir_core runs them; a null
-in a list of elements fails the element schema; the after-validator's checks of required
-primitives and choice elements are kept, their fields looked up once per class; a resource
+in a list of elements fails the element schema; a required primitive is a required field that
+refuses null (one given only by its extension, ``_status``, is left to ``model_validate``); the
+after-validator's checks are kept for choice elements (and any other required primitive), its
+fields looked up once per class; a resource
 inside an element (``contained``) is taken by the fast validator of the class its
 ``resourceType`` names; a ``date`` or ``dateTime`` of the plain forms the writers give
 (``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD``) is judged in pydantic-core as fhir_core judges it, not by
