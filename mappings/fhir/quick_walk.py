@@ -52,7 +52,8 @@ class _Walk:
             if kind is str:
                 if not (value and plain.get(key)):
                     # a bound leaf seen here before (Coding.system...): its codes, without a call
-                    codes = bound.get((elem, key), _UNSEEN) if value else _UNSEEN
+                    by_elem = bound.get(key) if value else None
+                    codes = _UNSEEN if by_elem is None else by_elem.get(elem, _UNSEEN)
                     if codes is _UNSEEN:
                         self.string(key, value, elem, container, ext_key)
                     elif codes is not None and value not in codes:

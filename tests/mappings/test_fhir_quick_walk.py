@@ -181,7 +181,7 @@ def test_a_bound_leaf_seen_before_is_judged_by_its_remembered_codes(version):
             leaves: list = []
             _bound_leaves(e["resource"], e["resource"]["resourceType"], leaves)
             for parent, key, elem in leaves:
-                codes = checker.tables.bound.get((elem, key))
+                codes = checker.tables.bound.get(key, {}).get(elem)
                 if codes is None:
                     continue
                 remembered += 1
