@@ -81,9 +81,9 @@ def check_date(value: str, field: str) -> str:
     match = _PARTIAL_DATE.fullmatch(value)
     if match is None:
         return value
-    year, month, day = (int(g) if g else 1 for g in match.groups())
+    year, month, day = match.groups()
     try:
-        date(year, month, day)
+        date(int(year), int(month) if month else 1, int(day) if day else 1)
     except ValueError as exc:
         raise InputError(f"{value!r} is not a date that exists ({exc})", field=field) from None
     return value
