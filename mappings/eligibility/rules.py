@@ -71,6 +71,8 @@ def age_context(t: str) -> bool:
     than the one of the whole alternation, which tries the anchored alternatives at every position.
     (``tests/mappings/test_eligibility_rules.py`` checks the two answers agree.)"""
     return _AGE_CTX_ANYWHERE.search(t) is not None or _AGE_CTX_AT_START.match(t) is not None
+
+
 _AGE_RANGE = re.compile(
     r"(?:\bbetween\s+)?(?P<a>\d{1,3})\s*(?:years?|yrs?)?\s*(?:-|–|—|~|to|and)\s*(?P<b>\d{1,3})[\s-]*"
     + AGE_UNIT_RE

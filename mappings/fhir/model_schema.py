@@ -10,12 +10,11 @@ fields, types, patterns, cardinalities and ``extra="forbid"``, lax as fhir_core 
 in a list of elements fails the element schema; a required primitive is a required field that
 refuses null (one given only by its extension, ``_status``, is left to ``model_validate``); the
 after-validator's checks are kept for choice elements (and any other required primitive), its
-fields looked up once per class; a resource
-inside an element (``contained``) is taken by the fast validator of the class its
-``resourceType`` names; a ``date`` or ``dateTime`` of the plain forms the writers give
-(``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD``) is judged in pydantic-core as fhir_core judges it, not by
-its Python callback.  No model instance is built: each class validates into a dict (an absent
-optional field stays absent, keys by alias only).  It accepts no more than
+fields looked up once per class; a resource inside an element (``contained``) is taken by the fast
+validator of the class its ``resourceType`` names; a ``date`` or ``dateTime`` of the plain forms
+the writers give (``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD``) is judged in pydantic-core as fhir_core
+judges it, not by its Python callback.  No model instance is built: each class validates into a
+dict (an absent optional field stays absent, keys by alias only).  It accepts no more than
 ``model_validate`` does (``tests/mappings/test_fhir_model_schema.py``), so :mod:`.validate` trusts
 its yes and asks ``model_validate`` itself, for the same verdict and messages, on its no.
 """
