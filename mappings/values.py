@@ -45,6 +45,10 @@ _SUSPICIOUS_ESCAPE = re.compile(r"\\u(?:00[01]|d[89a-f])", re.IGNORECASE)
 _NUMBER_CHARS, _CONTROL_CHARS = b"0123456789eE.+-", bytes([*range(0, 9), 11, 12, *range(14, 32)])
 _MARKS = bytes.maketrans(_NUMBER_CHARS + _CONTROL_CHARS,
                          b"0" * len(_NUMBER_CHARS) + b"\x00" * len(_CONTROL_CHARS))
+#: ``\\u`` in the marked bytes, exactly where the text has it (the translation keeps both bytes and
+#: no other UTF-8 byte is either): a regex finds it by its rare first byte several times faster
+#: than ``"\\u" in text`` scans a long text.
+_ESCAPE_U = re.compile(rb"\\u")
 _PARTIAL_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?")
 #: Names of the protocol model's date fields (``DateStruct.date`` and the plain ones).
 _DATE_FIELDS = frozenset({"date", "status_verified_date", "first_submitted"})
@@ -77,9 +81,9 @@ def check_date(value: str, field: str) -> str:
     match = _PARTIAL_DATE.fullmatch(value)
     if match is None:
         return value
-    year, month, day = (int(g) if g else 1 for g in match.groups())
+    year, month, day = match.groups()
     try:
-        date(year, month, day)
+        date(int(year), int(month) if month else 1, int(day) if day else 1)
     except ValueError as exc:
         raise InputError(f"{value!r} is not a date that exists ({exc})", field=field) from None
     return value
@@ -121,7 +125,7 @@ def loads(text: str) -> Any:
     if marked is not None and b"0" * (MAX_NUMBER_CHARS + 1) not in marked:
         # no number can be too long (no run of number characters that long): the C parser reads them
         data = json.loads(text, parse_float=Decimal)
-        if "\\u" in text and _SUSPICIOUS_ESCAPE.search(text):
+        if _ESCAPE_U.search(marked) and _SUSPICIOUS_ESCAPE.search(text):
             _walk(data, "")
         return data
     oversized: list[_Oversized] = []

@@ -33,6 +33,15 @@ def _lookup(kind: str) -> dict[str, str]:
     return index
 
 
+@cache
+def _exact(kind: str) -> dict[str, str]:
+    """The code of each code and display form of ``kind`` as the table spells it (single spaces, no
+    edge spaces): what :func:`normalize` gives for that exact text, without cleaning it first."""
+    index = _lookup(kind)
+    spelled = [s for code, displays in _load()[kind].items() for s in (code, *displays)]
+    return {s: index[s.lower()] for s in spelled if " ".join(s.split()) == s}
+
+
 def codes(kind: str) -> list[str]:
     """All v2 codes of a code list, in table order."""
     return list(_load()[kind])
@@ -52,6 +61,9 @@ def normalize(
     """
     if value is None:
         return None
+    code = _exact(kind).get(value)  # the common case: a code as the table spells it
+    if code is not None:
+        return code
     cleaned = " ".join(value.split())
     if not cleaned:
         return None

@@ -34,13 +34,13 @@ from .model import (
 )
 from .parse import parse_criteria
 from .rules import (
-    AGE_CTX,
     DIGIT,
     NEG,
     POS,
     Mention,
     Review,
     Text,
+    age_context,
     age_test,
     attach_qualifiers,
     cause_rule,
@@ -121,12 +121,12 @@ def _read(tx: Text) -> _Reading:
     # every age form needs a digit; whether the text speaks of age at all is asked only when
     # it matters (an age to read, or no condition/lab to fall back on)
     digit = DIGIT.search(t) is not None
-    age_ctx = digit and AGE_CTX.search(t) is not None
+    age_ctx = digit and age_context(t)
     age = read_age(tx) if age_ctx else ()
     states = read_pregnancy(tx)
     sex = read_sex(tx)
     polarity = _polarity(tx, mentions)
-    if not age and not mentions and (age_ctx or (not digit and AGE_CTX.search(t))):
+    if not age and not mentions and (age_ctx or (not digit and age_context(t))):
         raise Review("mentions age but no bound we can read")
     return _Reading(negated, durations, mentions, age, states, sex, polarity)
 

@@ -43,18 +43,36 @@ NEG = prefiltered(
     r"\bnegativ(?:e|ity)\b|\bnon-?\s?reactive\b|\bnot\s+detect\w*|\bundetect\w*|\((?:-|neg)\)|-ve\b"
 )
 POS = prefiltered(r"\b(?:sero)?positiv(?:e|ity)\b|\breactive\b|\bdetect(?:ed|able)\b|\((?:\+|pos)\)|\+ve\b")
-AGE_CTX = prefiltered(
+#: The text speaks of age: its words anywhere...
+_AGE_CTX_WORDS = (
     r"\bage[ds]?\b|\byears?[\s-]+(?:old|of\s+age)\b|\byrs?[\s-]+old\b|\bolder\b|\byounger\b|\by/?o\b"
     # a person then a bound in years: 'Adult patients over 18 years', 'men and women > 50 years'
     r"|\b(?:patients?|subjects?|participants?|adults?|men|women|children|males?|females?|individuals?"
     r"|volunteers?|people|persons?)[\s,]+(?:(?:over|above|under|below|<=?|>=?|≤|≥)\s*\d{1,3}"
     r"|(?:between|from)\s+\d{1,3}\s*(?:-|to|and)\s*\d{1,3})\s*(?:years?|yrs?)\b|\by\.o\b"
-    r"|^(?:patients?|subjects?|participants?)\s*(?:<=?|>=?|≤|≥)\s*\d{1,3}$"
+)
+#: ... or the whole text is a bound.
+_AGE_CTX_WHOLE = (
+    r"^(?:patients?|subjects?|participants?)\s*(?:<=?|>=?|≤|≥)\s*\d{1,3}$"
     # an item that is only a bound in years: 'Over 18 years', '< 60 years', 'From 18 to 25 years'
     r"|^(?:(?:patients?|subjects?|participants?|adults?|men|women|males?|females?)\s+)?"
     r"(?:over|above|under|below|from|between|<=?|>=?|≤|≥)?\s*\d{1,3}\s*(?:(?:-|to|and)\s*\d{1,3}\s*)?"
     r"(?:years?|yrs?)$"
 )
+AGE_CTX = prefiltered(_AGE_CTX_WORDS + "|" + _AGE_CTX_WHOLE)
+#: The two halves of :data:`AGE_CTX` for :func:`age_context` (the words' starts factored the same way).
+_AGE_CTX_ANYWHERE = prefiltered(_AGE_CTX_WORDS).rx
+_AGE_CTX_AT_START = re.compile(_AGE_CTX_WHOLE)
+
+
+def age_context(t: str) -> bool:
+    """Whether :data:`AGE_CTX` matches somewhere in ``t``: its words anywhere, or an alternative
+    anchored at the start (``^``, no MULTILINE) at position 0 -- two scans that ``re`` does faster
+    than the one of the whole alternation, which tries the anchored alternatives at every position.
+    (``tests/mappings/test_eligibility_rules.py`` checks the two answers agree.)"""
+    return _AGE_CTX_ANYWHERE.search(t) is not None or _AGE_CTX_AT_START.match(t) is not None
+
+
 _AGE_RANGE = re.compile(
     r"(?:\bbetween\s+)?(?P<a>\d{1,3})\s*(?:years?|yrs?)?\s*(?:-|–|—|~|to|and)\s*(?P<b>\d{1,3})[\s-]*"
     + AGE_UNIT_RE

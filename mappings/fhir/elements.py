@@ -65,9 +65,13 @@ def add_extensions(element: JSON, extensions: Iterable[JSON | None]) -> JSON:
     return element
 
 
+#: What :func:`prune` drops when empty (a list or dict, subclasses too, as ``== []`` / ``== {}`` do).
+_CONTAINERS = (list, dict)
+
+
 def prune(data: JSON) -> JSON:
     """Drop keys whose value is ``None`` or an empty list/dict (FHIR forbids empty elements)."""
-    return {k: v for k, v in data.items() if v is not None and v != [] and v != {}}
+    return {k: v for k, v in data.items() if v is not None and (v or not isinstance(v, _CONTAINERS))}
 
 
 # --- dates ---------------------------------------------------------------------------------------

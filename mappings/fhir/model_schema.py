@@ -7,11 +7,14 @@ class's fields for nulls in lists, and an after-validator (run twice) checks req
 and choice elements.  :func:`fast_validator` builds, from the same classes' own core schemas, one
 validator in which those callbacks become references to the nested classes' schemas: the same
 fields, types, patterns, cardinalities and ``extra="forbid"``, lax as fhir_core runs them; a null
-in a list of elements fails the element schema; the after-validator's checks of required
-primitives and choice elements are kept, their fields looked up once per class; a resource
-inside an element (``contained``) is taken by the fast validator of the class its
-``resourceType`` names.  No model instance is built: each class validates into a dict (an absent
-optional field stays absent, keys by alias only).  It accepts no more than
+in a list of elements fails the element schema; a required primitive is a required field that
+refuses null (one given only by its extension, ``_status``, is left to ``model_validate``); the
+after-validator's checks are kept for choice elements (and any other required primitive), its
+fields looked up once per class; a resource inside an element (``contained``) is taken by the fast
+validator of the class its ``resourceType`` names; a ``date`` or ``dateTime`` of the plain forms
+the writers give (``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD``) is judged in pydantic-core as fhir_core
+judges it, not by its Python callback.  No model instance is built: each class validates into a
+dict (an absent optional field stays absent, keys by alias only).  It accepts no more than
 ``model_validate`` does (``tests/mappings/test_fhir_model_schema.py``), so :mod:`.validate` trusts
 its yes and asks ``model_validate`` itself, for the same verdict and messages, on its no.
 """
@@ -24,6 +27,7 @@ from importlib import import_module
 from typing import Any
 
 from fhir_core.utils import is_list_type, is_primitive_type
+from pydantic import TypeAdapter
 from pydantic_core import SchemaValidator
 
 #: fhir_core's wrap function for a nested element (its closure holds the element's type).
@@ -147,6 +151,56 @@ class _After:
         return values
 
 
+#: fhir_core's validators of the ``date`` and ``dateTime`` primitives (bound classmethods).
+_DATE_VALIDATORS = frozenset({"Date._validate", "DateTime._validate"})
+#: The date of fhir_core's ``date`` / ``dateTime`` patterns: a year (not 0000), a month, a day.
+_YEAR = "(?:[0-9](?:[0-9](?:[0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+_MONTH, _DAY = "(?:0[1-9]|1[0-2])", "(?:0[1-9]|[1-2][0-9]|3[0-1])"
+
+
+def _plain_dates_first(node: dict[str, Any]) -> dict[str, Any]:
+    """fhir_core's wrap validator of ``date`` or ``dateTime`` (``node``), after two shortcuts in
+    pydantic-core for the forms the writers give, each taking only what fhir_core takes: a
+    ``YYYY`` or ``YYYY-MM`` its pattern allows (which it takes as it is), and a ``YYYY-MM-DD`` its
+    pattern allows that then passes its own inner schema (pydantic's date or datetime parse, as
+    fhir_core asks it).  Any other value is judged by fhir_core's function, as before."""
+    partial = {"type": "str", "strict": True, "pattern": f"^{_YEAR}(?:-{_MONTH})?$"}
+    full = {"type": "str", "strict": True, "pattern": f"^{_YEAR}-{_MONTH}-{_DAY}$"}
+    return {"type": "union", "mode": "left_to_right",
+            "choices": [partial, {"type": "chain", "steps": [full, node["schema"]]}, node]}
+
+
+def _require_natively(typed: dict[str, Any], after: _After) -> _After | None:
+    """``after`` without the required primitives that ``typed`` (a typed-dict schema, under its
+    before-validators) now requires itself: present and not null, as a required field whose schema
+    refuses ``None``.  That takes less than the after-validator took (a primitive given only by its
+    extension, ``_status``, is a no here and ``model_validate`` judges it), in pydantic-core instead
+    of a Python call per element.  ``None`` when nothing is left to check."""
+    inner = typed
+    while inner.get("type") == "function-before":
+        inner = inner["schema"]
+    fields, left = inner["fields"], []
+    for key, ext in after.required:
+        field = fields.get(key)
+        schema = field["schema"] if field is not None else {}
+        if (field is None or field.get("validation_alias", key) != key or schema.get("type") != "nullable"
+                or _takes_none(schema["schema"])):
+            left.append((key, ext))
+            continue
+        fields[key] = {**field, "schema": schema["schema"], "required": True}
+    after.required = left
+    return after if left or after.choice_of else None
+
+
+def _takes_none(schema: dict[str, Any]) -> bool:
+    """Whether a primitive's schema takes ``None`` (or cannot be tried alone): then it stays optional."""
+    try:
+        SchemaValidator(schema).validate_python(None)
+    except Exception:
+        return False
+    return True
+
+
 class _Builder:
     """The definitions of the classes reached from one resource class."""
 
@@ -181,6 +235,8 @@ class _Builder:
                 node = {**before, "schema": node}
         typed = _typed_dict(node, model.get("config") or {})
         after = _After.of(cls)
+        if after is not None:
+            after = _require_natively(typed, after)
         if after is None:
             return {**typed, "ref": name}
         return {**outer, "function": {"type": "no-info", "function": after}, "schema": typed, "ref": name}
@@ -198,6 +254,8 @@ class _Builder:
             if base is not None:
                 check = {"type": "no-info", "function": _Resource(base)}
                 return {"type": "function-plain", "function": check}
+            if _name(node["function"]["function"]) in _DATE_VALIDATORS:
+                return _plain_dates_first(node)
         return {k: (self.walk(v) if k not in ("serialization", "metadata") else v) for k, v in node.items()}
 
 
@@ -228,24 +286,48 @@ def fast_validator(cls: Any) -> SchemaValidator | None:
     """The validator of model class ``cls`` (a resource or datatype) and all the element classes it
     reaches, for input without ``resourceType``; ``None`` when a class reached is not built as
     expected (then :func:`accepts` always defers to ``model_validate``)."""
+    return _validator(cls, many=False)
+
+
+@cache
+def fast_list_validator(cls: Any) -> SchemaValidator | None:
+    """:func:`fast_validator` of ``cls`` for a list of values (one call judges them all, each by
+    the same schema); ``None`` as there."""
+    return _validator(cls, many=True)
+
+
+def _validator(cls: Any, many: bool) -> SchemaValidator | None:
     builder = _Builder()
     try:
         top = builder.ref(cls)
-        return SchemaValidator({"type": "definitions", "schema": top,
+        schema = {"type": "list", "items_schema": top, "fail_fast": True} if many else top
+        return SchemaValidator({"type": "definitions", "schema": schema,
                                 "definitions": list(builder.definitions.values())})
     except Exception:  # a model shape this module does not know: no fast path for it
         return None
 
 
+def primitive_list_validator(primitive: Any) -> Any:
+    """What validates a list of values of fhirtypes ``primitive`` (``validate_python``): pydantic's
+    ``TypeAdapter(list[primitive])``, a ``date`` or ``dateTime`` with the shortcuts of
+    :func:`_plain_dates_first` in front of fhir_core's callback (the same yes and no)."""
+    adapter: TypeAdapter[list[Any]] = TypeAdapter(list[primitive])
+    schema = adapter.core_schema
+    items = schema.get("items_schema") if schema.get("type") == "list" else None
+    if (items is None or items.get("type") != "function-wrap"
+            or _name(items["function"]["function"]) not in _DATE_VALIDATORS):
+        return adapter
+    return SchemaValidator({**schema, "items_schema": _plain_dates_first(items)})
+
+
 def accepts_all(cls: Any, values: list[Any]) -> bool:
     """Whether the fast validator of ``cls`` takes each of ``values`` (none of them with a
-    ``resourceType``); as :func:`accepts`, ``False`` means "ask ``model_validate``"."""
-    validator = fast_validator(cls)
+    ``resourceType``), in one call; as :func:`accepts`, ``False`` means "ask ``model_validate``"."""
+    validator = fast_list_validator(cls)
     if validator is None:
         return False
     try:
-        for value in values:
-            validator.validate_python(value)
+        validator.validate_python(values)
     except Exception:
         return False
     return True

@@ -27,6 +27,8 @@ from .walk_rules import (
 
 #: What only an exact ``dict``, ``list`` or ``str`` may be here (a subclass: the full walk judges).
 _SHAPED = (*CONTAINERS, str)
+#: Not yet in :attr:`.Tables.bound`.
+_UNSEEN: Any = object()
 
 
 class _Doubt(Exception):
@@ -36,6 +38,7 @@ class _Doubt(Exception):
 class _Walk:
     def __init__(self, tables: Tables, types_by_url: dict[str, str]) -> None:
         self.tables, self.plain, self.binding_leaves = tables, tables.plain, tables.binding_leaves
+        self.bound = tables.bound
         self.types_by_url = types_by_url
         self.found: list[JSON] = []
 
@@ -43,12 +46,18 @@ class _Walk:
         if not node:
             raise _Doubt
         changes: dict[str, Any] | None = None
-        plain = self.plain
+        plain, bound = self.plain, self.bound
         for key, value in node.items():
             kind = type(value)
             if kind is str:
                 if not (value and plain.get(key)):
-                    self.string(key, value, elem, container, ext_key)
+                    # a bound leaf seen here before (Coding.system...): its codes, without a call
+                    by_elem = bound.get(key) if value else None
+                    codes = _UNSEEN if by_elem is None else by_elem.get(elem, _UNSEEN)
+                    if codes is _UNSEEN:
+                        self.string(key, value, elem, container, ext_key)
+                    elif codes is not None and value not in codes:
+                        raise _Doubt
                 continue
             if kind is dict:
                 if not value or key in SPECIAL_KEYS:
@@ -97,11 +106,15 @@ class _Walk:
             allowed = self.tables.targets.get(target)
             if problem is not None or (allowed and rtype not in allowed):
                 raise _Doubt
-        elif key in self.binding_leaves:
-            allowed = self.tables.allowed(elem + "." + key)
-            if allowed is not None and value not in allowed:
-                raise _Doubt
-        boolean, number = json_kind(key)
+            boolean, number = json_kind(key)
+        else:
+            boolean, number = json_kind(key)
+            if key in self.binding_leaves:
+                # a string leaf's codes are remembered for :meth:`object` (which then asks no more)
+                allowed = (self.tables.allowed(elem + "." + key) if boolean or number
+                           else self.tables.bound_codes(elem, key))
+                if allowed is not None and value not in allowed:
+                    raise _Doubt
         if (boolean or number) and key != "value":
             raise _Doubt
 

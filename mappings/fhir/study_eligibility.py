@@ -212,9 +212,13 @@ class EligibilityReader(ReadBase):
             "date_type", ext_value(holder, Ext.ENROLLMENT_TYPE, "valueCodeableConcept"), "enrollment.type"))
 
 
+#: A registry age: a number, one space, a unit word (``18 Years``).
+_AGE_QUANTITY = re.compile(r"(\d+(?:\.\d+)?) ([A-Za-z]+)")
+
+
 def age_quantity(text: str, units: Mapping[str, str]) -> JSON | None:
     """``'18 Years'`` -> UCUM Quantity keeping the published unit word; ``None`` if not exact."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?) ([A-Za-z]+)", text)
+    m = _AGE_QUANTITY.fullmatch(text)
     if not m or m.group(2) not in units:
         return None
     number = m.group(1)

@@ -50,7 +50,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from . import _module
 from .identity import full_url, parse_conditional_url
-from .model_schema import accepts, accepts_all
+from .model_schema import accepts, accepts_all, primitive_list_validator
 from .quick_walk import quick_walk
 from .systems import JSON
 from .walk_rules import (
@@ -119,7 +119,7 @@ def _values_validator(models_package: str, type_name: str) -> Any:
     if validator is None:
         return lambda values: False
     if isinstance(validator, _Adapter):
-        many: TypeAdapter[list[Any]] = TypeAdapter(list[validator.type])  # type: ignore[name-defined]  # a type known at run time
+        many = primitive_list_validator(validator.type)
 
         def primitives(values: list[Any]) -> bool:
             try:
@@ -234,7 +234,7 @@ class _Checker:
         """Whether every entry's resource passes the quick walk and the models take it, the
         extension values of all of them judged together (then no resource has a problem to name;
         else :meth:`check_resource` judges each)."""
-        extensions: list[tuple[str, JSON]] = []
+        extensions: list[JSON] = []
         for e in entries:
             res = e.get("resource") if isinstance(e, dict) else None
             if not isinstance(res, dict):
@@ -242,8 +242,8 @@ class _Checker:
             quick = quick_walk(res, self.tables, self.types_by_url)
             if quick is None or not self.model_accepts(res, quick[0]):
                 return False
-            extensions += [("", x) for x in quick[1]]
-        return not extensions or self.values_accepted(extensions)
+            extensions += quick[1]
+        return not extensions or self._values_accepted(extensions)
 
     def model_accepts(self, res: JSON, stripped: JSON) -> bool:
         """Whether the fast model validator takes ``stripped`` (``res`` without its extensions)."""
@@ -276,14 +276,23 @@ class _Checker:
         """Whether every extension holds only ``url``, ``id`` and values that their datatypes take,
         judged in one call per datatype (each call costs more than the check of one value); on a
         no, :meth:`parse` checks them one by one, for the same problems as always."""
-        by_type: dict[str, list[Any]] = {}
-        for _, x in extensions:
+        return self._values_accepted([x for _, x in extensions])
+
+    def _values_accepted(self, extensions: list[JSON]) -> bool:
+        """:meth:`values_accepted` of the extensions themselves (without their paths)."""
+        by_key: dict[str, list[Any]] = {}
+        for x in extensions:
             for key, value in x.items():
                 if key.startswith("value"):
-                    by_type.setdefault(key[5:], []).append(value)
-                elif key not in ("url", "id"):
+                    values = by_key.get(key)
+                    if values is None:
+                        by_key[key] = [value]
+                    else:
+                        values.append(value)
+                elif key != "url" and key != "id":
                     return False
-        return all(_values_validator(self.models_package, t)(values) for t, values in by_type.items())
+        package = self.models_package
+        return all(_values_validator(package, key[5:])(values) for key, values in by_key.items())
 
     def model_check(self, cls: Any, data: Any, where: str) -> None:
         if isinstance(cls, type) and accepts(cls, data):

@@ -80,7 +80,7 @@ def resolve(ref: str, container: JSON, types_by_url: dict[str, str]) -> tuple[An
 class Tables:
     """What a walk needs from a version's table, derived once per table (:func:`tables`):
     the models module, exact and ``*.suffix`` required bindings, reference targets, forbidden
-    extension value types, the leaf names of bound elements; and two memos of what those give
+    extension value types, the leaf names of bound elements; and memos of what those give
     per element name or path (never of anything checked)."""
 
     #: Memos stop growing at this many names (element names and paths come from the input).
@@ -97,6 +97,10 @@ class Tables:
         self.binding_leaves = frozenset(k.rsplit(".", 1)[-1] for k in bindings)
         self._allowed: dict[str, set[str] | None] = {}
         self.plain: dict[str, bool] = {}
+        #: leaf -> element path -> the codes of the required binding of ``path.leaf`` (``None``: not
+        #: bound), for a bound leaf that holds a string (:meth:`bound_codes`)
+        self.bound: dict[str, dict[str, set[str] | None]] = {}
+        self._bound_size = 0
 
     def allowed(self, elem: str) -> set[str] | None:
         """The codes of the required binding of element path ``elem`` (``None``: not bound)."""
@@ -109,6 +113,15 @@ class Tables:
             allowed = next((codes for suffix, codes in self.suffix if elem.endswith(suffix)), None)
         if len(self._allowed) < self.MEMO_LIMIT:
             self._allowed[elem] = allowed
+        return allowed
+
+    def bound_codes(self, elem: str, key: str) -> set[str] | None:
+        """:meth:`allowed` of ``elem.key``, for a ``key`` among the bound leaves whose value is a
+        string (:func:`json_kind`), remembered in :attr:`bound`."""
+        allowed = self.allowed(elem + "." + key)
+        if self._bound_size < self.MEMO_LIMIT:
+            self.bound.setdefault(key, {})[elem] = allowed
+            self._bound_size += 1
         return allowed
 
     def learn_plain(self, key: str) -> bool:

@@ -177,3 +177,25 @@ def test_unit_spellings_in_criteria_text():
     ]:
         test = recognise_text(text).test
         assert test is not None and test.unit == ucum, text
+
+
+def test_age_context_answers_as_the_age_context_pattern():
+    """``rules.age_context`` (two scans) says yes exactly where ``AGE_CTX.search`` finds a match:
+    on every line of the Leaf Clinical Trials corpus (normalised as items are) and on bounds that
+    only the anchored alternatives read."""
+    from pathlib import Path
+
+    from mappings.eligibility.rules import AGE_CTX, age_context, norm
+
+    corpus = Path(__file__).resolve().parent.parent.parent / "fixtures" / "lct"
+    texts = [norm(line) for path in sorted(corpus.glob("*.txt"))
+             for line in path.read_text("utf-8").splitlines() if line.strip()]
+    texts += ["over 18 years", "< 60 years", "from 18 to 25 years", "patients >= 18", "subjects < 65",
+              "men 18 - 40 yrs", "18 years", "over 18 years old", "patients > 18\n", " over 18 years", "",
+              "aged 18", "the older", "y/o", "adult patients over 18 years", "1 2 3"]
+    found = 0
+    for text in texts:
+        expected = AGE_CTX.search(text) is not None
+        assert age_context(text) is expected, text
+        found += expected
+    assert 100 < found < len(texts) - 100

@@ -28,6 +28,21 @@ def test_prune_drops_only_empty_values():
     assert prune({"a": None, "b": [], "c": {}, "d": 0, "e": False, "f": ""}) == {"d": 0, "e": False, "f": ""}
 
 
+def test_prune_keeps_what_the_comparisons_with_empty_containers_kept():
+    """``prune`` drops a value exactly when ``v is None or v == [] or v == {}`` (its former test)."""
+    from collections import OrderedDict
+    from decimal import Decimal
+
+    class Items(list):
+        pass
+
+    values = [None, [], {}, 0, 0.0, False, True, "", "x", (), set(), frozenset(), Decimal(0), Decimal("0.0"),
+              [None], [[]], {"a": None}, {"": 0}, Items(), Items([1]), OrderedDict(), OrderedDict(a=1),
+              b"", 7]
+    data = {str(i): v for i, v in enumerate(values)}
+    assert prune(data) == {k: v for k, v in data.items() if not (v is None or v == [] or v == {})}
+
+
 def test_extensions_are_built_and_read():
     element = add_extensions({}, [ext("u", valueString="x"), None, ext("u", valueString="y")])
     assert ext_value(element, "u", "valueString") == "x"

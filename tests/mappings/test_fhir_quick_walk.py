@@ -149,3 +149,49 @@ def test_validate_bundle_names_the_same_problems_with_the_quick_walk_and_without
             assert type(exc) is expected
     assert sum(1 for _, expected in cases if expected == []) > 10
     assert sum(1 for _, expected in cases if isinstance(expected, list) and expected) > 100
+
+
+def _bound_leaves(node: object, elem: str, out: list) -> None:
+    """(parent object, key, element path) of every string leaf named by a required binding."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and key in ("system", "use", "type", "status", "membership"):
+                out.append((node, key, elem))
+            elif key not in ("extension", "contained"):
+                _bound_leaves(value, f"{elem}.{key}", out)
+    elif isinstance(node, list):
+        for item in node:
+            _bound_leaves(item, elem, out)
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+def test_a_bound_leaf_seen_before_is_judged_by_its_remembered_codes(version):
+    """The second time a bound string leaf (``telecom.system``, ``identifier.use``...) is met, the
+    quick walk takes its codes from ``Tables.bound`` without a call: a code out of the binding is
+    still a doubt there, and the full walk names it; one in the binding is not."""
+    bundles = _bundles(version)
+    for bundle in bundles:  # every leaf seen once: remembered
+        checker = _checker(bundle, version)
+        for e in bundle["entry"]:
+            assert quick_walk(e["resource"], checker.tables, checker.types_by_url) is not None
+    remembered = doubted = 0
+    for bundle in bundles:
+        checker = _checker(bundle, version)
+        for e in bundle["entry"]:
+            leaves: list = []
+            _bound_leaves(e["resource"], e["resource"]["resourceType"], leaves)
+            for parent, key, elem in leaves:
+                codes = checker.tables.bound.get(key, {}).get(elem)
+                if codes is None:
+                    continue
+                remembered += 1
+                good = parent[key]
+                parent[key] = "not-a-code"
+                try:
+                    assert quick_walk(e["resource"], checker.tables, checker.types_by_url) is None
+                    assert _full(checker, e["resource"]) is None
+                    doubted += 1
+                finally:
+                    parent[key] = good
+                assert quick_walk(e["resource"], checker.tables, checker.types_by_url) is not None
+    assert remembered == doubted > 10

@@ -97,3 +97,21 @@ def test_the_fixture_records_pass():
     for path in ALL_RECORDS:
         if path.suffix == ".json":
             json.dumps(values.loads(path.read_text("utf-8")), default=str)
+
+
+def test_an_escape_u_is_found_in_the_marked_bytes_where_the_text_has_it():
+    """``loads`` looks for ``\\u`` in the marked bytes (``values._ESCAPE_U``), not in the text:
+    the same answer for texts of every kind of character (ASCII, Latin, CJK, emoji)."""
+    import random
+
+    rng = random.Random("escape-u")
+    pieces = ["\\", "u", "\\u", "\\\\", "0", "e", "é", "ü", "€", "中", "😀", '"', " ", "a", "\n"]
+    checked = found = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 12)))
+        marked = values._marked(text)
+        assert marked is not None
+        assert (values._ESCAPE_U.search(marked) is not None) == ("\\u" in text), text
+        checked += 1
+        found += "\\u" in text
+    assert 300 < found < checked - 300
