@@ -213,7 +213,7 @@ class _Checker:
         to name); else all again, naming each problem."""
         quick = quick_walk(res, self.tables, self.types_by_url)
         if (quick is not None and self.model_accepts(res, quick[0])
-                and (not quick[1] or self.values_accepted([("", x) for x in quick[1]]))):
+                and (not quick[1] or self.values_accepted(quick[1]))):
             return
         mark = len(self.problems)
         extensions: list[tuple[str, JSON]] = []
@@ -243,7 +243,7 @@ class _Checker:
             if quick is None or not self.model_accepts(res, quick[0]):
                 return False
             extensions += quick[1]
-        return not extensions or self._values_accepted(extensions)
+        return not extensions or self.values_accepted(extensions)
 
     def model_accepts(self, res: JSON, stripped: JSON) -> bool:
         """Whether the fast model validator takes ``stripped`` (``res`` without its extensions)."""
@@ -263,7 +263,7 @@ class _Checker:
             self.add(where, f"unknown resource type {res.get('resourceType')!r}")
             return
         self.model_check(cls, stripped, where)
-        if extensions and self.values_accepted(extensions):
+        if extensions and self.values_accepted([x for _, x in extensions]):
             return
         for path, x in extensions:
             for key, value in x.items():
@@ -272,14 +272,10 @@ class _Checker:
                 elif key not in ("url", "id"):
                     self.add(path, f"unknown element {key!r} in an extension")
 
-    def values_accepted(self, extensions: list[tuple[str, JSON]]) -> bool:
+    def values_accepted(self, extensions: list[JSON]) -> bool:
         """Whether every extension holds only ``url``, ``id`` and values that their datatypes take,
         judged in one call per datatype (each call costs more than the check of one value); on a
         no, :meth:`parse` checks them one by one, for the same problems as always."""
-        return self._values_accepted([x for _, x in extensions])
-
-    def _values_accepted(self, extensions: list[JSON]) -> bool:
-        """:meth:`values_accepted` of the extensions themselves (without their paths)."""
         by_key: dict[str, list[Any]] = {}
         for x in extensions:
             for key, value in x.items():
