@@ -29,8 +29,8 @@ from mappings.eligibility import Criterion, CriterionResult, Verdict, VerdictSta
 from mappings.eligibility.evaluate import ALIVE
 
 from .client import FhirClient, Params, Resource
-from .cohort_plan import Search, SearchPlan, plan_searches
-from .errors import NotFound
+from .cohort_plan import PAGING, Search, SearchPlan, plan_searches
+from .errors import FhirHttpError, NotFound
 from .prescreen import PAGE_SIZE, PrescreenResult, check_nct, prescreen, study_criteria
 
 __all__ = ["CohortResult", "Funnel", "Sink", "Step", "criterion_labels", "screen"]
@@ -178,6 +178,8 @@ class CohortResult:
     evaluated: int = 0
     seconds: float = 0.0
     tag: str | None = None
+    #: Why the candidate searches were read a second time (fewer patients came than were counted).
+    reread: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The summary (funnel, counts, plan) as JSON data."""
@@ -194,6 +196,7 @@ class CohortResult:
             "verdicts": dict(sorted(self.funnel.verdicts.items())),
             "funnel": self.funnel.rows(),
             "searches": self.plan.describe(),
+            "reread": list(self.reread),
             "seconds": round(self.seconds, 3),
         }
 
@@ -294,7 +297,7 @@ def _page(bundle: Resource) -> tuple[list[Resource], dict[str, list[Resource]], 
 
 
 def _count(client: FhirClient, search: Search) -> int:
-    params = {k: v for k, v in search.items() if k not in ("_revinclude", "_count")}
+    params = {k: v for k, v in search.items() if k not in ("_revinclude", "_count", *PAGING)}
     bundle = next(client.search_bundles("Patient", {**params, "_summary": "count"}))
     total = bundle.get("total")
     return total if isinstance(total, int) else 0
@@ -334,10 +337,13 @@ def screen(
     result.ruled_out_by_server = ruled_out
     if progress:
         progress(ruled_out, total)
+    seen: set[str] = set()
     for bundle in _pages(client, plan.candidate_searches, workers):
-        _screen_page(client, nct, day, chosen, bundle, result, sink)
+        _screen_page(client, nct, day, chosen, bundle, result, sink, seen)
         if progress:
             progress(funnel.total, max(total, funnel.total))
+    if funnel.total < total:
+        _read_again(client, nct, day, chosen, result, sink, seen, total)
     result.seconds = time.monotonic() - started
     return result
 
@@ -374,7 +380,7 @@ class _Reader:
     def _read(self) -> None:
         try:
             while (search := self._next()) is not None:
-                for bundle in self._client.search_bundles("Patient", search):
+                for bundle in _search_pages(self._client, search):
                     if not self._put(bundle):
                         return
         except BaseException as exc:  # handed to the consumer, which raises it
@@ -403,9 +409,29 @@ def _pages(client: FhirClient, searches: Sequence[Search], workers: int) -> Iter
     """The pages of every search (in parallel when ``workers`` > 1)."""
     if workers <= 1:
         for search in searches:
-            yield from client.search_bundles("Patient", search)
+            yield from _search_pages(client, search)
         return
     yield from _Reader(client, searches, workers)
+
+
+def _unpaged(search: Search) -> Search:
+    return {k: v for k, v in search.items() if k not in PAGING}
+
+
+def _search_pages(client: FhirClient, search: Search) -> Iterator[Resource]:
+    """The pages of one candidate search; a server that refuses the paging parameters
+    (:data:`adapter.cohort_plan.PAGING`, with a 400) is asked without them."""
+    pages = client.search_bundles("Patient", search)
+    try:
+        first = next(pages, None)
+    except FhirHttpError as exc:
+        if exc.status != 400 or _unpaged(search) == search:
+            raise
+        pages = client.search_bundles("Patient", _unpaged(search))
+        first = next(pages, None)
+    if first is not None:
+        yield first
+        yield from pages
 
 
 def _read_related(client: FhirClient, ids: Sequence[str], codes: Iterable[str]) -> dict[str, list[Resource]]:
@@ -440,9 +466,12 @@ def _screen_page(
     bundle: Resource,
     result: CohortResult,
     sink: Sink | None,
+    seen: set[str],
 ) -> None:
+    """Give every patient of the page not in ``seen`` prescreen's verdict (and add it to ``seen``)."""
     patients, related, included = _page(bundle)
-    by_id = {p["id"]: p for p in patients if isinstance(p.get("id"), str)}
+    by_id = {p["id"]: p for p in patients if isinstance(p.get("id"), str) and p["id"] not in seen}
+    seen.update(by_id)
     if included >= INCLUDE_LIMIT:
         related = _read_related(client, list(by_id), result.plan.observation_codes)
     local = cast(FhirClient, _PageClient(client, by_id, related, True))
@@ -456,3 +485,28 @@ def _screen_page(
             result.candidates += 1
             if sink is not None:
                 sink.candidate(one)
+
+
+def _read_again(
+    client: FhirClient,
+    nct: str,
+    day: datetime.date,
+    criteria: list[Criterion],
+    result: CohortResult,
+    sink: Sink | None,
+    seen: set[str],
+    total: int,
+) -> None:
+    """Fewer patients were screened than the server counted at the start.  Pages asked for by
+    position are answered one by one, so a patient deleted or re-dated on the server while they were
+    read shifts the later pages, and a patient may have been given twice (screened once: ``seen``) or
+    not at all.  So the candidate searches are read again with the server's own paging (a search it
+    keeps), and the patients not yet screened are screened; the result says so (``reread``)."""
+    result.reread.append(
+        f"{result.funnel.total} of the {total} patients counted at the start were screened (a patient "
+        "deleted or re-dated while pages were read by position shifts the pages after it): the "
+        "candidate searches were read again with the server's paging"
+    )
+    for search in result.plan.candidate_searches:
+        for bundle in client.search_bundles("Patient", _unpaged(search)):
+            _screen_page(client, nct, day, criteria, bundle, result, sink, seen)

@@ -66,7 +66,9 @@ def format_funnel(summary: dict[str, Any]) -> str:
             f"{n:>3} {row['criterion']:20} {row['dropped']:>8} {row['remaining']:>9} {row['review']:>7}"
         )
     verdicts = ", ".join(f"{k}: {v}" for k, v in summary["verdicts"].items())
-    return "\n".join([*lines, "", f"verdicts: {verdicts}"]) + "\n"
+    lines += ["", f"verdicts: {verdicts}"]
+    lines += [f"note: {line}" for line in summary.get("reread", [])]
+    return "\n".join(lines) + "\n"
 
 
 def run_cohort(args: argparse.Namespace, server: ServerConfig) -> int:

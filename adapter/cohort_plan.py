@@ -29,7 +29,7 @@ from mappings.eligibility.dates import shift
 
 from .prescreen import needed_observation_codes
 
-__all__ = ["MARGIN_DAYS", "Search", "SearchPlan", "plan_searches"]
+__all__ = ["MARGIN_DAYS", "PAGING", "Search", "SearchPlan", "plan_searches"]
 
 #: Days added to each side of the birth-date range the server filters on.
 MARGIN_DAYS = 3
@@ -43,6 +43,11 @@ _YEARS = {"a": 1}
 
 #: One search's parameters (a list for a repeated parameter).
 Search = dict[str, str | list[str]]
+#: How candidate pages are asked for: in a stable order, by position.  A server that pages by offset
+#: (HAPI's ``_offset``) answers each page by itself, without keeping a search to page through (and
+#: without HAPI's pauses before the pages its last pass did not load: docs/design/cohort.md); one
+#: that does not ignores ``_offset`` and gives its own paging links, which are followed all the same.
+PAGING: Search = {"_sort": "_id", "_offset": "0"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,8 @@ class SearchPlan:
             )
         else:
             out.append("server filter: none (no age range to search on); every patient is evaluated")
-        out.append("read per page: Patient with _revinclude Condition:subject, Observation:subject")
+        out.append("read per page: Patient with _revinclude Condition:subject, Observation:subject, "
+                   "sorted by _id, by _offset where the server pages that way")
         return out
 
 
@@ -133,7 +139,7 @@ def plan_searches(criteria: Sequence[Criterion], as_of: datetime.date, tag: str 
     """The searches and funnel order for ``criteria`` evaluated on ``as_of`` (optionally only the
     Patients tagged ``tag``, a ``system|code`` token)."""
     base: Search = {"_tag": tag} if tag else {}
-    reads: Search = {"_revinclude": list(_REVINCLUDE), "_count": str(PAGE_PATIENTS)}
+    reads: Search = {"_revinclude": list(_REVINCLUDE), "_count": str(PAGE_PATIENTS), **PAGING}
     codes = frozenset(needed_observation_codes(criteria))
     found = _age_criterion(criteria)
     if found is None:

@@ -11,14 +11,16 @@ from typing import Any
 
 import pytest
 
-from adapter.cohort import Funnel, _page, _PageClient, _pages, criterion_labels
+from adapter.cohort import CohortResult, Funnel, _page, _PageClient, _pages, criterion_labels, screen
 from adapter.config import ServerConfig
+from adapter.errors import FhirHttpError
 from adapter.prescreen import PrescreenResult, prescreen
 from mappings.eligibility import (
     Criterion,
     CriterionResult,
     Kind,
     Outcome,
+    SexTest,
     Status,
     Verdict,
     VerdictStatus,
@@ -216,3 +218,85 @@ def test_a_reader_thread_error_reaches_the_screen():
         list(_pages(Failing(), searches, workers=3))  # type: ignore[arg-type]
     assert len(list(_pages(Failing(), [searches[0], searches[2]], workers=3))) == 2  # type: ignore[arg-type]
     assert len(list(_pages(Failing(), [searches[0]], workers=1))) == 1  # type: ignore[arg-type]
+
+
+class ByPosition:
+    """A server paging by ``_offset`` over ``patients`` (sorted by id, two a page) that runs
+    ``change(patients)`` after its first page: a patient deleted or added meanwhile shifts the
+    pages after it.  Without ``_offset`` it pages a copy taken when the search starts (a kept
+    search); ``refuse`` answers ``_offset`` with a 400."""
+
+    config = ServerConfig(name="fake", base_url="http://fake.test/fhir", fhir_version="R4")
+
+    def __init__(self, patients: list[str], change: Any = None, refuse: bool = False) -> None:
+        self.patients, self.change, self.refuse = sorted(patients), change, refuse
+        self.asked: list[dict[str, Any]] = []
+
+    @staticmethod
+    def bundle(ids: list[str]) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "entry": [
+            {"resource": {"resourceType": "Patient", "id": i, "gender": "female", "birthDate": "1980-05-05"},
+             "search": {"mode": "match"}} for i in ids]}
+
+    def search_bundles(self, resource_type: str, params: Any = None):
+        self.asked.append(dict(params))
+        if params.get("_summary") == "count":
+            yield {"resourceType": "Bundle", "total": len(self.patients)}
+            return
+        if "_offset" not in params:
+            kept = list(self.patients)
+            for n in range(0, len(kept), 2):
+                yield self.bundle(kept[n:n + 2])
+            return
+        if self.refuse:
+            raise FhirHttpError.for_status("unknown parameter _offset", status=400)
+        offset = int(params["_offset"])
+        while offset < len(self.patients):
+            yield self.bundle(self.patients[offset:offset + 2])
+            if offset == 0 and self.change:
+                self.change(self.patients)
+                self.change = None
+            offset += 2
+
+
+SEX = [Criterion("sex", Kind.INCLUSION, Status.COMPUTABLE, "female", test=SexTest(frozenset({"female"})))]
+
+
+def screened(server: ByPosition, monkeypatch) -> tuple[list[str], CohortResult]:
+    """The patients the screen evaluated, in order, and its result (two patients a page)."""
+    monkeypatch.setattr("adapter.cohort_plan.PAGE_PATIENTS", 2)
+    evaluated: list[str] = []
+    real = prescreen
+
+    def spy(client, nct, patient, **kwargs):
+        evaluated.append(patient)
+        return real(client, nct, patient, **kwargs)
+
+    monkeypatch.setattr("adapter.cohort.prescreen", spy)
+    result = screen(server, "NCT03945487", as_of=DAY, criteria=SEX, workers=1)  # type: ignore[arg-type]
+    return evaluated, result
+
+
+def test_a_patient_deleted_while_pages_are_read_by_position_costs_no_other_patient(monkeypatch):
+    server = ByPosition(["a", "b", "c", "d", "e"], change=lambda ps: ps.remove("a"))
+    evaluated, result = screened(server, monkeypatch)
+    # by position, "c" moves to the first page once "a" is gone: the second page starts at "d"
+    assert evaluated == ["a", "b", "d", "e", "c"]
+    assert (result.funnel.total, result.candidates) == (5, 5)
+    assert len(result.reread) == 1 and "4 of the 5 patients" in result.reread[0]
+    assert "_offset" not in server.asked[-1] and "_sort" not in server.asked[-1]
+
+
+def test_a_patient_added_while_pages_are_read_by_position_is_not_screened_twice(monkeypatch):
+    server = ByPosition(["b", "c", "d"], change=lambda ps: ps.insert(0, "a"))
+    evaluated, result = screened(server, monkeypatch)
+    assert evaluated == ["b", "c", "d"]  # "b" comes again on page 2: screened once
+    assert result.funnel.total == 3 and result.reread == []
+    assert all("_offset" in p for p in server.asked if "_summary" not in p)
+
+
+def test_a_server_that_refuses_paging_by_position_is_asked_without_it(monkeypatch):
+    server = ByPosition(["a", "b", "c"], refuse=True)
+    evaluated, result = screened(server, monkeypatch)
+    assert evaluated == ["a", "b", "c"] and result.reread == []
+    assert "_offset" in server.asked[1] and "_offset" not in server.asked[2]

@@ -74,7 +74,7 @@ def test_without_an_age_criterion_every_patient_is_read():
     plan = plan_searches([sex], DAY)
     assert plan.filtered is None and plan.excluded_searches == ()
     assert plan.candidate_searches == ({"_revinclude": ["Condition:subject", "Observation:subject"],
-                                        "_count": "50"},)
+                                        "_count": "50", "_sort": "_id", "_offset": "0"},)
     assert "none" in plan.describe()[0]
 
 

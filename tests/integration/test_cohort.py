@@ -172,6 +172,50 @@ def test_pages_whose_includes_were_cut_short_are_read_a_page_at_a_time(client, l
     assert len(counting.searches) < result.evaluated
 
 
+class _DeletingAfterFirstPage:
+    """A client that, once it has handed over the first page of a search by position, deletes that
+    page's first patient on the server (as another user might while a screen runs)."""
+
+    def __init__(self, real: FhirClient) -> None:
+        self.real, self.config = real, real.config
+        self.deleted: str | None = None
+        self.next_links: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def search_bundles(self, resource_type: str, params: Any = None) -> Iterator[Any]:
+        for bundle in self.real.search_bundles(resource_type, params):
+            self.next_links += [link["url"] for link in bundle.get("link", []) if link["relation"] == "next"]
+            yield bundle
+            matches = [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+            if self.deleted is None and "_offset" in (params or {}) and matches:
+                self.real.delete("Patient", matches[0])
+                self.deleted = matches[0]
+
+
+def test_a_patient_deleted_during_the_screen_costs_no_other_patient(client, loaded, criteria, monkeypatch):
+    """HAPI pages the screen's searches by position (``_offset``): a patient deleted after the first
+    page shifts the next ones, which would skip a patient; the screen counts the patients first, reads
+    its searches again with HAPI's own paging when patients are missing, and evaluates every patient once."""
+    monkeypatch.setattr("adapter.cohort_plan.PAGE_PATIENTS", 2)
+    tag = f"https://trialbridge.dev/fhir/CodeSystem/test-run|shift-{time.time_ns()}"
+    ids = [client.create({"resourceType": "Patient", "meta": {"tag": [{"system": tag.split("|")[0],
+                                                                       "code": tag.split("|")[1]}]},
+                          "gender": "female", "birthDate": "1980-05-05"}).resource["id"] for _ in range(7)]
+    deleting = _DeletingAfterFirstPage(client)
+    try:
+        result = screen(cast(FhirClient, deleting), NCT, as_of=AS_OF, tag=tag, criteria=criteria, workers=1)
+    finally:
+        for pid in ids:
+            if pid != deleting.deleted:
+                client.delete("Patient", pid)
+    assert deleting.deleted in ids
+    assert any("_offset=2" in url for url in deleting.next_links), "HAPI pages these searches by position"
+    assert (result.evaluated, result.funnel.total) == (7, 7), "each patient once, the deleted one included"
+    assert len(result.reread) == 1 and "6 of the 7 patients" in result.reread[0]
+
+
 def test_prescreen_answered_from_a_page_gives_the_servers_answer(client, loaded, criteria):
     """The Synthea-shaped verdict cases (a component HBsAg panel, a deceased patient, descendant and
     ICD-10 codes): prescreen against the page client gives what it gives against the server --
