@@ -125,6 +125,22 @@ def needed_observation_codes(criteria: Sequence[Criterion]) -> list[str]:
     return sorted(tokens)
 
 
+#: The last criteria asked about and the codes of their Observations: a caller screening many
+#: patients (a cohort) passes the same criteria each time, checked object by object (a Criterion is
+#: immutable), so they are worked out once.
+_last_codes: tuple[tuple[Criterion, ...], list[str]] = ((), [])
+
+
+def _observation_codes(criteria: Sequence[Criterion]) -> list[str]:
+    global _last_codes
+    last, codes = _last_codes
+    if len(last) == len(criteria) and all(a is b for a, b in zip(last, criteria, strict=True)):
+        return codes
+    codes = needed_observation_codes(criteria)
+    _last_codes = (tuple(criteria), codes)
+    return codes
+
+
 def _by_id(resource: Resource) -> str:
     return str(resource.get("id"))
 
@@ -249,7 +265,7 @@ def prescreen(client: FhirClient, nct: str, patient: str, as_of: datetime.date |
         raise NotFound(f"no Patient/{pid} on server {client.config.name}", status=exc.status,
                        operation_outcome=exc.operation_outcome) from None
     chosen = list(criteria) if criteria is not None else study_criteria(client, nct)
-    resources = patient_resources(client, found, needed_observation_codes(chosen))
+    resources = patient_resources(client, found, _observation_codes(chosen))
     facts = patient_facts_from_fhir(resources, day)
     own = configured(client) if terminology is None else None
     try:

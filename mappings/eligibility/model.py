@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 
 from .. import units
 from ..errors import MappingIssue
@@ -372,6 +373,12 @@ class ConditionFact:
     abatement: str | None = None
     recorded: str | None = None
     text: str | None = None
+
+    @cached_property
+    def match_key(self) -> tuple[tuple[tuple[str | None, str, str | None], ...], str | None]:
+        """The codings and the text as plain values (worked out once): what a value-set answer
+        depends on, for the table terminology's memory (:mod:`.terminology`)."""
+        return tuple((c.system, c.code, c.display) for c in self.codings), self.text
 
 
 @dataclass(frozen=True)

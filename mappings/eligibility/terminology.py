@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any, Protocol
 
 from . import icd10cm
@@ -243,14 +243,30 @@ def concept_match(fact: ConditionFact, concept: Concept, term: Terminology | Non
     ``named`` when they name the concept, ``not a member`` when they do not (said so in ``why``),
     ``unchecked`` when the terminology failed (a server error) and nothing names it."""
     if term is None or type(term) is TableTerminology:
-        return _table_match(fact.codings, fact.text, concept)
+        return _table_match(fact, concept)
     return _match(fact.codings, fact.text, concept, term)
 
 
-@lru_cache(maxsize=1 << 16)
-def _table_match(codings: tuple[Coding, ...], text: str | None, concept: Concept) -> CodeMatch:
-    """:func:`_match` with the shipped table: pure, so remembered (a population repeats its codes)."""
-    return _match(codings, text, concept, _TABLE)
+#: The shipped table's answers, remembered across patients (a population repeats its codes): the
+#: record's codings and text as plain values (:attr:`ConditionFact.match_key`) and the concept's id
+#: -> the concept and the answer.  Plain keys are hashed and compared in C, where the dataclasses'
+#: own would run Python code for every record and criterion; a concept is checked to be the one
+#: remembered, so two concepts sharing an id cannot mix.
+_REMEMBERED: dict[tuple[Any, str], tuple[Concept, CodeMatch]] = {}
+_REMEMBER_AT_MOST = 1 << 16
+
+
+def _table_match(fact: ConditionFact, concept: Concept) -> CodeMatch:
+    """:func:`_match` with the shipped table: pure, so remembered."""
+    key = (fact.match_key, concept.id)
+    found = _REMEMBERED.get(key)
+    if found is not None and (found[0] is concept or found[0] == concept):
+        return found[1]
+    answer = _match(fact.codings, fact.text, concept, _TABLE)
+    if len(_REMEMBERED) >= _REMEMBER_AT_MOST:
+        _REMEMBERED.clear()
+    _REMEMBERED[key] = (concept, answer)
+    return answer
 
 
 def _match(codings: tuple[Coding, ...], text: str | None, concept: Concept, term: Terminology) -> CodeMatch:

@@ -156,3 +156,17 @@ def test_the_service_refuses_bad_requests_before_any_call(web, path, kwargs, sta
     assert resp.status_code == status, resp.get_data(as_text=True)
     body = resp.get_json(force=True)
     assert body["resourceType"] == "OperationOutcome" and text in body["issue"][0]["diagnostics"]
+
+
+def test_the_observation_codes_are_those_of_the_criteria_asked_about():
+    """Worked out once for the criteria a caller passes again (a cohort), afresh for others."""
+    from adapter.prescreen import _observation_codes
+
+    labs = [c for c in CRITERIA if needed_observation_codes([c])]
+    assert labs and len(labs) < len(CRITERIA)
+    assert _observation_codes(CRITERIA) == needed_observation_codes(CRITERIA)
+    assert _observation_codes(list(CRITERIA)) is _observation_codes(CRITERIA)
+    assert _observation_codes(labs[:1]) == needed_observation_codes(labs[:1])
+    without = [c for c in CRITERIA if c is not labs[0]]
+    assert _observation_codes(without) == needed_observation_codes(without)
+    assert _observation_codes([]) == []

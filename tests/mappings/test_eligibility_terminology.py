@@ -3,6 +3,8 @@ fragment, ICD-10 ranges, equivalents, related codes, and the record's name when 
 
 from __future__ import annotations
 
+import dataclasses
+
 from mappings.eligibility import Coding, ConditionFact, icd10cm
 from mappings.eligibility.tables import load_table, tables
 from mappings.eligibility.terminology import (
@@ -35,6 +37,23 @@ def test_synthea_colon_cancer_codes_are_descendants_of_malignant_neoplastic_dise
         m = concept_match(fact(SNOMED, code), MALIGNANCY)
         assert m.membership is Membership.MEMBER and "descendant of 363346000" in m.why
     assert concept_match(fact(SNOMED, "93761005"), HCC).membership is Membership.NOT_MEMBER
+
+
+def test_remembered_answers_are_for_the_same_concept_and_the_same_record():
+    """The table's answers are remembered across patients by the record's plain codings and text
+    and the concept's id: a concept with the same id but other codes, or a record with another
+    display or text, is answered afresh."""
+    code = fact(SNOMED, "93761005")
+    assert concept_match(code, MALIGNANCY).membership is Membership.MEMBER
+    other = dataclasses.replace(MALIGNANCY, snomed=("26929004",), icd10=())
+    assert concept_match(code, other).membership is Membership.NOT_MEMBER
+    assert concept_match(code, MALIGNANCY).membership is Membership.MEMBER
+    named = fact(SNOMED, "0000000", text="malignant neoplasm of colon")
+    assert concept_match(named, MALIGNANCY).membership is Membership.NAMED
+    assert concept_match(fact(SNOMED, "0000000", text="sprained ankle"), MALIGNANCY).membership \
+        is Membership.NOT_MEMBER
+    assert concept_match(fact(SNOMED, "0000000", display="malignant neoplasm of colon"), MALIGNANCY) \
+        .membership is Membership.NAMED
 
 
 def test_codes_outside_the_fragment_are_unknown_not_absent():
