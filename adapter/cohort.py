@@ -327,11 +327,11 @@ def screen(
     started = time.monotonic()
     day = as_of or datetime.date.today()
     chosen = list(criteria) if criteria is not None else study_criteria(client, nct)
-    plan = plan_searches(chosen, day, tag)
+    total = _count(client, {"_tag": tag} if tag else {})
+    plan = plan_searches(chosen, day, tag, total)
     name, version = client.config.name, client.config.fhir_version
     funnel = Funnel.for_criteria(chosen, plan.order, criterion_labels(chosen))
     result = CohortResult(nct, name, version, day, plan, funnel, tag=tag)
-    total = _count(client, {"_tag": tag} if tag else {})
     ruled_out = sum(_count(client, s) for s in plan.excluded_searches)
     funnel.add_ruled_out(ruled_out)
     result.ruled_out_by_server = ruled_out

@@ -29,12 +29,19 @@ from mappings.eligibility.dates import shift
 
 from .prescreen import needed_observation_codes
 
-__all__ = ["MARGIN_DAYS", "PAGING", "Search", "SearchPlan", "plan_searches"]
+__all__ = ["BY_POSITION_AT_MOST", "MARGIN_DAYS", "PAGING", "SLICE_PATIENTS", "Search", "SearchPlan",
+           "plan_searches"]
 
 #: Days added to each side of the birth-date range the server filters on.
 MARGIN_DAYS = 3
 #: Disjoint birth-date slices the in-range search is split into, so that pages can be read in parallel.
 SLICES = 6
+#: Patients a slice is planned to hold at most, on average: a big server gets more slices.
+SLICE_PATIENTS = 2000
+#: The most patients a search other than a slice may hold to be paged by position (:data:`PAGING`):
+#: a page by position costs the server a search of them all, so a search of a bigger server that is
+#: not sliced (no birth date, deceased, no age criterion) is paged by the server.
+BY_POSITION_AT_MOST = SLICES * SLICE_PATIENTS
 #: Patients per page of a candidate search (each with its Conditions and Observations).
 PAGE_PATIENTS = 50
 _REVINCLUDE = ("Condition:subject", "Observation:subject")
@@ -43,10 +50,11 @@ _YEARS = {"a": 1}
 
 #: One search's parameters (a list for a repeated parameter).
 Search = dict[str, str | list[str]]
-#: How candidate pages are asked for: in a stable order, by position.  A server that pages by offset
-#: (HAPI's ``_offset``) answers each page by itself, without keeping a search to page through (and
-#: without HAPI's pauses before the pages its last pass did not load: docs/design/cohort.md); one
-#: that does not ignores ``_offset`` and gives its own paging links, which are followed all the same.
+#: How the pages of the birth-date slices are asked for: in a stable order, by position.  A server
+#: that pages by offset (HAPI's ``_offset``) answers each page by itself, without keeping a search to
+#: page through (and without HAPI's pauses before the pages its last pass did not load:
+#: docs/design/cohort.md); one that does not ignores ``_offset`` and gives its own paging links,
+#: which are followed all the same.
 PAGING: Search = {"_sort": "_id", "_offset": "0"}
 
 
@@ -74,8 +82,10 @@ class SearchPlan:
             )
         else:
             out.append("server filter: none (no age range to search on); every patient is evaluated")
-        out.append("read per page: Patient with _revinclude Condition:subject, Observation:subject, "
-                   "sorted by _id, by _offset where the server pages that way")
+        out.append("read per page: Patient with _revinclude Condition:subject, Observation:subject; "
+                   "the birth-date slices (and every search, on a server of at most "
+                   f"{BY_POSITION_AT_MOST:,} patients) sorted by _id, by _offset where the server "
+                   "pages that way")
         return out
 
 
@@ -120,26 +130,37 @@ def _birth_range(
 
 
 def _slices(
-    earliest: datetime.date | None, latest: datetime.date | None, whole: list[str]
-) -> list[list[str]]:
-    """The birth-date range as :data:`SLICES` disjoint ranges (searched in parallel), or whole."""
-    if earliest is None or latest is None or (latest - earliest).days < SLICES:
-        return [whole]
-    step = (latest - earliest) / SLICES
-    cuts = [earliest + step * n for n in range(SLICES)] + [latest]
-    out = [[f"ge{cuts[n].isoformat()}", f"lt{cuts[n + 1].isoformat()}"] for n in range(SLICES - 1)]
-    return [*out, [f"ge{cuts[-2].isoformat()}", f"le{latest.isoformat()}"]]
+    earliest: datetime.date | None, latest: datetime.date | None, whole: list[str], patients: int | None
+) -> list[Search]:
+    """The birth-date range as disjoint ranges, searched in parallel and paged by position: at least
+    :data:`SLICES`, and more for a big server, so that no slice holds many more than
+    :data:`SLICE_PATIENTS` patients (a page by position costs the server a search of its whole
+    slice).  A range without two bounds, or of fewer days than slices, is searched whole, with the
+    server's own paging."""
+    count = max(SLICES, -(-(patients or 0) // SLICE_PATIENTS))
+    if earliest is None or latest is None or (latest - earliest).days < count:
+        return [{"birthdate": whole}]
+    step = (latest - earliest) / count
+    cuts = [earliest + step * n for n in range(count)] + [latest]
+    out = [[f"ge{cuts[n].isoformat()}", f"lt{cuts[n + 1].isoformat()}"] for n in range(count - 1)]
+    out.append([f"ge{cuts[-2].isoformat()}", f"le{latest.isoformat()}"])
+    return [{"birthdate": r, **PAGING} for r in out]
 
 
 def _with(base: Search, **params: str) -> Search:
     return {**base, **params}
 
 
-def plan_searches(criteria: Sequence[Criterion], as_of: datetime.date, tag: str | None = None) -> SearchPlan:
+def plan_searches(
+    criteria: Sequence[Criterion], as_of: datetime.date, tag: str | None = None, patients: int | None = None
+) -> SearchPlan:
     """The searches and funnel order for ``criteria`` evaluated on ``as_of`` (optionally only the
-    Patients tagged ``tag``, a ``system|code`` token)."""
+    Patients tagged ``tag``, a ``system|code`` token; ``patients``: how many the server holds, which
+    sets how many birth-date slices are read)."""
     base: Search = {"_tag": tag} if tag else {}
-    reads: Search = {"_revinclude": list(_REVINCLUDE), "_count": str(PAGE_PATIENTS), **PAGING}
+    reads: Search = {"_revinclude": list(_REVINCLUDE), "_count": str(PAGE_PATIENTS)}
+    if patients is not None and patients <= BY_POSITION_AT_MOST:
+        reads.update(PAGING)
     codes = frozenset(needed_observation_codes(criteria))
     found = _age_criterion(criteria)
     if found is None:
@@ -160,7 +181,7 @@ def plan_searches(criteria: Sequence[Criterion], as_of: datetime.date, tag: str 
     inside["birthdate"] = ranges
     excluded = tuple(_with(o, **{"deceased:not": "true"}) for o in outside)
     candidates = (
-        *({**base, "birthdate": r, **reads} for r in _slices(earliest, latest, ranges)),
+        *({**base, **r, **reads} for r in _slices(earliest, latest, ranges, patients)),
         {**base, "birthdate:missing": "true", **reads},
         *({**o, "deceased": "true", **reads} for o in outside),
     )

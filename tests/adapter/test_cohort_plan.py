@@ -8,7 +8,13 @@ import datetime
 
 import pytest
 
-from adapter.cohort_plan import MARGIN_DAYS, SLICES, plan_searches
+from adapter.cohort_plan import (
+    BY_POSITION_AT_MOST,
+    MARGIN_DAYS,
+    SLICE_PATIENTS,
+    SLICES,
+    plan_searches,
+)
 from mappings.eligibility import AgeTest, Comparator, Criterion, Kind, SexTest, Status, recognise_eligibility
 from mappings.eligibility.dates import completed
 from mappings.sources import read_protocol
@@ -44,6 +50,26 @@ def test_the_seed_study_is_filtered_on_its_first_age_criterion():
     assert all(s["_tag"] == TAG and s["_revinclude"] == ["Condition:subject", "Observation:subject"]
                for s in plan.candidate_searches)
     assert plan.observation_codes >= {"http://loinc.org|5196-1", "http://loinc.org|82810-3"}
+    assert all(s["_offset"] == "0" and s["_sort"] == "_id" for s in inside)  # paged by position
+    assert not any("_offset" in s for s in (missing, *deceased))
+
+
+def test_a_big_server_gets_slices_of_about_the_same_size():
+    """A page by position costs the server a search of its whole slice, so slices stay small."""
+    usual = plan_searches(CRITERIA, DAY, TAG, patients=SLICE_PATIENTS * SLICES)
+    assert len(usual.candidate_searches) == SLICES + 3
+    big = plan_searches(CRITERIA, DAY, TAG, patients=1_000_000).candidate_searches[:-3]
+    assert len(big) == 1_000_000 // SLICE_PATIENTS
+    bounds = [s["birthdate"] for s in big]
+    assert all(a[1] == "lt" + b[0][2:] for a, b in zip(bounds, bounds[1:], strict=False))  # disjoint, no gap
+    assert bounds[0][0] == "ge1955-06-27" and bounds[-1][1] == "le2007-07-03"
+    assert all(s["_offset"] == "0" for s in big)
+    *_, missing, old, young = plan_searches(CRITERIA, DAY, TAG, patients=1_000_000).candidate_searches
+    assert not any("_offset" in s for s in (missing, old, young))  # not sliced, may be big
+    small = plan_searches(CRITERIA, DAY, TAG, patients=BY_POSITION_AT_MOST).candidate_searches
+    assert all(s["_offset"] == "0" for s in small)
+    whole = plan_searches([], DAY, None, patients=BY_POSITION_AT_MOST + 1).candidate_searches
+    assert len(whole) == 1 and "_offset" not in whole[0]
 
 
 DAYS = [datetime.date(2025, 6, 30), datetime.date(2024, 2, 29), datetime.date(2025, 3, 1)]
@@ -74,7 +100,7 @@ def test_without_an_age_criterion_every_patient_is_read():
     plan = plan_searches([sex], DAY)
     assert plan.filtered is None and plan.excluded_searches == ()
     assert plan.candidate_searches == ({"_revinclude": ["Condition:subject", "Observation:subject"],
-                                        "_count": "50", "_sort": "_id", "_offset": "0"},)
+                                        "_count": "50"},)
     assert "none" in plan.describe()[0]
 
 
