@@ -10,8 +10,8 @@ the facts and the evidence are prescreen's, whatever they become.
 
 Each verdict goes to the :class:`Funnel` (patients remaining after each criterion, and how many of
 those need review at it) and, for a patient who is not ruled out, to the ``sink`` (the candidate
-list: :mod:`adapter.cohort_report`).  Memory holds one page and the counters, whatever the number
-of patients.  Design notes: ``docs/design/cohort.md``.
+list: :mod:`adapter.cohort_report`).  Memory holds a few pages, the counters and the ids of the
+patients screened, whatever the number of patients.  Design notes: ``docs/design/cohort.md``.
 """
 
 from __future__ import annotations
@@ -342,8 +342,9 @@ def screen(
         _screen_page(client, nct, day, chosen, bundle, result, sink, seen)
         if progress:
             progress(funnel.total, max(total, funnel.total))
-    if funnel.total < total:
-        _read_again(client, nct, day, chosen, result, sink, seen, total)
+    by_position = [s for s in plan.candidate_searches if _unpaged(s) != s]
+    if funnel.total < total and by_position:
+        _read_again(client, nct, day, chosen, result, sink, seen, total, by_position)
     result.seconds = time.monotonic() - started
     return result
 
@@ -496,17 +497,19 @@ def _read_again(
     sink: Sink | None,
     seen: set[str],
     total: int,
+    searches: Sequence[Search],
 ) -> None:
     """Fewer patients were screened than the server counted at the start.  Pages asked for by
     position are answered one by one, so a patient deleted or re-dated on the server while they were
     read shifts the later pages, and a patient may have been given twice (screened once: ``seen``) or
-    not at all.  So the candidate searches are read again with the server's own paging (a search it
-    keeps), and the patients not yet screened are screened; the result says so (``reread``)."""
+    not at all.  So the ``searches`` paged by position are read again with the server's own paging
+    (a search it keeps), and the patients not yet screened are screened; the result says so
+    (``reread``)."""
     result.reread.append(
         f"{result.funnel.total} of the {total} patients counted at the start were screened (a patient "
-        "deleted or re-dated while pages were read by position shifts the pages after it): the "
-        "candidate searches were read again with the server's paging"
+        "deleted or re-dated while pages were read by position shifts the pages after it): "
+        f"{len(searches)} searches were read again with the server's paging"
     )
-    for search in result.plan.candidate_searches:
+    for search in searches:
         for bundle in client.search_bundles("Patient", _unpaged(search)):
             _screen_page(client, nct, day, criteria, bundle, result, sink, seen)

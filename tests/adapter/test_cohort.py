@@ -224,12 +224,15 @@ class ByPosition:
     """A server paging by ``_offset`` over ``patients`` (sorted by id, two a page) that runs
     ``change(patients)`` after its first page: a patient deleted or added meanwhile shifts the
     pages after it.  Without ``_offset`` it pages a copy taken when the search starts (a kept
-    search); ``refuse`` answers ``_offset`` with a 400."""
+    search); ``refuse`` answers ``_offset`` with a 400; ``counted`` patients more are counted than
+    found."""
 
     config = ServerConfig(name="fake", base_url="http://fake.test/fhir", fhir_version="R4")
 
-    def __init__(self, patients: list[str], change: Any = None, refuse: bool = False) -> None:
-        self.patients, self.change, self.refuse = sorted(patients), change, refuse
+    def __init__(
+        self, patients: list[str], change: Any = None, refuse: bool = False, counted: int = 0
+    ) -> None:
+        self.patients, self.change, self.refuse, self.counted = sorted(patients), change, refuse, counted
         self.asked: list[dict[str, Any]] = []
 
     @staticmethod
@@ -255,7 +258,8 @@ class ByPosition:
     def search_bundles(self, resource_type: str, params: Any = None):
         self.asked.append(dict(params))
         if params.get("_summary") == "count":
-            yield {"resourceType": "Bundle", "total": len(self.patients) if self.holds(params) else 0}
+            total = len(self.patients) + self.counted if self.holds(params) else 0
+            yield {"resourceType": "Bundle", "total": total}
             return
         if not self.holds(params):
             yield self.bundle([])
@@ -280,7 +284,7 @@ ADULTS = [Criterion("age", Kind.INCLUSION, Status.COMPUTABLE, "18 to 69", source
                     test=AgeTest(((Comparator.GE, 18, "a"), (Comparator.LE, 69, "a"))))]
 
 
-def screened(server: ByPosition, monkeypatch) -> tuple[list[str], CohortResult]:
+def screened(server: ByPosition, monkeypatch, criteria: Any = ADULTS) -> tuple[list[str], CohortResult]:
     """The patients the screen evaluated, in order, and its result (two patients a page)."""
     monkeypatch.setattr("adapter.cohort_plan.PAGE_PATIENTS", 2)
     evaluated: list[str] = []
@@ -291,7 +295,7 @@ def screened(server: ByPosition, monkeypatch) -> tuple[list[str], CohortResult]:
         return real(client, nct, patient, **kwargs)
 
     monkeypatch.setattr("adapter.cohort.prescreen", spy)
-    result = screen(server, "NCT03945487", as_of=DAY, criteria=ADULTS, workers=1)  # type: ignore[arg-type]
+    result = screen(server, "NCT03945487", as_of=DAY, criteria=criteria, workers=1)  # type: ignore[arg-type]
     return evaluated, result
 
 
@@ -320,3 +324,17 @@ def test_a_server_that_refuses_paging_by_position_is_asked_without_it(monkeypatc
     assert evaluated == ["a", "b", "c"] and result.reread == []
     refused = [n for n, p in enumerate(server.asked) if "_offset" in p and server.holds(p)]
     assert len(refused) == 1 and "_offset" not in server.asked[refused[0] + 1]
+
+
+def test_only_searches_paged_by_position_are_read_again(monkeypatch):
+    """A count that the patients read do not reach (one more patient counted than found) reads the
+    searches paged by position again; a search the server pages itself is not read again."""
+    evaluated, result = screened(ByPosition(["a", "b", "c"], counted=1), monkeypatch)
+    assert evaluated == ["a", "b", "c"] and len(result.reread) == 1
+    assert f"{SLICES + 3} searches were read again" in result.reread[0]
+    monkeypatch.setattr("adapter.cohort_plan.BY_POSITION_AT_MOST", 1)  # a big server: no age, one search
+    server = ByPosition(["a", "b", "c"], counted=1)
+    evaluated, result = screened(server, monkeypatch, criteria=[])
+    assert evaluated == ["a", "b", "c"] and result.reread == []
+    assert [p for p in server.asked if "_summary" not in p] == [
+        {"_revinclude": ["Condition:subject", "Observation:subject"], "_count": "2"}]
