@@ -135,8 +135,8 @@ def _slices(
     """The birth-date range as disjoint ranges, searched in parallel and paged by position: at least
     :data:`SLICES`, and more for a big server, so that no slice holds many more than
     :data:`SLICE_PATIENTS` patients (a page by position costs the server a search of its whole
-    slice).  A range without two bounds, or of fewer days than slices, is searched whole, with the
-    server's own paging."""
+    slice).  A range without two bounds, or of fewer days than slices, is searched whole (by position
+    only on a small server, as every search there: :func:`plan_searches`)."""
     count = max(SLICES, -(-(patients or 0) // SLICE_PATIENTS))
     if earliest is None or latest is None or (latest - earliest).days < count:
         return [{"birthdate": whole}]

@@ -110,9 +110,26 @@ def _all_tests(criteria: Iterable[Criterion]) -> Iterator[Test]:
         yield from _all_tests(c.children)
 
 
+#: The last criteria asked about and the codes of their Observations: a caller screening many
+#: patients (a cohort) passes the same criteria each time, checked object by object (a Criterion is
+#: immutable), so they are worked out once.
+_last_codes: tuple[tuple[Criterion, ...], list[str]] = ((), [])
+
+
 def needed_observation_codes(criteria: Sequence[Criterion]) -> list[str]:
     """``system|code`` tokens of the Observations the criteria read (labs' LOINC codes and those of
-    the same analyte, pregnancy and breastfeeding status), sorted, each once."""
+    the same analyte, pregnancy and breastfeeding status), sorted, each once (the list is shared:
+    not to be changed)."""
+    global _last_codes
+    last, codes = _last_codes
+    if len(last) == len(criteria) and all(a is b for a, b in zip(last, criteria, strict=True)):
+        return codes
+    codes = _codes_read(criteria)
+    _last_codes = (tuple(criteria), codes)
+    return codes
+
+
+def _codes_read(criteria: Sequence[Criterion]) -> list[str]:
     status = load_table("eligibility_labs.json")["status"]
     tokens: set[str] = set()
     for test in _all_tests(criteria):
@@ -123,22 +140,6 @@ def needed_observation_codes(criteria: Sequence[Criterion]) -> list[str]:
             tokens.update(f"{LOINC}|{c}" for c in spec["loinc"])
             tokens.update(f"{SNOMED}|{c}" for c in spec["snomed"])
     return sorted(tokens)
-
-
-#: The last criteria asked about and the codes of their Observations: a caller screening many
-#: patients (a cohort) passes the same criteria each time, checked object by object (a Criterion is
-#: immutable), so they are worked out once.
-_last_codes: tuple[tuple[Criterion, ...], list[str]] = ((), [])
-
-
-def _observation_codes(criteria: Sequence[Criterion]) -> list[str]:
-    global _last_codes
-    last, codes = _last_codes
-    if len(last) == len(criteria) and all(a is b for a, b in zip(last, criteria, strict=True)):
-        return codes
-    codes = needed_observation_codes(criteria)
-    _last_codes = (tuple(criteria), codes)
-    return codes
 
 
 def _by_id(resource: Resource) -> str:
@@ -265,7 +266,7 @@ def prescreen(client: FhirClient, nct: str, patient: str, as_of: datetime.date |
         raise NotFound(f"no Patient/{pid} on server {client.config.name}", status=exc.status,
                        operation_outcome=exc.operation_outcome) from None
     chosen = list(criteria) if criteria is not None else study_criteria(client, nct)
-    resources = patient_resources(client, found, _observation_codes(chosen))
+    resources = patient_resources(client, found, needed_observation_codes(chosen))
     facts = patient_facts_from_fhir(resources, day)
     own = configured(client) if terminology is None else None
     try:

@@ -160,13 +160,13 @@ def test_the_service_refuses_bad_requests_before_any_call(web, path, kwargs, sta
 
 def test_the_observation_codes_are_those_of_the_criteria_asked_about():
     """Worked out once for the criteria a caller passes again (a cohort), afresh for others."""
-    from adapter.prescreen import _observation_codes
+    from adapter.prescreen import _codes_read
 
-    labs = [c for c in CRITERIA if needed_observation_codes([c])]
+    labs = [c for c in CRITERIA if _codes_read([c])]
     assert labs and len(labs) < len(CRITERIA)
-    assert _observation_codes(CRITERIA) == needed_observation_codes(CRITERIA)
-    assert _observation_codes(list(CRITERIA)) is _observation_codes(CRITERIA)
-    assert _observation_codes(labs[:1]) == needed_observation_codes(labs[:1])
+    assert needed_observation_codes(CRITERIA) == _codes_read(CRITERIA)
+    assert needed_observation_codes(list(CRITERIA)) is needed_observation_codes(CRITERIA)
+    assert needed_observation_codes(labs[:1]) == _codes_read(labs[:1])
     without = [c for c in CRITERIA if c is not labs[0]]
-    assert _observation_codes(without) == needed_observation_codes(without)
-    assert _observation_codes([]) == []
+    assert needed_observation_codes(without) == _codes_read(without)
+    assert needed_observation_codes([]) == []
